@@ -1,0 +1,120 @@
+"""The ``forge`` command: extract faces (train, video and dataset arrive with their issues)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from forge.clikit import err_console, fail, handle_errors, make_app, print_json
+
+app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
+
+
+class _ExtractProgress:
+    """Rich progress bar over the frames of each input, plus one line per finished input."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=err_console, disable=not enabled, transient=True,
+        )
+        self._task = None
+
+    def __enter__(self):
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.__exit__(*exc)
+
+    def start(self, path: Path, total: int | None) -> None:
+        self._task = self._progress.add_task(Path(path).name, total=total, rate="")
+
+    def advance(self, n: int) -> None:
+        task = self._progress.tasks[-1] if self._progress.tasks else None
+        if task is not None:
+            speed = task.speed
+            self._progress.update(task.id, advance=n, rate=f"{speed:.0f} fps" if speed else "")
+
+    def finish(self, result) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        if result.status == "failed":
+            err_console.print(f"[red]failed[/] {result.error}", highlight=False, soft_wrap=True)
+        elif result.status == "skipped":
+            err_console.print(f"[dim]skipped[/] {result.path} (already in the face set)", soft_wrap=True)
+        else:
+            err_console.print(
+                f"[green]done[/] {result.path}: {result.faces} faces in {result.frames_with_face}"
+                f"/{result.frames} frames, {result.kept_tracks}/{result.tracks} tracks, "
+                f"label {result.label!r}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def extract(
+    inputs: List[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Face set folder to create or extend."),
+    backend: str = typer.Option("dlib", help="Face backend: dlib (offline, CPU) or fan."),
+    crop_size: int = typer.Option(256, help="Aligned crop size in px."),
+    padding: float = typer.Option(0.25, help="Crop margin around the mean face, fraction per side."),
+    every: int = typer.Option(1, help="Process every N-th frame."),
+    min_size: int = typer.Option(64, help="Drop faces smaller than this (px, box side)."),
+    detect_size: int = typer.Option(480, help="Long side of the frame copy the detector sees."),
+    detect_every: int = typer.Option(5, help="Run the detector every N processed frames; track boxes between."),
+    embed_every: int = typer.Option(15, help="Compute identity embeddings every N processed frames (and for new faces)."),
+    identity: Optional[List[Path]] = typer.Option(None, help="Keep only this person: photo, folder, face set or reference .json (repeatable)."),
+    identity_threshold: float = typer.Option(0.6, help="Max embedding distance for --identity."),
+    label: Optional[str] = typer.Option(None, help="Identity label for the rows (default: the reference's name, else each file's folder)."),
+    max_frames: Optional[int] = typer.Option(None, help="Stop each video after this many frames."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Detect, align and save every face of the inputs as a face set (resumable)."""
+    from forge.extract import ExtractConfig, extract as run_extract
+
+    config = ExtractConfig(
+        backend=backend, detect_size=detect_size, detect_every=detect_every, embed_every=embed_every, crop_size=crop_size,
+        padding=padding, every=every, min_size=min_size, identity=[str(p) for p in identity or []],
+        identity_threshold=identity_threshold, label=label, max_frames=max_frames,
+    )
+    with _ExtractProgress(enabled=err_console.is_terminal) as progress:
+        summary = run_extract(inputs, out, config, progress=progress)
+    if json_out:
+        print_json(summary.to_json())
+    else:
+        done = [s for s in summary.sources if s.status != "failed"]
+        typer.echo(f"{summary.out}: {summary.faces_total} faces from {len(done)} inputs")
+    if summary.failed:
+        if len(summary.failed) == len(summary.sources):
+            fail(summary.failed[0].error if len(summary.failed) == 1
+                 else f"no input could be used ({len(summary.failed)} failed; first: {summary.failed[0].error})")
+        fail(f"{len(summary.failed)} of {len(summary.sources)} inputs failed (first: {summary.failed[0].error})")
+
+
+@app.command()
+@handle_errors
+def sample(
+    out: Path = typer.Argument(Path("sample.mp4"), help="Where to write the clip."),
+    frames: int = typer.Option(48, help="Number of frames."),
+) -> None:
+    """Write a short real-face test clip (scikit-image's astronaut, panned, with a tone)."""
+    from forge.sample import write_sample
+
+    if frames < 1:
+        fail("--frames must be at least 1")
+    typer.echo(write_sample(out, frames=frames))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

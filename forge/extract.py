@@ -1,0 +1,448 @@
+"""Videos and images -> a face set (aligned crops + faces.jsonl), resumable and atomic.
+
+Per video: decode -> detect (every ``detect_every``-th processed frame, on a downscaled copy) or
+reuse each track's box from its previous landmarks -> 68 landmarks -> identity embedding (on
+detection frames and for new tracks) -> track -> align -> write the crop. With ``identity``,
+whole tracks are kept or dropped by their median distance to the reference.
+
+Atomicity: a new face set is built in ``OUT.partial`` and renamed to ``OUT`` when the run ends;
+each input is finished as a unit (its crops are moved in and its rows appended, then the input
+is marked done in sources.jsonl). A killed run resumes from ``OUT.partial`` (or ``OUT``),
+skipping inputs already marked done and discarding half-written ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from forge import __version__
+from forge.errors import InputError
+from forge.faces.align import face_affine, warp_face
+from forge.faces.backends import create_backend
+from forge.faces.identity import DEFAULT_THRESHOLD, Embedder, Reference, enrol, match_track
+from forge.faces.track import Tracker, box_iou
+from forge.faces.types import Face
+from forge.faceset import FACESET_KIND, FACESET_VERSION, read_jsonl
+from forge.media import collect_media, is_image, load_image, sha256_file
+from forge.timing import StageTimer
+from forge.video import probe, read_frames
+
+
+@dataclass
+class ExtractConfig:
+    backend: str = "dlib"
+    detect_size: int = 480  # long side of the frame copy the detector sees (dlib)
+    detect_every: int = 5  # full detection every N processed frames; boxes are tracked between
+    embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
+    crop_size: int = 256
+    padding: float = 0.25  # fraction of the crop on each side around the template's unit square
+    every: int = 1  # process every N-th frame of a video
+    min_size: int = 64  # faces smaller than this (box side, frame px) are dropped
+    identity: list[str] = field(default_factory=list)  # reference photos/folders/face sets/json
+    identity_threshold: float = DEFAULT_THRESHOLD
+    label: str | None = None  # identity label for the rows; default: reference name or folder
+    max_frames: int | None = None  # stop each video after this many decoded frames
+
+    def check(self) -> None:
+        for name in ("detect_size", "detect_every", "embed_every", "crop_size", "every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0.0 <= self.padding < 0.5:
+            raise InputError("--padding must be in [0, 0.5)")
+        if self.min_size < 0:
+            raise InputError("--min-size must not be negative")
+
+
+@dataclass
+class SourceResult:
+    path: str
+    source_id: str = ""
+    status: str = "done"  # done | skipped | failed
+    frames: int = 0  # processed frames
+    frames_with_face: int = 0
+    faces: int = 0  # rows written
+    tracks: int = 0
+    kept_tracks: int = 0
+    label: str = ""
+    error: str = ""
+
+
+@dataclass
+class ExtractSummary:
+    out: str
+    sources: list[SourceResult]
+    timings: dict[str, float]
+    faces_total: int
+
+    @property
+    def failed(self) -> list[SourceResult]:
+        return [s for s in self.sources if s.status == "failed"]
+
+    def to_json(self) -> dict:
+        return {"out": self.out, "faces_total": self.faces_total, "timings": self.timings,
+                "sources": [asdict(s) for s in self.sources]}
+
+
+def _box_from_landmarks(points: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """Box in the detector's convention, placed relative to the landmarks' extent."""
+    lo, hi = points.min(0), points.max(0)
+    centre = (lo + hi) / 2
+    extent = float(max(hi - lo))
+    return (np.concatenate([centre, centre]) + rel * extent).astype(np.float32)
+
+
+def _rel_box(box: np.ndarray, points: np.ndarray) -> np.ndarray:
+    lo, hi = points.min(0), points.max(0)
+    centre = (lo + hi) / 2
+    extent = float(max(hi - lo))
+    return ((box - np.concatenate([centre, centre])) / max(extent, 1e-6)).astype(np.float32)
+
+
+class Extractor:
+    """Runs one face set's worth of extraction; holds the models so they load once."""
+
+    def __init__(self, config: ExtractConfig) -> None:
+        config.check()
+        self.config = config
+        options = {"detect_size": config.detect_size} if config.backend == "dlib" else {}
+        try:
+            self.backend = create_backend(config.backend, **options)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.embedder = Embedder()
+        self.reference: Reference | None = None
+        self.largest_dropped = 0.0  # size of the largest face below min_size in the current input
+        if config.identity:
+            self.reference = enrol(config.identity, self.backend, self.embedder)
+
+    def faces_in_video(
+        self, path: Path, timer: StageTimer, progress: Callable[[int], None] | None = None
+    ) -> tuple[list[tuple[Face, int, float]], int, list]:
+        """All faces of a video with their track ids and frame times.
+
+        Returns (faces as (face, track id, time), processed frame count, tracks).
+        """
+        cfg = self.config
+        tracker = Tracker()
+        rel_boxes: dict[int, np.ndarray] = {}  # track id -> box relative to its landmarks
+        scores: dict[int, float] = {}
+        found: list[tuple[Face, int, float]] = []
+        processed = 0
+        force_detect = True
+        for frame in timer.iterate("decode", read_frames(path, every=cfg.every, limit=cfg.max_frames)):
+            image = frame.image
+            live = tracker.live_boxes()
+            detect_now = force_detect or not live or processed % cfg.detect_every == 0
+            force_detect = False
+            if detect_now:
+                with timer("detect"):
+                    boxes, box_scores = self.backend.detect(image)
+                track_hint = [None] * len(boxes)
+            else:
+                boxes = np.stack([_box_from_landmarks(lms, rel_boxes.get(tid, np.array([-.55, -.65, .55, .5])))
+                                  for tid, _, lms in live])
+                box_scores = np.array([scores.get(tid, 0.0) for tid, _, _ in live], np.float32)
+                track_hint = [tid for tid, _, _ in live]
+            with timer("landmarks"):
+                points = self.backend.landmarks(image, boxes) if len(boxes) else np.zeros((0, 68, 2))
+            faces = []
+            lost_track = False
+            for box, lms, score, hint in zip(boxes, points, box_scores, track_hint):
+                if hint is not None:
+                    # a reused box is trusted only while the landmarks still fill it
+                    if box_iou(box, _box_from_landmarks(lms, rel_boxes.get(hint, np.zeros(4))))[0, 0] < 0.5:
+                        lost_track = True
+                        continue
+                face = Face(frame_index=frame.index, box=np.asarray(box, np.float32),
+                            landmarks=lms.astype(np.float32), score=float(score), backend=self.backend.name)
+                if face.size >= cfg.min_size:
+                    faces.append((face, hint))
+                else:
+                    self.largest_dropped = max(self.largest_dropped, face.size)
+            if lost_track:
+                force_detect = True
+            embed_now = processed % cfg.embed_every == 0
+            need = [i for i, (f, hint) in enumerate(faces)
+                    if embed_now or hint is None and not _continues_track(f, live)
+                    or hint is not None and tracker.needs_embedding(hint)]
+            if need:
+                with timer("embed"):
+                    embs = self.embedder.embed(image, np.stack([faces[i][0].landmarks for i in need]))
+                for i, emb in zip(need, embs):
+                    faces[i] = (_with_embedding(faces[i][0], emb), faces[i][1])
+            plain = [f for f, _ in faces]
+            ids = tracker.update(plain)
+            for face, tid, hint in zip(plain, ids, [h for _, h in faces]):
+                if hint is None:  # detector box: remember how it sits on the landmarks
+                    rel_boxes[tid] = _rel_box(face.box, face.landmarks)
+                    scores[tid] = face.score
+                found.append((face, tid, frame.time))
+            processed += 1
+            if progress:
+                progress(1)
+        return found, processed, tracker.tracks()
+
+    def faces_in_image(self, path: Path, timer: StageTimer) -> tuple[list[tuple[Face, int, float]], list]:
+        with timer("decode"):
+            image = load_image(path)
+        with timer("detect"):
+            boxes, box_scores = self.backend.detect(image)
+        with timer("landmarks"):
+            points = self.backend.landmarks(image, boxes) if len(boxes) else np.zeros((0, 68, 2))
+        faces = [Face(frame_index=0, box=b, landmarks=p.astype(np.float32), score=float(s),
+                      backend=self.backend.name) for b, p, s in zip(boxes, points, box_scores)]
+        self.largest_dropped = max([f.size for f in faces if f.size < self.config.min_size], default=0.0)
+        faces = [f for f in faces if f.size >= self.config.min_size]
+        if faces:
+            with timer("embed"):
+                embs = self.embedder.embed_faces(image, faces)
+            faces = [_with_embedding(f, e) for f, e in zip(faces, embs)]
+        from forge.faces.types import FaceTrack
+
+        tracks = [FaceTrack(track_id=i, faces=(f,)) for i, f in enumerate(faces)]
+        return [(f, i, 0.0) for i, f in enumerate(faces)], tracks
+
+
+def _continues_track(face: Face, live: list) -> bool:
+    """True if a detected face sits where a live track's face was (no new person to embed)."""
+    return any(box_iou(face.box, box)[0, 0] >= 0.5 for _, box, _ in live)
+
+
+def _with_embedding(face: Face, emb: np.ndarray) -> Face:
+    from dataclasses import replace
+
+    return replace(face, embedding=emb.astype(np.float32))
+
+
+def _default_label(path: Path, config: ExtractConfig, reference: Reference | None) -> str:
+    if config.label:
+        return config.label
+    if reference is not None:
+        return reference.name
+    return path.parent.name or path.stem
+
+
+def _prepare_root(out: Path, config: ExtractConfig) -> Path:
+    """The folder to build in: ``out`` if it is already a face set, else ``out.partial``."""
+    resolved = {k: v for k, v in asdict(config).items()}
+    if out.exists():
+        meta_path = out / "faceset.json"
+        if not meta_path.is_file():
+            raise InputError(f"{out}: exists and is not a face set; choose another --out")
+        root = out
+    else:
+        root = out.with_name(out.name + ".partial")
+        root.mkdir(parents=True, exist_ok=True)
+        meta_path = root / "faceset.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        for key in ("crop_size", "padding", "backend"):
+            if meta.get(key) != resolved[key]:
+                raise InputError(
+                    f"{out}: was made with {key}={meta.get(key)!r}, not {resolved[key]!r}; use another --out"
+                )
+    else:
+        _write_json(meta_path, {
+            "kind": FACESET_KIND, "version": FACESET_VERSION, "crop_size": config.crop_size,
+            "padding": config.padding, "backend": config.backend, "code_version": __version__,
+            "config": resolved,
+        })
+    _discard_unfinished(root)
+    return root
+
+
+def _discard_unfinished(root: Path) -> None:
+    """Drop whatever a killed run left of inputs it had not finished."""
+    shutil.rmtree(root / ".work", ignore_errors=True)
+    done = {row["source_id"] for row in read_jsonl(root / "sources.jsonl")}
+    crops = root / "crops"
+    if crops.is_dir():
+        for folder in crops.iterdir():
+            if folder.name not in {sid[:16] for sid in done}:
+                shutil.rmtree(folder, ignore_errors=True)
+    faces_path = root / "faces.jsonl"
+    rows = read_jsonl(faces_path)
+    kept = [r for r in rows if r["source_id"] in done]
+    if len(kept) != len(rows):
+        _write_lines(faces_path, kept)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def _write_lines(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+
+
+def _append_lines(path: Path, rows: list[dict]) -> None:
+    with open(path, "a") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def extract(
+    inputs: list[str | Path],
+    out: str | Path,
+    config: ExtractConfig,
+    progress=None,
+) -> ExtractSummary:
+    """Extract faces of every input into the face set at ``out``.
+
+    ``progress``, if given, is an object with ``start(path, total)``, ``advance(n)`` and
+    ``finish(result)`` (the CLI's rich progress bar). Raises InputError when the inputs cannot
+    be used at all; per-input failures are reported in the summary.
+    """
+    out = Path(out)
+    media = collect_media(inputs)
+    extractor = Extractor(config)
+    root = _prepare_root(out, config)
+    done = {row["source_id"] for row in read_jsonl(root / "sources.jsonl")}
+    timer = StageTimer()
+    results: list[SourceResult] = []
+    for path in media:
+        result = SourceResult(path=str(path))
+        results.append(result)
+        try:
+            with timer("hash"):
+                result.source_id = sha256_file(path)
+            if result.source_id in done:
+                result.status = "skipped"
+                if progress:
+                    progress.finish(result)
+                continue
+            _extract_one(extractor, path, root, result, timer, progress)
+            done.add(result.source_id)
+        except InputError as exc:
+            result.status = "failed"
+            result.error = str(exc)
+            shutil.rmtree(root / ".work", ignore_errors=True)
+        if progress:
+            progress.finish(result)
+    faces_total = len(read_jsonl(root / "faces.jsonl"))
+    shutil.rmtree(root / ".work", ignore_errors=True)
+    if root != out:
+        if faces_total:
+            os.replace(root, out)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return ExtractSummary(out=str(out), sources=results, timings=timer.as_dict(), faces_total=faces_total)
+
+
+def _extract_one(extractor: Extractor, path: Path, root: Path, result: SourceResult,
+                 timer: StageTimer, progress) -> None:
+    cfg = extractor.config
+    extractor.largest_dropped = 0.0
+    if is_image(path):
+        if progress:
+            progress.start(path, 1)
+        found, tracks = extractor.faces_in_image(path, timer)
+        result.frames = 1
+        if progress:
+            progress.advance(1)
+    else:
+        info = probe(path)
+        total = info.frame_count // cfg.every if info.frame_count else None
+        if cfg.max_frames:
+            total = min(total or cfg.max_frames, -(-cfg.max_frames // cfg.every))
+        if progress:
+            progress.start(path, total)
+        found, result.frames, tracks = extractor.faces_in_video(
+            path, timer, progress.advance if progress else None
+        )
+    result.tracks = len(tracks)
+    if not found:
+        raise InputError(_no_face_message(path, extractor))
+    keep_tracks = {t.track_id for t in tracks}
+    if extractor.reference is not None:
+        keep_tracks = {t.track_id for t in tracks
+                       if match_track(t, extractor.reference, cfg.identity_threshold)[0]}
+        if not keep_tracks:
+            raise InputError(f"{path}: no face matches the identity {extractor.reference.name!r}")
+    result.kept_tracks = len(keep_tracks)
+    result.label = _default_label(path, cfg, extractor.reference)
+    short = result.source_id[:16]
+    work = root / ".work" / short
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    frames_with_face = set()
+    for face, track_id, time in found:
+        if track_id not in keep_tracks:
+            continue
+        with timer("align"):
+            affine = face_affine(face.landmarks, cfg.crop_size, cfg.padding)
+        rows.append((face, track_id, time, affine))
+        frames_with_face.add(face.frame_index)
+    _write_crops(path, rows, work, cfg, timer, is_image(path))
+    table = []
+    for face, track_id, time, affine in rows:
+        table.append({
+            "source_id": result.source_id, "source_path": str(path), "frame_index": face.frame_index,
+            "time": round(float(time), 4), "track_id": int(track_id), "identity": result.label,
+            "box": [round(float(v), 2) for v in face.box],
+            "landmarks": np.round(face.landmarks.astype(float), 2).tolist(),
+            "affine": np.round(affine.astype(float), 6).tolist(), "crop_size": cfg.crop_size,
+            "padding": cfg.padding, "score": round(float(face.score), 4), "backend": face.backend,
+            "crop": f"crops/{short}/{face.frame_index:06d}_t{track_id}.png",
+        })
+    result.faces = len(table)
+    result.frames_with_face = len(frames_with_face)
+    with timer("write"):
+        crops = root / "crops"
+        crops.mkdir(exist_ok=True)
+        shutil.rmtree(crops / short, ignore_errors=True)
+        os.replace(work, crops / short)
+        _append_lines(root / "faces.jsonl", table)
+        _append_lines(root / "sources.jsonl", [{
+            "source_id": result.source_id, "path": str(path), "label": result.label,
+            "frames": result.frames, "frames_with_face": result.frames_with_face,
+            "faces": result.faces, "tracks": result.tracks, "kept_tracks": result.kept_tracks,
+        }])
+
+
+def _write_crops(path: Path, rows, work: Path, cfg: ExtractConfig, timer: StageTimer, image_input: bool) -> None:
+    """Second pass over the source: cut and save the crops of the kept faces.
+
+    Decoding twice is cheaper than holding every frame of a video in memory while tracks are
+    still being decided, and decode is the cheapest stage (see BENCHMARKS.md).
+    """
+    by_frame: dict[int, list] = {}
+    for face, track_id, _, affine in rows:
+        by_frame.setdefault(face.frame_index, []).append((track_id, affine))
+    if image_input:
+        with timer("decode"):
+            frames = [(0, load_image(path))]
+    else:
+        frames = ((f.index, f.image) for f in timer.iterate(
+            "decode", read_frames(path, every=cfg.every, limit=cfg.max_frames)))
+    for index, image in frames:
+        for track_id, affine in by_frame.get(index, []):
+            with timer("align"):
+                crop = warp_face(image, affine, cfg.crop_size)
+            with timer("write"):
+                cv2.imwrite(str(work / f"{index:06d}_t{track_id}.png"), crop[..., ::-1],
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
+
+
+def _no_face_message(path: Path, extractor: Extractor) -> str:
+    min_size = extractor.config.min_size
+    if extractor.largest_dropped > 0:
+        return (f"{path}: faces are too small: the largest is {extractor.largest_dropped:.0f} px, "
+                f"below --min-size {min_size}")
+    return f"{path}: no face found"

@@ -1,0 +1,230 @@
+"""Face detection + 68-point landmark backends, chosen by name.
+
+- ``dlib`` (default): HOG detector on a resized copy of the frame, boxes mapped back, the 68-point
+  shape predictor on the full frame. Offline, CPU; models come from face-recognition-models.
+- ``fan``: face-alignment's S3FD or BlazeFace detector and 2D/3D FAN landmarks, batched on the GPU
+  when there is one. Its weights are downloaded on first use into torch's hub cache; offline it
+  fails within seconds, naming that folder.
+
+Every backend offers ``detect`` (boxes + scores) and ``landmarks`` (for given boxes), so a caller
+can skip detection and reuse a tracked box, and ``faces`` for both at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+
+from forge.errors import InputError
+from forge.faces.types import Face
+
+
+class BackendUnavailable(InputError):
+    """A backend cannot run here (missing weights offline, missing package)."""
+
+
+class FaceBackend(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 RGB -> boxes (N, 4) float32 frame px, scores (N,) float32."""
+
+    def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) frame px -> landmarks (N, 68, 2) float32 frame px."""
+
+    def faces(self, image: np.ndarray, frame_index: int = 0) -> list[Face]:
+        """Detect every face of one frame, with landmarks."""
+
+
+def _faces_from(backend, image: np.ndarray, frame_index: int) -> list[Face]:
+    boxes, scores = backend.detect(image)
+    if len(boxes) == 0:
+        return []
+    points = backend.landmarks(image, boxes)
+    return [
+        Face(frame_index=frame_index, box=box, landmarks=lms, score=float(score),
+             backend=backend.name)
+        for box, lms, score in zip(boxes, points, scores)
+    ]
+
+
+def model_file(name: str) -> Path:
+    """Path of one of face-recognition-models' files, found without importing the package
+    (its __init__ imports pkg_resources, which new setuptools no longer ships)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailable(
+            "face-recognition-models is not installed: pip install face-recognition-models"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise BackendUnavailable(f"face-recognition-models has no {name} (looked in {path.parent})")
+    return path
+
+
+@dataclass
+class DlibBackend:
+    """dlib HOG detection at ``detect_size`` px (long side) and 68-point landmarks at full size.
+
+    Frames are resized so their long side is ``detect_size`` (up to 4x up for small photos, so
+    that 80 px faces reach HOG's 80 px window), which also makes detection cost independent of
+    the input resolution.
+    """
+
+    detect_size: int = 480
+    upsample: int = 0
+    threshold: float = 0.0  # HOG SVM margin a detection must exceed
+    name: str = "dlib"
+
+    def __post_init__(self) -> None:
+        import dlib
+
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = image.shape[:2]
+        scale = min(self.detect_size / max(height, width), 4.0)
+        small = image
+        if abs(scale - 1.0) > 1e-3:
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=interp)
+        rects, scores, _ = self._detector.run(small, self.upsample, self.threshold)
+        if not rects:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32)
+        boxes /= scale
+        return boxes, np.asarray(scores, np.float32)
+
+    def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        import dlib
+
+        out = np.empty((len(boxes), 68, 2), np.float32)
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            rect = dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))
+            shape = self._predictor(image, rect)
+            out[i] = [(p.x, p.y) for p in shape.parts()]
+        return out
+
+    def faces(self, image: np.ndarray, frame_index: int = 0) -> list[Face]:
+        return _faces_from(self, image, frame_index)
+
+
+@dataclass
+class FanBackend:
+    """face-alignment (Bulat & Tzimiropoulos 2017): S3FD/BlazeFace + 2D or 3D FAN."""
+
+    detector: str = "sfd"  # "sfd" or "blazeface"
+    landmarks_type: str = "2d"  # "2d" or "3d"
+    device: str = "cpu"
+    batch_size: int = 8
+    connect_timeout: float = 3.0
+    name: str = "fan"
+
+    def __post_init__(self) -> None:
+        if importlib.util.find_spec("face_alignment") is None:
+            raise BackendUnavailable("the fan backend needs face-alignment: pip install face-alignment")
+        if self.detector not in ("sfd", "blazeface"):
+            raise ValueError(f"unknown fan detector {self.detector!r}; choose from ['blazeface', 'sfd']")
+        if self.landmarks_type not in ("2d", "3d"):
+            raise ValueError(f"unknown landmarks type {self.landmarks_type!r}; choose from ['2d', '3d']")
+        self._ensure_weights_reachable()
+        import face_alignment
+        import torch
+
+        kind = (face_alignment.LandmarksType.TWO_D if self.landmarks_type == "2d"
+                else face_alignment.LandmarksType.THREE_D)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self._fa = face_alignment.FaceAlignment(
+            kind, device=self.device, dtype=dtype, face_detector=self.detector, compile=False,
+            max_batch_size=self.batch_size, flip_input=False,
+        )
+
+    def weight_files(self) -> dict[str, str]:
+        """{file name in the hub cache: its download URL} for this configuration."""
+        from face_alignment import api
+        from face_alignment.detection.blazeface import blazeface_detector
+        from face_alignment.detection.sfd import sfd_detector
+
+        urls = [api.models_urls["2DFAN-4" if self.landmarks_type == "2d" else "3DFAN-4"]]
+        if self.landmarks_type == "3d":
+            urls.append(api.models_urls["depth"])
+        if self.detector == "sfd":
+            urls.append(sfd_detector.models_urls["s3fd"])
+        else:
+            urls += [blazeface_detector.models_urls["blazeface_weights"],
+                     blazeface_detector.models_urls["blazeface_anchors"]]
+        return {os.path.basename(urlparse(u).path): u for u in urls}
+
+    def _ensure_weights_reachable(self) -> None:
+        import torch.hub
+
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        missing = {n: u for n, u in self.weight_files().items() if not (cache / n).is_file()}
+        if not missing:
+            return
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SWAPSCOPE_OFFLINE") == "1"
+        host = urlparse(next(iter(missing.values()))).hostname
+        if not offline:
+            try:
+                socket.create_connection((host, 443), timeout=self.connect_timeout).close()
+                return  # face-alignment downloads them on construction
+            except OSError:
+                pass
+        raise BackendUnavailable(
+            f"the fan backend needs {', '.join(sorted(missing))} in {cache} and cannot download "
+            f"them (offline); use --backend dlib, or copy the files there"
+        )
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = self._fa.face_detector.detect_from_image(image.copy())  # RGB, as its API passes it
+        if len(found) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        found = np.asarray(found, np.float32)
+        return found[:, :4], found[:, 4]
+
+    def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if len(boxes) == 0:
+            return np.zeros((0, 68, 2), np.float32)
+        points = self._fa.get_landmarks_from_image(image, detected_faces=_as_fa_boxes(boxes))
+        return np.stack([p[:, :2] for p in points]).astype(np.float32)
+
+    def faces(self, image: np.ndarray, frame_index: int = 0) -> list[Face]:
+        boxes, scores = self.detect(image)
+        if len(boxes) == 0:
+            return []
+        points = self._fa.get_landmarks_from_image(image, detected_faces=_as_fa_boxes(boxes))
+        return [
+            Face(frame_index=frame_index, box=box, landmarks=p[:, :2].astype(np.float32),
+                 score=float(score), backend=self.name,
+                 landmarks_3d=p.astype(np.float32) if p.shape[1] == 3 else None)
+            for box, p, score in zip(boxes, points, scores)
+        ]
+
+
+def _as_fa_boxes(boxes: np.ndarray) -> list[np.ndarray]:
+    # face-alignment assigns box coordinates into torch tensors, which take float64 (a Python
+    # float subclass) but not numpy float32
+    return [np.asarray(b, np.float64) for b in boxes]
+
+
+_BACKENDS: dict[str, Callable[..., FaceBackend]] = {"dlib": DlibBackend, "fan": FanBackend}
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def create_backend(name: str, **options) -> FaceBackend:
+    """Build a backend by name; options go to its dataclass (unknown ones are an error)."""
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose from {backend_names()}")
+    return _BACKENDS[name](**options)

@@ -1,0 +1,60 @@
+"""Shared fixtures: self-made media from skimage's astronaut, and the one way to find
+../shared/data (skipped with a reason where absent; required when CI=true)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded in tests
+os.environ.setdefault("SWAPSCOPE_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path | None:
+    env = os.environ.get("SWAPSCOPE_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "data", REPO / ".." / ".." / "shared" / "data"]
+    for cand in candidates:
+        if (cand / "CARD.md").is_file():
+            return cand.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data: real videos, identity photos and dev fakes (never committed)."""
+    found = _shared_data_dir()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI=true but ../shared/data is missing: the sample data must be present in CI")
+        pytest.skip("sample data ../shared/data not found (set SWAPSCOPE_SHARED_DATA to its path)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """(512, 512, 3) uint8 RGB: a real face that ships with scikit-image."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory, astronaut) -> Path:
+    """A 24-frame 320x320 clip of the astronaut's face moving, with a sine-tone audio track."""
+    from forge.sample import moving_face_frames, write_clip
+
+    path = tmp_path_factory.mktemp("media") / "astronaut.mp4"
+    return write_clip(path, moving_face_frames(astronaut, 24), fps=25, audio_seconds=1.0)
+
+
+@pytest.fixture(scope="session")
+def dlib_backend():
+    from forge.faces.backends import create_backend
+
+    return create_backend("dlib")

@@ -1,0 +1,78 @@
+import time
+
+import numpy as np
+import pytest
+
+from forge.errors import InputError
+from forge.faces.backends import BackendUnavailable, backend_names, create_backend
+
+
+def test_dlib_finds_the_astronaut_with_68_landmarks(astronaut, dlib_backend):
+    faces = dlib_backend.faces(astronaut, frame_index=7)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.frame_index == 7 and face.backend == "dlib"
+    assert face.landmarks.shape == (68, 2) and face.landmarks.dtype == np.float32
+    x1, y1, x2, y2 = face.box
+    # her face is around x 180-275, y 75-175 in the 512 px image
+    assert 150 < x1 < 200 and 250 < x2 < 300 and 50 < y1 < 100 and 150 < y2 < 200
+    inside = (face.landmarks[:, 0] > x1 - 20) & (face.landmarks[:, 0] < x2 + 20)
+    assert inside.all()
+
+
+def test_dlib_maps_boxes_back_from_the_downscaled_frame(astronaut):
+    import cv2
+
+    big = cv2.resize(astronaut, (1536, 1536))
+    small_box = create_backend("dlib", detect_size=480).faces(astronaut)[0].box
+    big_box = create_backend("dlib", detect_size=480).faces(big)[0].box
+    np.testing.assert_allclose(big_box / 3.0, small_box, atol=6.0)
+
+
+def test_dlib_finds_small_faces_by_upscaling(astronaut):
+    import cv2
+
+    tiny = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)  # face ~25 px
+    assert len(create_backend("dlib").faces(tiny)) == 1
+
+
+def test_unknown_backend_lists_the_choices():
+    with pytest.raises(ValueError, match=r"unknown backend 'x'; choose from \['dlib', 'fan'\]"):
+        create_backend("x")
+    assert backend_names() == ["dlib", "fan"]
+
+
+def test_fan_fails_fast_offline_naming_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(BackendUnavailable) as info:
+        create_backend("fan")
+    assert time.perf_counter() - start < 10
+    message = str(info.value)
+    assert str(tmp_path / "hub" / "checkpoints") in message and "\n" not in message
+    assert isinstance(info.value, InputError)
+
+
+def test_fan_runs_with_stand_in_weights(tmp_path, monkeypatch, astronaut):
+    """The real integration path with random weights of the right names: the landmarks are
+    meaningless, the plumbing (cache lookup, detector, FAN, shapes, coordinates) is not."""
+    import torch
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(FAN(4).state_dict(), cache / "2DFAN4-11f355bf06.pth.tar")
+    # zeroed detector: every anchor scores exactly 0.5, below its filter, so it finds nothing
+    torch.save({k: torch.zeros_like(v) for k, v in s3fd().state_dict().items()},
+               cache / "s3fd-619a316812.pth")
+
+    backend = create_backend("fan", device="cpu")
+    assert set(backend.weight_files()) == {"2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"}
+    box = np.array([[180.0, 75.0, 275.0, 175.0]], np.float32)
+    points = backend.landmarks(astronaut, box)
+    assert points.shape == (1, 68, 2) and np.isfinite(points).all()
+    assert backend.faces(astronaut[:256, :256]) == []

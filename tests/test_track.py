@@ -1,0 +1,77 @@
+import numpy as np
+
+from forge.faces.track import OneEuro, Tracker, box_iou, landmark_jitter, one_euro, smooth_track
+from forge.faces.types import Face, FaceTrack
+
+
+def _face(frame, x, y, size=100, embedding=None):
+    box = np.array([x, y, x + size, y + size], np.float32)
+    lms = np.zeros((68, 2), np.float32) + [x + size / 2, y + size / 2]
+    lms[36:42] -= [size / 4, 0]
+    lms[42:48] += [size / 4, 0]
+    return Face(frame_index=frame, box=box, landmarks=lms, score=1.0, backend="test", embedding=embedding)
+
+
+def test_box_iou_of_identical_and_disjoint_boxes():
+    iou = box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(iou, [[1.0, 0.0]])
+
+
+def test_moving_face_stays_one_track():
+    tracker = Tracker()
+    ids = [tracker.update([_face(i, 10 + 5 * i, 20)])[0] for i in range(30)]
+    assert set(ids) == {0}
+
+
+def test_track_survives_two_missed_frames_but_not_three():
+    tracker = Tracker(max_missed=2)
+    a = tracker.update([_face(0, 10, 10)])[0]
+    tracker.update([])
+    tracker.update([])
+    assert tracker.update([_face(3, 12, 10)])[0] == a
+    for _ in range(3):
+        tracker.update([])
+    assert tracker.update([_face(7, 12, 10)])[0] != a
+
+
+def test_two_people_side_by_side_get_two_tracks():
+    tracker = Tracker()
+    for i in range(10):
+        left, right = tracker.update([_face(i, 10, 10), _face(i, 300, 10)])
+        assert (left, right) == (0, 1)
+
+
+def test_another_person_in_the_same_place_starts_a_new_track():
+    tracker = Tracker(split_distance=0.6)
+    alice, bob = np.zeros(128, np.float32), np.full(128, 0.1, np.float32)  # distance 1.13
+    first = tracker.update([_face(0, 10, 10, embedding=alice)])[0]
+    assert tracker.update([_face(1, 10, 10, embedding=alice)])[0] == first
+    assert tracker.update([_face(2, 10, 10, embedding=bob)])[0] != first
+    assert len(tracker.tracks()) == 2
+
+
+def test_one_euro_removes_jitter_at_rest_and_follows_fast_motion():
+    rng = np.random.default_rng(0)
+    t = np.arange(120) / 30.0
+    truth = np.where(t < 2.0, 100.0, 100.0 + 600.0 * (t - 2.0))  # still, then 600 px/s
+    noisy = truth + rng.normal(0, 2.0, t.shape)
+    scale = np.full(len(t), 100.0)  # a 100 px face
+    smoothed = one_euro(noisy[:, None], t, OneEuro(), scale=scale)[:, 0]
+    fixed = one_euro(noisy[:, None], t, OneEuro(beta=0.0), scale=scale)[:, 0]  # plain 1 Hz low-pass
+    still, moving = (t > 0.4) & (t < 1.9), t > 2.5
+    assert np.std(smoothed[still] - truth[still]) < 0.6 * np.std(noisy[still] - truth[still])
+    lag = np.abs(smoothed[moving] - truth[moving]).mean()
+    assert lag < 0.2 * np.abs(fixed[moving] - truth[moving]).mean()
+
+
+def test_smooth_track_lowers_landmark_jitter():
+    rng = np.random.default_rng(1)
+    faces = []
+    for i in range(60):
+        f = _face(i, 100, 100)
+        noisy = f.landmarks + rng.normal(0, 1.5, f.landmarks.shape).astype(np.float32)
+        faces.append(Face(frame_index=i, box=f.box, landmarks=noisy, score=1.0, backend="test"))
+    track = FaceTrack(track_id=0, faces=tuple(faces))
+    raw = landmark_jitter(np.stack([f.landmarks for f in faces]))
+    smooth = landmark_jitter(np.stack([f.landmarks for f in smooth_track(track, np.arange(60) / 30.0).faces]))
+    assert smooth < 0.5 * raw
