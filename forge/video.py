@@ -117,7 +117,9 @@ def read_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
                             f"{path}: frames of {frame.width}x{frame.height} are larger than "
                             f"the {MAX_PIXELS // 1_000_000} MP this tool accepts"
                         )
-                    image = _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0))
+                    # rows can be padded to the codec's line size; dlib and cv2 need them packed
+                    image = np.ascontiguousarray(
+                        _rotate(frame.to_ndarray(format="rgb24"), int(frame.rotation or 0)))
                     time = float(frame.time) if frame.time is not None else index / 25.0
                     yield Frame(index=index, time=time, pts=frame.pts, image=image)
                 index += 1

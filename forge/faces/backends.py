@@ -91,6 +91,7 @@ class DlibBackend:
         self._predictor = dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        image = np.ascontiguousarray(image)
         height, width = image.shape[:2]
         scale = min(self.detect_size / max(height, width), 4.0)
         small = image
@@ -107,6 +108,7 @@ class DlibBackend:
     def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         import dlib
 
+        image = np.ascontiguousarray(image)
         out = np.empty((len(boxes), 68, 2), np.float32)
         for i, (x1, y1, x2, y2) in enumerate(boxes):
             rect = dlib.rectangle(int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2)))

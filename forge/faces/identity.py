@@ -40,6 +40,7 @@ class Embedder:
 
         if len(landmarks) == 0:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
+        image = np.ascontiguousarray(image)
         chips = []
         for points in landmarks:
             x1, y1 = points.min(axis=0)

@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmark scripts: where the sample data is, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data(arg: str | None = None) -> Path:
+    path = Path(arg or os.environ.get("SWAPSCOPE_SHARED_DATA") or REPO.parent / "shared" / "data")
+    if not (path / "CARD.md").is_file():
+        raise SystemExit(f"sample data not found at {path}; pass --data or set SWAPSCOPE_SHARED_DATA")
+    return path
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} cores, {cpu}, {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
