@@ -42,7 +42,7 @@ class DataConfig:
                 "interpolation": self.interpolation}
 
     @classmethod
-    def from_json(cls, payload: dict) -> "DataConfig":
+    def from_json(cls, payload: dict) -> DataConfig:
         return cls(int(payload["input_size"]), tuple(payload["mean"]), tuple(payload["std"]),
                    payload["interpolation"])
 

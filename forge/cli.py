@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -16,8 +15,7 @@ class _ExtractProgress:
     """Rich progress bar over the frames of each input, plus one line per finished input."""
 
     def __init__(self, enabled: bool) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -60,7 +58,7 @@ class _ExtractProgress:
 @app.command()
 @handle_errors
 def extract(
-    inputs: List[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
+    inputs: list[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Face set folder to create or extend."),
     backend: str = typer.Option("dlib", help="Face backend: dlib (offline, CPU) or fan."),
     crop_size: int = typer.Option(256, help="Aligned crop size in px."),
@@ -70,14 +68,15 @@ def extract(
     detect_size: int = typer.Option(480, help="Long side of the frame copy the detector sees."),
     detect_every: int = typer.Option(5, help="Run the detector every N processed frames; track boxes between."),
     embed_every: int = typer.Option(15, help="Compute identity embeddings every N processed frames (and for new faces)."),
-    identity: Optional[List[Path]] = typer.Option(None, help="Keep only this person: photo, folder, face set or reference .json (repeatable)."),
+    identity: list[Path] | None = typer.Option(None, help="Keep only this person: photo, folder, face set or reference .json (repeatable)."),
     identity_threshold: float = typer.Option(0.6, help="Max embedding distance for --identity."),
-    label: Optional[str] = typer.Option(None, help="Identity label for the rows (default: the reference's name, else each file's folder)."),
-    max_frames: Optional[int] = typer.Option(None, help="Stop each video after this many frames."),
+    label: str | None = typer.Option(None, help="Identity label for the rows (default: the reference's name, else each file's folder)."),
+    max_frames: int | None = typer.Option(None, help="Stop each video after this many frames."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Detect, align and save every face of the inputs as a face set (resumable)."""
-    from forge.extract import ExtractConfig, extract as run_extract
+    from forge.extract import ExtractConfig
+    from forge.extract import extract as run_extract
 
     config = ExtractConfig(
         backend=backend, detect_size=detect_size, detect_every=detect_every, embed_every=embed_every, crop_size=crop_size,

@@ -47,7 +47,7 @@ class FaceSet:
     sources: list[dict]
 
     @classmethod
-    def open(cls, path: str | Path) -> "FaceSet":
+    def open(cls, path: str | Path) -> FaceSet:
         root = Path(path)
         meta_path = root / "faceset.json"
         if not meta_path.is_file():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ class StageTimer:
             self.seconds[stage] += time.perf_counter() - start
             yield item
 
-    def merge(self, other: "StageTimer") -> None:
+    def merge(self, other: StageTimer) -> None:
         for stage, secs in other.seconds.items():
             self.seconds[stage] += secs
 

@@ -7,10 +7,10 @@ the project is in the frame as a person sees it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -223,7 +223,7 @@ class VideoWriter:
             self._audio_in.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -231,3 +231,29 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def h264_roundtrip(image: np.ndarray, crf: int = 28) -> np.ndarray:
+    """Encode one (H, W, 3) uint8 RGB image as an H.264 intra frame at ``crf`` and decode it:
+    the compression a face suffers in a streamed video, for training augmentation."""
+    import io
+
+    import av
+
+    height, width = image.shape[0] - image.shape[0] % 2, image.shape[1] - image.shape[1] % 2
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(int(crf)), "preset": "ultrafast", "tune": "zerolatency"}
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer, mode="r") as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    out = image.copy()
+    out[:height, :width] = decoded
+    return out

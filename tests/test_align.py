@@ -2,10 +2,21 @@ import cv2
 import numpy as np
 import pytest
 
-from forge.faces.align import (TEMPLATE, TEMPLATE_INDICES, face_affine, hflip_affine, invert_affine,
-                               landmarks_to_crop, landmarks_to_frame, recrop_affine,
-                               template_points, transform_points, umeyama_to_template, unwarp_face,
-                               warp_face)
+from forge.faces.align import (
+    TEMPLATE,
+    TEMPLATE_INDICES,
+    face_affine,
+    hflip_affine,
+    invert_affine,
+    landmarks_to_crop,
+    landmarks_to_frame,
+    recrop_affine,
+    template_points,
+    transform_points,
+    umeyama_to_template,
+    unwarp_face,
+    warp_face,
+)
 
 
 def _similarity(scale, angle_deg, tx, ty):

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from detect.artifacts import (HULL_POINTS, FwaConfig, colour_jitter, crop_roi, random_roi,
-                              training_sample, warp_artifact)
+from detect.artifacts import HULL_POINTS, FwaConfig, colour_jitter, crop_roi, random_roi, training_sample, warp_artifact
 
 
 @pytest.fixture(scope="module")

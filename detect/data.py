@@ -1,0 +1,194 @@
+"""Training data for FWA detectors: real faces from face sets, negatives made on the fly.
+
+Negatives are never made from the face set's aligned crops: those were already resampled once,
+and a detector would learn that resampling. Instead ``build_context_cache`` cuts each face once
+out of its original frame, axis-aligned and at full resolution, with a margin wide enough for
+the random ROI -- the same pixels ``detect scan`` will see -- and the FWA warp is synthesised on
+that context crop each time the face is drawn.
+
+Both classes get the same degradations a real-world fake arrives with (JPEG or H.264
+compression, downscaling), so compression cannot tell them apart.
+
+Splits are by identity, and so by source video; ``split_by_identity`` asserts both are disjoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from detect.artifacts import FwaConfig, training_sample
+from forge.errors import InputError
+from forge.faceset import FaceSet, read_jsonl
+from forge.media import is_image, load_image
+from forge.video import h264_roundtrip, read_frames
+
+CONTEXT_MARGIN = 0.35  # of the landmarks' larger side, on every side: > the ROI's h/5 and w/8
+
+
+@dataclass(frozen=True, slots=True)
+class FaceItem:
+    context: str  # path of the context crop PNG
+    landmarks: np.ndarray  # (68, 2) float32 in context-crop px
+    identity: str
+    source_id: str
+    frame_index: int
+
+
+def _context_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    lo, hi = landmarks.min(0), landmarks.max(0)
+    margin = CONTEXT_MARGIN * float(max(hi - lo))
+    x1, y1 = np.floor(lo - margin).astype(int)
+    x2, y2 = np.ceil(hi + margin).astype(int)
+    return max(x1, 0), max(y1, 0), min(x2, shape[1]), min(y2, shape[0])
+
+
+def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress=None) -> list[FaceItem]:
+    """Cut every ``stride``-th face of each track out of its source frame, once; reuse the
+    cache on later runs. Returns the items."""
+    cache.mkdir(parents=True, exist_ok=True)
+    index_path = cache / "items.jsonl"
+    if index_path.is_file():
+        return [_item_from_json(cache, row) for row in read_jsonl(index_path)]
+    tracks: dict[tuple[str, int], list[dict]] = {}
+    for row in faceset.rows:
+        tracks.setdefault((row["source_id"], row["track_id"]), []).append(row)
+    rows = [r for group in tracks.values()
+            for r in sorted(group, key=lambda r: r["frame_index"])[::stride]]
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(row["source_path"], []).append(row)
+    items_json = []
+    for source, source_rows in by_source.items():
+        if not Path(source).is_file():
+            raise InputError(f"{source}: source of face set {faceset.root} is missing; "
+                             "FWA negatives are made from the original frames")
+        wanted: dict[int, list[dict]] = {}
+        for row in source_rows:
+            wanted.setdefault(row["frame_index"], []).append(row)
+        frames = ([(0, load_image(source))] if is_image(source)
+                  else ((f.index, f.image) for f in read_frames(source) if f.index in wanted))
+        for index, image in frames:
+            for row in wanted.get(index, []):
+                lms = np.asarray(row["landmarks"], np.float32)
+                x1, y1, x2, y2 = _context_box(lms, image.shape)
+                name = f"{row['source_id'][:16]}_{index:06d}_t{row['track_id']}.png"
+                cv2.imwrite(str(cache / name), image[y1:y2, x1:x2][..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                items_json.append({"context": name, "landmarks": np.round(lms - [x1, y1], 2).tolist(),
+                                   "identity": row.get("identity") or "", "source_id": row["source_id"],
+                                   "frame_index": index})
+                if progress:
+                    progress(1)
+    tmp = index_path.with_name(f".items.tmp-{os.getpid()}")
+    with open(tmp, "w") as handle:
+        for row in items_json:
+            handle.write(json.dumps(row) + "\n")
+    os.replace(tmp, index_path)
+    return [_item_from_json(cache, row) for row in items_json]
+
+
+def _item_from_json(cache: Path, row: dict) -> FaceItem:
+    return FaceItem(context=str(cache / row["context"]), landmarks=np.asarray(row["landmarks"], np.float32),
+                    identity=row["identity"], source_id=row["source_id"], frame_index=row["frame_index"])
+
+
+def faceset_cache_key(faceset: FaceSet, stride: int) -> str:
+    """Stable name for a face set's context cache: its sources' hashes and the stride."""
+    digest = hashlib.sha256()
+    for sid in sorted({r["source_id"] for r in faceset.rows}):
+        digest.update(sid.encode())
+    digest.update(f"{len(faceset.rows)}/{stride}".encode())
+    return digest.hexdigest()[:16]
+
+
+def split_by_identity(items: list[FaceItem], val_fraction: float, seed: int = 0
+                      ) -> tuple[list[FaceItem], list[FaceItem]]:
+    """Whole identities go to validation until it holds ``val_fraction`` of the faces.
+
+    Raises InputError with fewer than two identities: a validation split of faces of people the
+    detector trained on would measure memorisation, not detection.
+    """
+    identities = sorted({it.identity for it in items})
+    if len(identities) < 2:
+        raise InputError(f"need faces of at least 2 identities to hold some out for validation, "
+                         f"got {identities}")
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(identities))
+    counts = {name: sum(it.identity == name for it in items) for name in identities}
+    val_ids: set[str] = set()
+    while order and sum(counts[n] for n in val_ids) < val_fraction * len(items) and len(val_ids) < len(identities) - 1:
+        val_ids.add(order.pop())
+    train = [it for it in items if it.identity not in val_ids]
+    val = [it for it in items if it.identity in val_ids]
+    shared_sources = {it.source_id for it in train} & {it.source_id for it in val}
+    val = [it for it in val if it.source_id not in shared_sources]  # a video with both people
+    assert not {it.identity for it in train} & {it.identity for it in val}
+    assert not {it.source_id for it in train} & {it.source_id for it in val}
+    return train, val
+
+
+@dataclass(frozen=True, slots=True)
+class Degrade:
+    """Real-world degradations, applied alike to real and fake examples."""
+
+    prob: float = 0.5  # chance an example is degraded at all
+    min_scale: float = 0.4  # downscale factor range before scaling back up
+    jpeg_quality: tuple[int, int] = (50, 95)
+    h264_crf: tuple[int, int] = (18, 35)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.prob:
+            return image
+        h, w = image.shape[:2]
+        scale = rng.uniform(self.min_scale, 1.0)
+        if scale < 0.97:
+            small_size = (max(8, round(w * scale)), max(8, round(h * scale)))
+            small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+            image = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+            ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        else:
+            image = h264_roundtrip(image, int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1)))
+        return np.ascontiguousarray(image)
+
+
+def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised."""
+    x = image.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())
+
+
+class FwaDataset(torch.utils.data.Dataset):
+    """Real faces and on-the-fly FWA negatives (label 1). With ``fixed`` each index always gives
+    the same example (validation); otherwise the epoch changes the draw."""
+
+    def __init__(self, items: list[FaceItem], mean, std, fwa: FwaConfig = FwaConfig(),
+                 degrade: Degrade | None = Degrade(), seed: int = 0, fixed: bool = False) -> None:
+        self.items, self.mean, self.std = items, mean, std
+        self.fwa, self.degrade, self.seed, self.fixed = fwa, degrade, seed, fixed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        item = self.items[index]
+        epoch = 0 if self.fixed else self.epoch
+        rng = np.random.default_rng([self.seed, epoch, index])
+        image = cv2.imread(item.context, cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"{item.context}: context crop missing; delete the cache folder to rebuild it")
+        roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa)
+        if self.degrade is not None:
+            roi = self.degrade(roi, rng)
+        return to_tensor(roi, self.mean, self.std), label
