@@ -6,36 +6,22 @@ from pathlib import Path
 
 import typer
 
-from forge.clikit import err_console, fail, handle_errors, make_app, print_json, resolve_device
+from forge.clikit import ProgressBar, err_console, fail, handle_errors, make_app, print_json, resolve_device
 
 app = make_app("detect", "Train face-warping-artifact detectors and scan media for face swaps.")
 
 
-class _TrainProgress:
+class _TrainProgress(ProgressBar):
+    """Progress over the steps of each epoch with the running loss, one line per epoch."""
+
     def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]}"),
-                                  TimeRemainingColumn(), console=err_console, disable=not enabled, transient=True)
-        self._task = None
-
-    def __enter__(self):
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._progress.__exit__(*exc)
+        super().__init__(enabled, "loss {task.fields[loss]:.4f}", unit="it/s")
 
     def start(self, label: str, total: int) -> None:
-        self._task = self._progress.add_task(label, total=total, loss=float("nan"), rate="")
-
-    def advance(self, n: int, loss: float) -> None:
-        speed = self._progress.tasks[-1].speed
-        self._progress.update(self._task, advance=n, loss=loss, rate=f"{speed:.2f} it/s" if speed else "")
+        super().start(label, total, loss=float("nan"))
 
     def finish(self, record: dict) -> None:
-        self._progress.remove_task(self._task)
+        self.stop()
         err_console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
                           f"val loss {record['val_loss']:.4f}, val AUC {record['val_auc']:.4f} "
                           f"({record['seconds']:.0f} s)", highlight=False)

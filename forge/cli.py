@@ -6,44 +6,22 @@ from pathlib import Path
 
 import typer
 
-from forge.clikit import err_console, fail, handle_errors, make_app, print_json
+from forge.clikit import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 
 app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
 
 
-class _ExtractProgress:
-    """Rich progress bar over the frames of each input, plus one line per finished input."""
+class _ExtractProgress(ProgressBar):
+    """Progress over the frames of each input, plus one line per finished input."""
 
     def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled, transient=True,
-        )
-        self._task = None
-
-    def __enter__(self):
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._progress.__exit__(*exc)
+        super().__init__(enabled, unit="fps")
 
     def start(self, path: Path, total: int | None) -> None:
-        self._task = self._progress.add_task(Path(path).name, total=total, rate="")
-
-    def advance(self, n: int) -> None:
-        task = self._progress.tasks[-1] if self._progress.tasks else None
-        if task is not None:
-            speed = task.speed
-            self._progress.update(task.id, advance=n, rate=f"{speed:.0f} fps" if speed else "")
+        super().start(Path(path).name, total)
 
     def finish(self, result) -> None:
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-            self._task = None
+        self.stop()
         if result.status == "failed":
             err_console.print(f"[red]failed[/] {result.error}", highlight=False, soft_wrap=True)
         elif result.status == "skipped":

@@ -84,3 +84,44 @@ def make_app(name: str, help_text: str) -> typer.Typer:
 
     _group.__doc__ = help_text
     return app
+
+
+class ProgressBar:
+    """One rich progress bar at a time on stderr, drawn only on a terminal.
+
+    ``fields`` are extra columns, each a format string over task fields (e.g. "loss {task.fields[loss]:.4f}");
+    their initial values go to ``start``.
+    """
+
+    def __init__(self, enabled: bool, *fields: str, unit: str = "it/s") -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._unit = unit
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            *(TextColumn(f) for f in fields), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=err_console, disable=not enabled, transient=True,
+        )
+        self._task = None
+
+    def __enter__(self):
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.__exit__(*exc)
+
+    def start(self, label: str, total: int | None, **fields) -> None:
+        self._task = self._progress.add_task(label, total=total, rate="", **fields)
+
+    def advance(self, n: int = 1, **fields) -> None:
+        if self._task is None:
+            return
+        speed = self._progress.tasks[-1].speed
+        rate = f"{speed:.1f} {self._unit}" if speed else ""
+        self._progress.update(self._task, advance=n, rate=rate, **fields)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
