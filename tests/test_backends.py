@@ -76,3 +76,4 @@ def test_fan_runs_with_stand_in_weights(tmp_path, monkeypatch, astronaut):
     points = backend.landmarks(astronaut, box)
     assert points.shape == (1, 68, 2) and np.isfinite(points).all()
     assert backend.faces(astronaut[:256, :256]) == []
+    assert backend.faces_batch([astronaut[:256, :256]] * 3, [0, 1, 2]) == [[], [], []]
