@@ -126,9 +126,7 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str, progress=Non
         try:
             item = scanner.scan(path)
         except InputError as exc:
-            item = InputScan(path=str(path), sha256="", score=None, verdict="error", timings={})
-            item.frames = []
-            item.timings = {"error": str(exc)}
+            item = InputScan(path=str(path), sha256="", score=None, verdict="error", timings={"error": str(exc)})
         item.timings["total"] = round(time.perf_counter() - started, 3)
         results.append(item)
         if progress:

@@ -147,8 +147,8 @@ class Extractor:
                     boxes, box_scores = self.backend.detect(image)
                 track_hint = [None] * len(boxes)
             else:
-                boxes = np.stack([_box_from_landmarks(lms, rel_boxes.get(tid, np.array([-.55, -.65, .55, .5])))
-                                  for tid, _, lms in live])
+                # every live track began with a detection, which recorded how its box sits
+                boxes = np.stack([_box_from_landmarks(lms, rel_boxes[tid]) for tid, _, lms in live])
                 box_scores = np.array([scores.get(tid, 0.0) for tid, _, _ in live], np.float32)
                 track_hint = [tid for tid, _, _ in live]
             with timer("landmarks"):
@@ -158,7 +158,7 @@ class Extractor:
             for box, lms, score, hint in zip(boxes, points, box_scores, track_hint):
                 if hint is not None:
                     # a reused box is trusted only while the landmarks still fill it
-                    if box_iou(box, _box_from_landmarks(lms, rel_boxes.get(hint, np.zeros(4))))[0, 0] < 0.5:
+                    if box_iou(box, _box_from_landmarks(lms, rel_boxes[hint]))[0, 0] < 0.5:
                         lost_track = True
                         continue
                 face = Face(frame_index=frame.index, box=np.asarray(box, np.float32),
@@ -232,7 +232,7 @@ def _default_label(path: Path, config: ExtractConfig, reference: Reference | Non
 
 def _prepare_root(out: Path, config: ExtractConfig) -> Path:
     """The folder to build in: ``out`` if it is already a face set, else ``out.partial``."""
-    resolved = {k: v for k, v in asdict(config).items()}
+    resolved = asdict(config)
     if out.exists():
         meta_path = out / "faceset.json"
         if not meta_path.is_file():
