@@ -29,3 +29,22 @@ def machine() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()} cores, {cpu}, {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def parser(doc: str, frames: int | None = None):
+    """The arguments every benchmark takes: --data, --json (and --frames where it samples)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    p.add_argument("--data", help="sample data folder (default ../shared/data)")
+    p.add_argument("--json", help="also write the results here")
+    if frames is not None:
+        p.add_argument("--frames", type=int, default=frames, help="frames per clip")
+    return p
+
+
+def write_json(path: str | None, results: dict) -> None:
+    import json
+
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2))

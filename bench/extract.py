@@ -9,15 +9,14 @@ detector on every full-resolution frame, embedding on every frame.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, shared_data  # noqa: E402
+from _common import machine, shared_data, write_json  # noqa: E402
+from _common import parser as bench_parser  # noqa: E402
 
 CLIPS = {
     "480x480": "real_videos/lp_d6_woman_hairbun/d6.mp4",
@@ -39,10 +38,7 @@ def run(path: Path, config) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--json")
+    parser = bench_parser(__doc__, frames=300)
     args = parser.parse_args()
     from forge.extract import ExtractConfig
     from forge.video import probe
@@ -64,8 +60,7 @@ def main() -> None:
         ratio = runs["default"]["fps"] / runs["naive"]["fps"]
         print(f"| {name} | default / naive | **{ratio:.1f}x** | | |" + " |" * (len(STAGES) - 2))
     print(f"\nmachine: {results['machine']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

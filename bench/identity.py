@@ -9,9 +9,7 @@ threshold the tools use (0.6, dlib's), ROC AUC, and how many photos had no face 
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import sys
 from itertools import combinations
 from pathlib import Path
@@ -19,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, shared_data  # noqa: E402
+from _common import machine, shared_data, write_json  # noqa: E402
+from _common import parser as bench_parser  # noqa: E402
 
 
 def embed_dataset(rows, root, backend, embedder):
@@ -56,10 +55,8 @@ def verify(labels, vectors, threshold):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--threshold", type=float, default=0.6)
-    parser.add_argument("--json")
     args = parser.parse_args()
     root = shared_data(args.data) / "identities"
     from forge.faces.backends import create_backend
@@ -83,8 +80,7 @@ def main() -> None:
               f"{s['different_pairs']} | {s['accuracy']:.3f} | {s['balanced_accuracy']:.3f} | "
               f"{s['true_accept_rate']:.3f} | {s['false_accept_rate']:.4f} | {s['roc_auc']:.3f} |")
     print(f"\nmachine: {results['machine']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

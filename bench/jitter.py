@@ -9,25 +9,21 @@ points; the mean shift between raw and smoothed landmarks bounds what it costs i
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, shared_data  # noqa: E402
+from _common import machine, shared_data, write_json  # noqa: E402
+from _common import parser as bench_parser  # noqa: E402
 
 CLIPS = ["real_videos/lp_d6_woman_hairbun/d6.mp4", "real_videos/lp_d9_man_glasses/d9.mp4",
          "real_videos/hdtf_WDA_KatieHill/WDA_KatieHill_000.mp4"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data")
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--json")
+    parser = bench_parser(__doc__, frames=300)
     args = parser.parse_args()
     from forge.extract import ExtractConfig, Extractor
     from forge.faces.track import landmark_jitter, smooth_track
@@ -56,8 +52,7 @@ def main() -> None:
         print(f"| {name} | {r['frames']} | {r['iod_px']:.0f} | {r['jitter_raw']:.4f} | "
               f"{r['jitter_smoothed']:.4f} | {r['jitter_raw'] / r['jitter_smoothed']:.1f}x | {r['mean_shift']:.4f} |")
     print(f"\nmachine: {results['machine']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":
