@@ -17,7 +17,7 @@ import torch
 from detect.artifacts import crop_roi, random_roi
 from detect.checkpoint import load_detector
 from detect.data import to_tensor
-from forge.errors import InputError
+from forge.errors import InputError, require_at_least_one
 from forge.extract import ExtractConfig, Extractor
 from forge.media import collect_media, is_image, load_image, sha256_file
 from forge.timing import StageTimer
@@ -36,12 +36,11 @@ class ScanConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.rois < 1 or not 1 <= self.top_k <= self.rois:
-            raise InputError("--rois must be at least 1 and --top-k between 1 and --rois")
+        require_at_least_one(self, "rois", "top_k", "every")
+        if self.top_k > self.rois:
+            raise InputError("--top-k must not exceed --rois")
         if not 0 < self.top_fraction <= 1:
             raise InputError("--top-fraction must be in (0, 1]")
-        if self.every < 1:
-            raise InputError("--every must be at least 1")
 
 
 @dataclass

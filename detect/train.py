@@ -20,7 +20,7 @@ import torch
 from detect.checkpoint import load_resume_state, save_detector, save_resume_state
 from detect.data import FwaDataset, build_context_cache, faceset_cache_key, split_by_identity
 from detect.models import create_detector
-from forge.errors import InputError
+from forge.errors import InputError, require_at_least_one
 from forge.faceset import FaceSet
 
 
@@ -47,8 +47,7 @@ class TrainConfig:
     def check(self) -> None:
         if not self.facesets:
             raise InputError("give at least one face set")
-        if self.epochs < 1 or self.batch_size < 1 or self.stride < 1:
-            raise InputError("--epochs, --batch-size and --stride must be at least 1")
+        require_at_least_one(self, "epochs", "batch_size", "stride")
         if not 0 < self.val_fraction < 1:
             raise InputError("--val-fraction must be between 0 and 1")
 

@@ -6,3 +6,10 @@ class InputError(Exception):
 
     The CLIs print its message as one line on stderr and exit with code 2.
     """
+
+
+def require_at_least_one(config: object, *names: str) -> None:
+    """Raise InputError naming the first of ``config``'s integer options that is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from forge import __version__
-from forge.errors import InputError
+from forge.errors import InputError, require_at_least_one
 from forge.faces.align import face_affine, warp_face
 from forge.faces.backends import create_backend
 from forge.faces.identity import DEFAULT_THRESHOLD, Embedder, Reference, enrol, match_track
@@ -52,9 +52,7 @@ class ExtractConfig:
     max_frames: int | None = None  # stop each video after this many decoded frames
 
     def check(self) -> None:
-        for name in ("detect_size", "detect_every", "embed_every", "crop_size", "every"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+        require_at_least_one(self, "detect_size", "detect_every", "embed_every", "crop_size", "every")
         if not 0.0 <= self.padding < 0.5:
             raise InputError("--padding must be in [0, 0.5)")
         if self.min_size < 0:
