@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from forge.clikit import ProgressBar, err_console, fail, handle_errors, make_app, print_json
+from forge.clikit import ProgressBar, err_console, fail, handle_errors, make_app, print_json, resolve_device
 
 app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
 
@@ -23,8 +23,8 @@ class _ExtractProgress(ProgressBar):
     def finish(self, result) -> None:
         self.stop()
         if result.status == "failed":
-            err_console.print(f"[red]failed[/] {result.error}", highlight=False, soft_wrap=True)
-        elif result.status == "skipped":
+            return  # reported once, in the closing error line
+        if result.status == "skipped":
             err_console.print(f"[dim]skipped[/] {result.path} (already in the face set)", soft_wrap=True)
         else:
             err_console.print(
@@ -39,6 +39,8 @@ def extract(
     inputs: list[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Face set folder to create or extend."),
     backend: str = typer.Option("dlib", help="Face backend: dlib (offline, CPU) or fan."),
+    device: str = typer.Option("auto", help="Where the fan backend runs: auto, cpu, cuda, mps."),
+    batch_size: int = typer.Option(8, help="Frames per detector call (fan)."),
     crop_size: int = typer.Option(256, help="Aligned crop size in px."),
     padding: float = typer.Option(0.25, help="Crop margin around the mean face, fraction per side."),
     every: int = typer.Option(1, help="Process every N-th frame."),
@@ -57,7 +59,7 @@ def extract(
     from forge.extract import extract as run_extract
 
     config = ExtractConfig(
-        backend=backend, detect_size=detect_size, detect_every=detect_every, embed_every=embed_every, crop_size=crop_size,
+        backend=backend, device=resolve_device(device) if backend == "fan" else "cpu", batch_size=batch_size, detect_size=detect_size, detect_every=detect_every, embed_every=embed_every, crop_size=crop_size,
         padding=padding, every=every, min_size=min_size, identity=[str(p) for p in identity or []],
         identity_threshold=identity_threshold, label=label, max_frames=max_frames,
     )
@@ -68,11 +70,11 @@ def extract(
     else:
         done = [s for s in summary.sources if s.status != "failed"]
         typer.echo(f"{summary.out}: {summary.faces_total} faces from {len(done)} inputs")
-    if summary.failed:
-        if len(summary.failed) == len(summary.sources):
-            fail(summary.failed[0].error if len(summary.failed) == 1
-                 else f"no input could be used ({len(summary.failed)} failed; first: {summary.failed[0].error})")
-        fail(f"{len(summary.failed)} of {len(summary.sources)} inputs failed (first: {summary.failed[0].error})")
+    failed = summary.failed
+    if len(summary.sources) == 1 and failed:
+        fail(failed[0].error)
+    if failed:
+        fail(f"{len(failed)} of {len(summary.sources)} inputs failed: " + "; ".join(s.error for s in failed))
 
 
 @app.command()

@@ -13,6 +13,7 @@ skipping inputs already marked done and discarding half-written ones.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -39,6 +40,8 @@ from forge.video import probe, read_frames
 @dataclass
 class ExtractConfig:
     backend: str = "dlib"
+    device: str = "cpu"  # where the fan backend runs (resolved from --device auto at the CLI)
+    batch_size: int = 8  # frames per detector call for backends that batch (fan)
     detect_size: int = 480  # long side of the frame copy the detector sees (dlib)
     detect_every: int = 5  # full detection every N processed frames; boxes are tracked between
     embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
@@ -52,7 +55,7 @@ class ExtractConfig:
     max_frames: int | None = None  # stop each video after this many decoded frames
 
     def check(self) -> None:
-        require_at_least_one(self, "detect_size", "detect_every", "embed_every", "crop_size", "every")
+        require_at_least_one(self, "batch_size", "detect_size", "detect_every", "embed_every", "crop_size", "every")
         if not 0.0 <= self.padding < 0.5:
             raise InputError("--padding must be in [0, 0.5)")
         if self.min_size < 0:
@@ -89,19 +92,27 @@ class ExtractSummary:
                 "sources": [asdict(s) for s in self.sources]}
 
 
-def _box_from_landmarks(points: np.ndarray, rel: np.ndarray) -> np.ndarray:
-    """Box in the detector's convention, placed relative to the landmarks' extent."""
-    lo, hi = points.min(0), points.max(0)
-    centre = (lo + hi) / 2
-    extent = float(max(hi - lo))
-    return (np.concatenate([centre, centre]) + rel * extent).astype(np.float32)
+class _TrackBoxes:
+    """How each track's detector box sits on its landmarks, so the box can follow them."""
+
+    def __init__(self) -> None:
+        self.relative: dict[int, np.ndarray] = {}  # track id -> (4,) box offsets / landmark extent
+        self.scores: dict[int, float] = {}
+
+    def remember(self, track_id: int, face: Face) -> None:
+        centre, extent = _centre_extent(face.landmarks)
+        self.relative[track_id] = ((face.box - np.tile(centre, 2)) / max(extent, 1e-6)).astype(np.float32)
+        self.scores[track_id] = face.score
+
+    def around(self, track_id: int, landmarks: np.ndarray) -> np.ndarray:
+        """(4,) float32 frame px: the track's box placed on these landmarks."""
+        centre, extent = _centre_extent(landmarks)
+        return (np.tile(centre, 2) + self.relative[track_id] * extent).astype(np.float32)
 
 
-def _rel_box(box: np.ndarray, points: np.ndarray) -> np.ndarray:
+def _centre_extent(points: np.ndarray) -> tuple[np.ndarray, float]:
     lo, hi = points.min(0), points.max(0)
-    centre = (lo + hi) / 2
-    extent = float(max(hi - lo))
-    return ((box - np.concatenate([centre, centre])) / max(extent, 1e-6)).astype(np.float32)
+    return (lo + hi) / 2, float(max(hi - lo))
 
 
 class Extractor:
@@ -110,7 +121,9 @@ class Extractor:
     def __init__(self, config: ExtractConfig) -> None:
         config.check()
         self.config = config
-        options = {"detect_size": config.detect_size} if config.backend == "dlib" else {}
+        options = ({"detect_size": config.detect_size} if config.backend == "dlib"
+                   else {"device": config.device, "batch_size": config.batch_size} if config.backend == "fan"
+                   else {})
         try:
             self.backend = create_backend(config.backend, **options)
         except ValueError as exc:
@@ -126,67 +139,94 @@ class Extractor:
     ) -> tuple[list[tuple[Face, int, float]], int, list]:
         """All faces of a video with their track ids and frame times.
 
-        Returns (faces as (face, track id, time), processed frame count, tracks).
+        Backends with ``faces_batch`` (fan) detect on every frame, several frames per call (one
+        GPU pass); the others detect every ``detect_every`` frames and reuse tracked boxes
+        between. Returns (faces as (face, track id, time), processed frame count, tracks).
         """
         cfg = self.config
         tracker = Tracker()
-        rel_boxes: dict[int, np.ndarray] = {}  # track id -> box relative to its landmarks
-        scores: dict[int, float] = {}
+        boxes = _TrackBoxes()
+        frames = timer.iterate("decode", read_frames(path, every=cfg.every, limit=cfg.max_frames))
+        if hasattr(self.backend, "faces_batch"):
+            per_frame = self._batched_faces(frames, timer)
+        else:
+            per_frame = self._tracked_faces(frames, tracker, boxes, timer)
         found: list[tuple[Face, int, float]] = []
         processed = 0
-        force_detect = True
-        for frame in timer.iterate("decode", read_frames(path, every=cfg.every, limit=cfg.max_frames)):
-            image = frame.image
-            live = tracker.live_boxes()
-            detect_now = force_detect or not live or processed % cfg.detect_every == 0
-            force_detect = False
-            if detect_now:
-                with timer("detect"):
-                    boxes, box_scores = self.backend.detect(image)
-                track_hint = [None] * len(boxes)
-            else:
-                # every live track began with a detection, which recorded how its box sits
-                boxes = np.stack([_box_from_landmarks(lms, rel_boxes[tid]) for tid, _, lms in live])
-                box_scores = np.array([scores.get(tid, 0.0) for tid, _, _ in live], np.float32)
-                track_hint = [tid for tid, _, _ in live]
-            with timer("landmarks"):
-                points = self.backend.landmarks(image, boxes) if len(boxes) else np.zeros((0, 68, 2))
+        for frame, candidates in per_frame:
             faces = []
-            lost_track = False
-            for box, lms, score, hint in zip(boxes, points, box_scores, track_hint):
-                if hint is not None:
-                    # a reused box is trusted only while the landmarks still fill it
-                    if box_iou(box, _box_from_landmarks(lms, rel_boxes[hint]))[0, 0] < 0.5:
-                        lost_track = True
-                        continue
-                face = Face(frame_index=frame.index, box=np.asarray(box, np.float32),
-                            landmarks=lms.astype(np.float32), score=float(score), backend=self.backend.name)
+            for face, hint in candidates:
                 if face.size >= cfg.min_size:
                     faces.append((face, hint))
                 else:
                     self.largest_dropped = max(self.largest_dropped, face.size)
-            if lost_track:
-                force_detect = True
+            live = tracker.live_boxes()
             embed_now = processed % cfg.embed_every == 0
             need = [i for i, (f, hint) in enumerate(faces)
                     if embed_now or hint is None and not _continues_track(f, live)
                     or hint is not None and tracker.needs_embedding(hint)]
             if need:
                 with timer("embed"):
-                    embs = self.embedder.embed(image, np.stack([faces[i][0].landmarks for i in need]))
+                    embs = self.embedder.embed(frame.image, np.stack([faces[i][0].landmarks for i in need]))
                 for i, emb in zip(need, embs):
                     faces[i] = (_with_embedding(faces[i][0], emb), faces[i][1])
             plain = [f for f, _ in faces]
             ids = tracker.update(plain)
             for face, tid, hint in zip(plain, ids, [h for _, h in faces]):
                 if hint is None:  # detector box: remember how it sits on the landmarks
-                    rel_boxes[tid] = _rel_box(face.box, face.landmarks)
-                    scores[tid] = face.score
+                    boxes.remember(tid, face)
                 found.append((face, tid, frame.time))
             processed += 1
             if progress:
                 progress(1)
         return found, processed, tracker.tracks()
+
+    def _tracked_faces(self, frames, tracker: Tracker, boxes: _TrackBoxes, timer: StageTimer):
+        """Per frame: (frame, [(face, track id whose box was reused, or None)]).
+
+        Lazy on purpose: the caller updates ``tracker`` and ``boxes`` before the next frame.
+        """
+        cfg = self.config
+        force_detect = True
+        for processed, frame in enumerate(frames):
+            image = frame.image
+            live = tracker.live_boxes()
+            if force_detect or not live or processed % cfg.detect_every == 0:
+                with timer("detect"):
+                    found, found_scores = self.backend.detect(image)
+                hints = [None] * len(found)
+            else:
+                # every live track began with a detection, which recorded how its box sits
+                found = np.stack([boxes.around(tid, lms) for tid, _, lms in live])
+                found_scores = np.array([boxes.scores.get(tid, 0.0) for tid, _, _ in live], np.float32)
+                hints = [tid for tid, _, _ in live]
+            force_detect = False
+            with timer("landmarks"):
+                points = self.backend.landmarks(image, found) if len(found) else np.zeros((0, 68, 2))
+            faces = []
+            for box, lms, score, hint in zip(found, points, found_scores, hints):
+                # a reused box is trusted only while the landmarks still fill it
+                if hint is not None and box_iou(box, boxes.around(hint, lms))[0, 0] < 0.5:
+                    force_detect = True
+                    continue
+                faces.append((Face(frame_index=frame.index, box=np.asarray(box, np.float32),
+                                   landmarks=lms.astype(np.float32), score=float(score),
+                                   backend=self.backend.name), hint))
+            yield frame, faces
+
+    def _batched_faces(self, frames, timer: StageTimer):
+        """Per frame: (frame, [(face, None)]), detected ``batch_size`` frames per backend call."""
+        size = max(1, int(getattr(self.backend, "batch_size", 8)))
+        batch = []
+        for frame in itertools.chain(frames, [None]):
+            if frame is not None:
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == size):
+                with timer("detect+landmarks"):
+                    per_frame = self.backend.faces_batch([f.image for f in batch], [f.index for f in batch])
+                for item, faces in zip(batch, per_frame):
+                    yield item, [(face, None) for face in faces]
+                batch = []
 
     def faces_in_image(self, path: Path, timer: StageTimer) -> tuple[list[tuple[Face, int, float]], list]:
         with timer("decode"):

@@ -54,9 +54,9 @@ def test_fan_fails_fast_offline_naming_the_cache_folder(tmp_path, monkeypatch):
     assert isinstance(info.value, InputError)
 
 
-def test_fan_runs_with_stand_in_weights(tmp_path, monkeypatch, astronaut):
-    """The real integration path with random weights of the right names: the landmarks are
-    meaningless, the plumbing (cache lookup, detector, FAN, shapes, coordinates) is not."""
+@pytest.fixture
+def fan_stand_in_weights(tmp_path, monkeypatch):
+    """Random weights of the right names in a temporary TORCH_HOME."""
     import torch
     from face_alignment.detection.sfd.net_s3fd import s3fd
     from face_alignment.models import FAN
@@ -69,7 +69,12 @@ def test_fan_runs_with_stand_in_weights(tmp_path, monkeypatch, astronaut):
     # zeroed detector: every anchor scores exactly 0.5, below its filter, so it finds nothing
     torch.save({k: torch.zeros_like(v) for k, v in s3fd().state_dict().items()},
                cache / "s3fd-619a316812.pth")
+    return cache
 
+
+def test_fan_runs_with_stand_in_weights(fan_stand_in_weights, astronaut):
+    """The real integration path with random weights of the right names: the landmarks are
+    meaningless, the plumbing (cache lookup, detector, FAN, shapes, coordinates) is not."""
     backend = create_backend("fan", device="cpu")
     assert set(backend.weight_files()) == {"2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"}
     box = np.array([[180.0, 75.0, 275.0, 175.0]], np.float32)
@@ -77,3 +82,17 @@ def test_fan_runs_with_stand_in_weights(tmp_path, monkeypatch, astronaut):
     assert points.shape == (1, 68, 2) and np.isfinite(points).all()
     assert backend.faces(astronaut[:256, :256]) == []
     assert backend.faces_batch([astronaut[:256, :256]] * 3, [0, 1, 2]) == [[], [], []]
+
+
+def test_extract_drives_fan_through_its_batched_path(fan_stand_in_weights, face_video, tmp_path):
+    from typer.testing import CliRunner
+
+    from forge.cli import app
+
+    out = tmp_path / "faces"
+    result = CliRunner().invoke(app, ["extract", str(face_video), "--out", str(out), "--backend", "fan",
+                                      "--device", "auto", "--batch-size", "4"])
+    # the zeroed stand-in detector finds nothing, so the run ends as a clean "no face" failure
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"error: {face_video}: no face found"]
+    assert not out.exists() and not out.with_name("faces.partial").exists()

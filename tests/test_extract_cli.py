@@ -124,8 +124,8 @@ def test_bad_input_is_one_line_exit_2_and_no_face_set(tmp_path, face_video, case
     out = tmp_path / "out"
     result = _run("extract", bad, "--out", out)
     assert result.exit_code == 2
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
     import re
 
     assert re.search(expected, lines[0]), lines[0]
@@ -147,3 +147,15 @@ def test_help_of_every_cli():
     for cli in (app, detect_app, eval_app):
         result = runner.invoke(cli, ["--help"])
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_a_failed_input_among_good_ones_is_named_in_one_line(tmp_path, face_video):
+    from skimage import data
+
+    coffee = tmp_path / "coffee.png"
+    cv2.imwrite(str(coffee), data.coffee()[..., ::-1])
+    out = tmp_path / "faces"
+    result = _run("extract", face_video, coffee, "--out", out)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == f"error: 1 of 2 inputs failed: {coffee}: no face found"
+    assert len(FaceSet.open(out)) == 24  # the good input's faces are kept, and a re-run skips it
