@@ -89,6 +89,17 @@ def load_detector(path: str | Path, device: str = "cpu"):
     return model.to(device).eval(), DataConfig.from_json(config["data_config"]), config
 
 
+def export_detector(source: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Re-save a detector (e.g. as fp16 for release), recording the source weights' hash."""
+    from forge.media import sha256_file
+
+    folder, config = read_detector_config(source)
+    model, _, _ = load_detector(folder)
+    meta = {k: v for k, v in config.items() if k not in ("kind", "code_version", "dtype")}
+    meta["exported_from"] = {"sha256": sha256_file(folder / "weights.safetensors"), "dtype": config.get("dtype")}
+    return save_detector(Path(out), model, meta, half=half)
+
+
 def save_resume_state(out: Path, model, optimizer, scheduler, epoch: int, history: list, identity: dict) -> None:
     from safetensors.torch import save_file
 

@@ -66,12 +66,18 @@ def train(
 @handle_errors
 def scan(
     inputs: list[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
-    model: Path = typer.Option(..., "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best)."),
-    rois: int = typer.Option(10, help="Random ROIs per face (the paper: 10)."),
-    top_k: int = typer.Option(5, help="A face scores the mean of its top-k ROIs (the paper: 5)."),
-    top_fraction: float = typer.Option(1 / 3, help="A video scores the mean of this top share of frames."),
-    every: int = typer.Option(1, help="Score every N-th frame."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best); default: the detector that ships with swapscope."),
+    mode: str = typer.Option("fast", help="Preset for the knobs you leave unset: fast, or paper (every frame, full-size detection, 10 ROIs, top 5)."),
+    rois: int | None = typer.Option(None, help="Random ROIs per face (fast: 1, paper: 10)."),
+    top_k: int | None = typer.Option(None, help="A face scores the mean of its top-k ROIs (fast: 1, paper: 5)."),
+    every: int | None = typer.Option(None, help="Score every N-th frame (fast: 5, paper: 1)."),
+    detect_every: int | None = typer.Option(None, help="Run the face detector every N scored frames, tracking between (fast: 6, paper: 1)."),
+    detect_size: int | None = typer.Option(None, help="Long side of the frame copy the face detector sees; 0 = full size (fast: 480, paper: 0)."),
+    top_fraction: float = typer.Option(1 / 3, help="A video scores the mean of this top share of its frames."),
     threshold: float = typer.Option(0.5, help="Verdict 'fake' at or above this score."),
+    batch_size: int = typer.Option(32, help="ROIs per network call."),
+    max_frames: int | None = typer.Option(None, help="Stop each video after this many frames."),
+    heatmap: Path | None = typer.Option(None, help="Write the scored frames with each face's score and Grad-CAM map (.mp4 for a video, .png for an image)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     json_out: bool = typer.Option(False, "--json", help="Per-frame and per-face scores, rules, timings as JSON."),
 ) -> None:
@@ -79,23 +85,39 @@ def scan(
     from detect.scan import ScanConfig
     from detect.scan import scan as run_scan
 
-    config = ScanConfig(model=str(model), rois=rois, top_k=top_k, top_fraction=top_fraction,
-                        every=every, threshold=threshold)
+    config = ScanConfig(model=str(model) if model else "", mode=mode, rois=rois, top_k=top_k, every=every,
+                        detect_every=detect_every, detect_size=detect_size, top_fraction=top_fraction,
+                        threshold=threshold, batch_size=batch_size, max_frames=max_frames, heatmap=str(heatmap) if heatmap else None)
 
     def report(item) -> None:
-        if not json_out:
-            score = "-" if item.score is None else f"{item.score:.3f}"
-            typer.echo(f"{item.verdict:8s} {score:>6s}  {item.path}  ({len(item.frames)} frames scored, "
+        if not json_out and item.verdict not in ("no face", "error"):
+            typer.echo(f"{item.verdict:5s} {item.score:.3f}  {item.path}  ({len(item.frames)} frames scored, "
                        f"{item.timings.get('total', 0):.1f} s)")
 
     result = run_scan(inputs, config, resolve_device(device), progress=report)
     if json_out:
         print_json(result)
     problems = [i for i in result["inputs"] if i["verdict"] in ("no face", "error")]
+    reasons = [i["error"] or f"{i['path']}: no face found to score" for i in problems]
+    if len(result["inputs"]) == 1 and problems:
+        fail(reasons[0])
     if problems:
-        first = problems[0]
-        reason = first["timings"].get("error") or f"{first['path']}: no face found to score"
-        fail(reason if len(problems) == 1 else f"{len(problems)} inputs could not be scored (first: {reason})")
+        fail(f"{len(problems)} of {len(result['inputs'])} inputs could not be scored: " + "; ".join(reasons))
+
+
+@app.command()
+@handle_errors
+def export(
+    checkpoint: Path = typer.Argument(..., help="Detector checkpoint folder (detect train's OUT/best)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the exported checkpoint."),
+    half: bool = typer.Option(True, help="Store the weights as fp16 (half the size; loaded back as fp32)."),
+) -> None:
+    """Copy a detector checkpoint for release: fp16 weights, the same config, its source's hash."""
+    from detect.checkpoint import export_detector
+
+    folder = export_detector(checkpoint, out, half=half)
+    size = (folder / "weights.safetensors").stat().st_size
+    typer.echo(f"{folder}: {size / 1e6:.1f} MB")
 
 
 def main() -> None:

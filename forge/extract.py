@@ -45,6 +45,7 @@ class ExtractConfig:
     detect_size: int = 480  # long side of the frame copy the detector sees (dlib)
     detect_every: int = 5  # full detection every N processed frames; boxes are tracked between
     embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
+    embed: bool = True  # False: no identity embeddings at all (tracks link by box overlap only)
     crop_size: int = 256
     padding: float = 0.25  # fraction of the crop on each side around the template's unit square
     every: int = 1  # process every N-th frame of a video
@@ -60,6 +61,8 @@ class ExtractConfig:
             raise InputError("--padding must be in [0, 0.5)")
         if self.min_size < 0:
             raise InputError("--min-size must not be negative")
+        if self.identity and not self.embed:
+            raise InputError("--identity needs identity embeddings; do not turn them off")
 
 
 @dataclass
@@ -139,21 +142,34 @@ class Extractor:
     ) -> tuple[list[tuple[Face, int, float]], int, list]:
         """All faces of a video with their track ids and frame times.
 
+        Returns (faces as (face, track id, time), processed frame count, tracks).
+        """
+        tracker = Tracker()
+        found: list[tuple[Face, int, float]] = []
+        processed = 0
+        for frame, faces in self.track_frames(path, timer, tracker):
+            found += [(face, tid, frame.time) for face, tid in faces]
+            processed += 1
+            if progress:
+                progress(1)
+        return found, processed, tracker.tracks()
+
+    def track_frames(self, path: Path, timer: StageTimer, tracker: Tracker | None = None):
+        """Per processed frame, in one decode pass: (frame, [(face, track id)]).
+
         Backends with ``faces_batch`` (fan) detect on every frame, several frames per call (one
         GPU pass); the others detect every ``detect_every`` frames and reuse tracked boxes
-        between. Returns (faces as (face, track id, time), processed frame count, tracks).
+        between. Faces below ``min_size`` are dropped.
         """
         cfg = self.config
-        tracker = Tracker()
+        tracker = tracker if tracker is not None else Tracker()
         boxes = _TrackBoxes()
         frames = timer.iterate("decode", read_frames(path, every=cfg.every, limit=cfg.max_frames))
         if hasattr(self.backend, "faces_batch"):
             per_frame = self._batched_faces(frames, timer)
         else:
             per_frame = self._tracked_faces(frames, tracker, boxes, timer)
-        found: list[tuple[Face, int, float]] = []
-        processed = 0
-        for frame, candidates in per_frame:
+        for processed, (frame, candidates) in enumerate(per_frame):
             faces = []
             for face, hint in candidates:
                 if face.size >= cfg.min_size:
@@ -162,9 +178,9 @@ class Extractor:
                     self.largest_dropped = max(self.largest_dropped, face.size)
             live = tracker.live_boxes()
             embed_now = processed % cfg.embed_every == 0
-            need = [i for i, (f, hint) in enumerate(faces)
-                    if embed_now or hint is None and not _continues_track(f, live)
-                    or hint is not None and tracker.needs_embedding(hint)]
+            need = [i for i, (f, hint) in enumerate(faces) if cfg.embed and (
+                    embed_now or hint is None and not _continues_track(f, live)
+                    or hint is not None and tracker.needs_embedding(hint))]
             if need:
                 with timer("embed"):
                     embs = self.embedder.embed(frame.image, np.stack([faces[i][0].landmarks for i in need]))
@@ -175,11 +191,7 @@ class Extractor:
             for face, tid, hint in zip(plain, ids, [h for _, h in faces]):
                 if hint is None:  # detector box: remember how it sits on the landmarks
                     boxes.remember(tid, face)
-                found.append((face, tid, frame.time))
-            processed += 1
-            if progress:
-                progress(1)
-        return found, processed, tracker.tracks()
+            yield frame, list(zip(plain, ids))
 
     def _tracked_faces(self, frames, tracker: Tracker, boxes: _TrackBoxes, timer: StageTimer):
         """Per frame: (frame, [(face, track id whose box was reused, or None)]).
@@ -239,7 +251,7 @@ class Extractor:
                       backend=self.backend.name) for b, p, s in zip(boxes, points, box_scores)]
         self.largest_dropped = max([f.size for f in faces if f.size < self.config.min_size], default=0.0)
         faces = [f for f in faces if f.size >= self.config.min_size]
-        if faces:
+        if faces and self.config.embed:
             with timer("embed"):
                 embs = self.embedder.embed_faces(image, faces)
             faces = [_with_embedding(f, e) for f, e in zip(faces, embs)]

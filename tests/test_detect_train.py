@@ -102,17 +102,23 @@ def test_train_with_one_identity_is_a_clear_error(two_facesets, tmp_path):
     assert result.exit_code == 2 and "at least 2 identities" in result.stderr
 
 
-def test_scan_scores_videos_and_images_by_the_paper_rules(two_facesets, tmp_path, face_video, astronaut):
-    import cv2
-
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_detector(two_facesets, tmp_path_factory):
+    """A detector trained for one step: its scores mean nothing, its plumbing is real."""
+    out = tmp_path_factory.mktemp("detector") / "run"
     trained = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--out", str(out), "--epochs", "1",
                                          "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"])
     assert trained.exit_code == 0, trained.output
+    return out / "best"
+
+
+def test_scan_scores_videos_and_images_by_the_paper_rules(tiny_detector, tmp_path, face_video, astronaut):
+    import cv2
+
     photo = tmp_path / "eileen.png"
     cv2.imwrite(str(photo), astronaut[..., ::-1])
-    result = runner.invoke(detect_app, ["scan", str(face_video), str(photo), "--model", str(out / "best"),
-                                        "--every", "4", "--rois", "4", "--top-k", "2", "--json"])
+    result = runner.invoke(detect_app, ["scan", str(face_video), str(photo), "--model", str(tiny_detector),
+                                        "--mode", "paper", "--every", "4", "--rois", "4", "--top-k", "2", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     video, image = report["inputs"]
@@ -121,16 +127,91 @@ def test_scan_scores_videos_and_images_by_the_paper_rules(two_facesets, tmp_path
     assert ((0 <= frame_scores) & (frame_scores <= 1)).all()
     assert video["score"] == pytest.approx(np.sort(frame_scores)[::-1][:2].mean())  # top third of 6
     assert video["verdict"] in ("fake", "real") and len(report["detector"]["sha256"]) == 64
-    assert report["rules"]["rois"] == 4
+    rules = report["rules"]
+    knobs = ("rois", "top_k", "every", "detect_every", "detect_size")
+    assert [rules[k] for k in knobs] == [4, 2, 4, 1, 0]
+    assert {"decode", "detect", "landmarks", "roi", "classify"} <= set(video["timings"])
 
 
-def test_scan_bad_inputs_exit_2(two_facesets, tmp_path):
+def test_fast_mode_fills_the_knobs_left_open(tiny_detector, face_video):
+    result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rules = report["rules"]
+    assert (rules["mode"], rules["rois"], rules["top_k"], rules["every"]) == ("fast", 1, 1, 5)
+    assert [f["frame"] for f in report["inputs"][0]["frames"]] == [0, 5, 10, 15, 20]
+
+
+def test_batched_scores_equal_one_roi_at_a_time(tiny_detector, face_video):
+    from detect.scan import ScanConfig, Scanner
+
+    one = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=1), "cpu").scan(face_video)
+    many = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=64), "cpu").scan(face_video)
+    assert [f["frame"] for f in one.frames] == [f["frame"] for f in many.frames]
+    np.testing.assert_allclose([f["score"] for f in one.frames], [f["score"] for f in many.frames], atol=1e-5)
+
+
+def test_heatmap_writes_the_scored_frames_with_grad_cam(tiny_detector, face_video, tmp_path, astronaut):
+    import cv2
+
+    from forge.video import probe
+
+    out = tmp_path / "heat.mp4"
+    result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
+                                        "--every", "3", "--heatmap", str(out)])
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    assert info.frame_count == 8 and (info.width, info.height) == (320, 320)
+    photo = tmp_path / "eileen.png"
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    drawn = tmp_path / "heat.png"
+    result = runner.invoke(detect_app, ["scan", str(photo), "--model", str(tiny_detector), "--heatmap", str(drawn)])
+    assert result.exit_code == 0, result.output
+    picture = cv2.imread(str(drawn))[..., ::-1]
+    assert picture.shape == astronaut.shape and (picture != astronaut).any()
+    wrong = tmp_path / "heat.gif"
+    result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
+                                        "--heatmap", str(wrong)])
+    assert result.exit_code == 2 and "write .mp4" in result.stderr and not wrong.exists()
+    result = runner.invoke(detect_app, ["scan", str(face_video), str(photo), "--model", str(tiny_detector),
+                                        "--heatmap", str(tmp_path / "two.mp4")])
+    assert result.exit_code == 2 and "draws one input" in result.stderr
+
+
+def test_grad_cam_maps_are_normalised_and_probabilities_match_the_model(tiny_detector):
+    from detect.scan import grad_cam
+
+    model, _, _ = load_detector(tiny_detector)
+    batch = torch.randn(2, 3, 224, 224)
+    maps, probs = grad_cam(model, batch)
+    assert maps.shape == (2, 224, 224) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    with torch.no_grad():
+        expected = model(batch).softmax(-1)[:, 1].numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_export_halves_the_weights_and_keeps_the_predictions(tiny_detector, tmp_path):
+    out = tmp_path / "release"
+    result = runner.invoke(detect_app, ["export", str(tiny_detector), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    size = (out / "weights.safetensors").stat().st_size
+    assert size < 0.55 * (tiny_detector / "weights.safetensors").stat().st_size
+    _, config = read_detector_config(out)
+    assert config["dtype"] == "float16" and len(config["exported_from"]["sha256"]) == 64
+    source, _, _ = load_detector(tiny_detector)
+    exported, _, _ = load_detector(out)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        np.testing.assert_allclose(exported(x).softmax(-1), source(x).softmax(-1), atol=2e-2)
+
+
+def test_scan_bad_inputs_exit_2(tiny_detector, tmp_path):
     import cv2
     from skimage import data
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = runner.invoke(detect_app, ["scan", str(empty), "--model", str(tmp_path)])
+    result = runner.invoke(detect_app, ["scan", str(empty), "--model", str(tiny_detector)])
     assert result.exit_code == 2 and "no images or videos" in result.stderr
     pickled = tmp_path / "model.pth"
     pickled.write_bytes(pickle.dumps([1]))
@@ -138,3 +219,13 @@ def test_scan_bad_inputs_exit_2(two_facesets, tmp_path):
     cv2.imwrite(str(coffee), data.coffee()[..., ::-1])
     result = runner.invoke(detect_app, ["scan", str(coffee), "--model", str(pickled)])
     assert result.exit_code == 2 and "refusing to load a pickle" in result.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.safetensors").write_bytes(b"")
+    (other / "config.json").write_text(json.dumps({"kind": "swapscope.swap-model"}))
+    result = runner.invoke(detect_app, ["scan", str(coffee), "--model", str(other)])
+    assert result.exit_code == 2 and "not a detector" in result.stderr
+    no_face = write_clip(tmp_path / "cup.mp4", [data.coffee()[:320, :320]] * 6, fps=25)
+    result = runner.invoke(detect_app, ["scan", str(no_face), "--model", str(tiny_detector)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {no_face}: no face found to score"]
