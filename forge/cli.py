@@ -79,6 +79,52 @@ def extract(
 
 @app.command()
 @handle_errors
+def train(
+    faceset_a: Path = typer.Argument(..., help="Face set of identity A (forge extract)."),
+    faceset_b: Path = typer.Argument(..., help="Face set of identity B."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model folder (checkpoint; re-run to resume)."),
+    arch: str = typer.Option("swap-ae", help="swap-ae, or swap-ae-lite for fast CPU runs."),
+    size: int = typer.Option(64, help="Aligned face size: 64, 128 or 256."),
+    padding: float = typer.Option(0.125, help="Model crop margin per side (fraction)."),
+    batch_size: int = typer.Option(16),
+    steps: int = typer.Option(10000, help="Total training steps (a resumed run continues to this)."),
+    lr: float = typer.Option(5e-5, help="Generator learning rate (Adam)."),
+    lr_d: float = typer.Option(5e-5, help="Discriminator learning rate (Adam)."),
+    gan: bool = typer.Option(True, help="The CycleGAN part (adversarial, cycle, identity losses)."),
+    rec_weight: float = typer.Option(1.0, help="Reconstruction (L1 + SSIM) weight."),
+    ssim_weight: float = typer.Option(1.0, help="SSIM share of the reconstruction loss."),
+    mask_weight: float = typer.Option(0.5, help="Mask loss weight."),
+    adv_weight: float = typer.Option(0.1, help="Least-squares adversarial loss weight."),
+    cycle_weight: float = typer.Option(1.0, help="Cycle-consistency weight (A->B->A, B->A->B)."),
+    identity_weight: float = typer.Option(0.5, help="Identity loss weight (B->B returns B)."),
+    stride: int = typer.Option(1, help="Use every N-th face of each face set."),
+    save_every: int = typer.Option(500, help="Checkpoint every N steps (and at the end)."),
+    preview_every: int = typer.Option(100, help="Preview grid and loss record every N steps."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    seed: int = typer.Option(0),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Train a shared-encoder face-swap autoencoder with CycleGAN losses (resumable)."""
+    from forge.train import TrainConfig
+    from forge.train import train as run_train
+
+    config = TrainConfig(
+        facesets=(str(faceset_a), str(faceset_b)), out=str(out), arch=arch, size=size, padding=padding,
+        batch_size=batch_size, steps=steps, lr=lr, lr_d=lr_d, gan=gan, rec_weight=rec_weight,
+        ssim_weight=ssim_weight, mask_weight=mask_weight, adv_weight=adv_weight, cycle_weight=cycle_weight,
+        identity_weight=identity_weight, stride=stride, save_every=save_every, preview_every=preview_every,
+        seed=seed)
+    with ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}") as progress:
+        summary = run_train(config, resolve_device(device), progress=progress)
+    if json_out:
+        print_json(summary)
+    else:
+        ids = summary["identities"]
+        typer.echo(f"{summary['out']}: {ids['a']} <-> {ids['b']}, step {summary['step']}")
+
+
+@app.command()
+@handle_errors
 def sample(
     out: Path = typer.Argument(Path("sample.mp4"), help="Where to write the clip."),
     frames: int = typer.Option(48, help="Number of frames."),

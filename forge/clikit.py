@@ -111,8 +111,8 @@ class ProgressBar:
     def __exit__(self, *exc):
         self._progress.__exit__(*exc)
 
-    def start(self, label: str, total: int | None, **fields) -> None:
-        self._task = self._progress.add_task(label, total=total, rate="", **fields)
+    def start(self, label: str, total: int | None, completed: int = 0, **fields) -> None:
+        self._task = self._progress.add_task(label, total=total, completed=completed, rate="", **fields)
 
     def advance(self, n: int = 1, **fields) -> None:
         if self._task is None:

@@ -58,3 +58,22 @@ def dlib_backend():
     from forge.faces.backends import create_backend
 
     return create_backend("dlib")
+
+
+@pytest.fixture(scope="session")
+def two_facesets(tmp_path_factory, astronaut) -> list[Path]:
+    """Two 'identities' made from the astronaut and her mirror image, one face set each."""
+    from typer.testing import CliRunner
+
+    from forge.cli import app
+    from forge.sample import moving_face_frames, write_clip
+
+    root = tmp_path_factory.mktemp("facesets")
+    sets = []
+    for label, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+        clip = write_clip(root / f"{label}.mp4", moving_face_frames(image, 16), fps=25)
+        out = root / f"fs_{label}"
+        result = CliRunner().invoke(app, ["extract", str(clip), "--out", str(out), "--label", label])
+        assert result.exit_code == 0, result.output
+        sets.append(out)
+    return sets

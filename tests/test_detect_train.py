@@ -9,26 +9,11 @@ from typer.testing import CliRunner
 from detect.checkpoint import load_detector, read_detector_config
 from detect.cli import app as detect_app
 from detect.data import FwaDataset, build_context_cache, split_by_identity
-from forge.cli import app as forge_app
 from forge.errors import InputError
 from forge.faceset import FaceSet
-from forge.sample import moving_face_frames, write_clip
+from forge.sample import write_clip
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def two_facesets(tmp_path_factory, astronaut):
-    """Two 'identities' made from the astronaut and her mirror image, one face set each."""
-    root = tmp_path_factory.mktemp("train")
-    sets = []
-    for label, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
-        clip = write_clip(root / f"{label}.mp4", moving_face_frames(image, 16), fps=25)
-        out = root / f"fs_{label}"
-        result = runner.invoke(forge_app, ["extract", str(clip), "--out", str(out), "--label", label])
-        assert result.exit_code == 0, result.output
-        sets.append(out)
-    return sets
 
 
 def test_context_crops_hold_every_landmark_and_the_roi_margin(two_facesets, tmp_path):

@@ -1,0 +1,454 @@
+"""``forge train``: the shared-encoder autoencoder with CycleGAN losses, one readable loop.
+
+Data: the aligned faces of two face sets, re-cropped to the model's size and padding, under
+random rotation/scale/shift, flips and colour jitter; the network sees a randomly *warped* copy
+(the classic deepfakes augmentation) and must return the unwarped face and its landmark-hull mask.
+
+Losses per step, each weight a knob (0 switches a term off; ``gan=False`` the whole GAN part):
+reconstruction (L1 + SSIM) and mask (L1) for both identities; then, on the swaps A->B and
+B->A of unwarped faces, the least-squares adversarial loss against the target identity's
+PatchGAN, cycle consistency (A->B->A, B->A->B) and the identity loss (B->B returns B). The
+generator is updated with the discriminators frozen, then each discriminator on real faces and
+a pool of past swaps (Zhu et al. 2017).
+
+A run folder is its checkpoint: ``weights.safetensors`` + ``config.json`` (kind
+"swapscope.swap-model"), ``resume/`` (optimisers, image pools, RNG, step), ``history.json``,
+``curves.png``, ``preview.png``. Re-running the same command continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from forge import __version__
+from forge.checkpoint import fresh_folder, load_optimizer, load_weights, read_config, save_optimizer, swap_in
+from forge.errors import InputError, require_at_least_one
+from forge.faceset import FaceSet
+from forge.media import sha256_file
+from forge.models import IDENTITIES, SIZES, SwapModel, create_model, model_names
+
+SWAP_MODEL_KIND = "swapscope.swap-model"
+
+
+@dataclass
+class TrainConfig:
+    facesets: tuple[str, str] = ("", "")  # A, B
+    out: str = "model"
+    arch: str = "swap-ae"
+    size: int = 64  # aligned crop side the model works at
+    padding: float = 0.125  # model crop margin per side, as a fraction (face sets keep 0.25)
+    batch_size: int = 16
+    steps: int = 10000
+    lr: float = 5e-5  # generator (Adam, the classic deepfakes rate)
+    lr_d: float = 5e-5  # discriminators
+    rec_weight: float = 1.0  # L1 + ssim_weight * (1 - SSIM) on the unwarped target
+    ssim_weight: float = 1.0
+    mask_weight: float = 0.5
+    gan: bool = True  # the CycleGAN part as a whole
+    adv_weight: float = 0.1
+    cycle_weight: float = 1.0
+    identity_weight: float = 0.5
+    pool_size: int = 50
+    warp: float = 0.025  # std of the random-warp grid offsets, fraction of the crop
+    rotate: float = 10.0  # degrees, uniform +-
+    zoom: float = 0.05
+    shift: float = 0.05
+    flip: float = 0.5
+    jitter: float = 0.1  # brightness/contrast factors in [1 - jitter, 1 + jitter]
+    stride: int = 1  # use every N-th face of each face set
+    save_every: int = 500
+    preview_every: int = 100
+    seed: int = 0
+
+    def check(self) -> None:
+        require_at_least_one(self, "batch_size", "steps", "save_every", "preview_every", "stride")
+        if self.arch not in model_names():
+            raise InputError(f"unknown --arch {self.arch!r}; choose from {model_names()}")
+        if self.size not in SIZES:
+            raise InputError(f"--size must be one of {list(SIZES)}")
+        if not 0 <= self.padding < 0.5:
+            raise InputError("--padding must be in [0, 0.5)")
+        if self.pool_size < 0:
+            raise InputError("--pool-size must not be negative")
+
+
+# --- data ---------------------------------------------------------------------------------
+
+class FaceData:
+    """One identity's aligned faces in memory, re-cropped to the model's size and padding."""
+
+    def __init__(self, path: str | Path, size: int, padding: float, stride: int = 1) -> None:
+        faceset = FaceSet.open(path)
+        if padding > faceset.padding:
+            raise InputError(f"{path}: face set padding {faceset.padding} is tighter than the model's {padding}")
+        self.path, self.size = str(path), size
+        self.hash = sha256_file(Path(path) / "faces.jsonl")
+        labels = faceset.labels()
+        self.label = labels[0] if len(labels) == 1 else Path(path).name
+        # store each crop at the scale where the model's crop is `size` px wide
+        big, pad = faceset.crop_size, faceset.padding
+        scale = size * (1 - 2 * padding) / (big * (1 - 2 * pad))
+        stored = round(big * scale)
+        offset = padding * size - pad * stored
+        self.base = np.array([[1, 0, offset], [0, 1, offset], [0, 0, 1]], np.float64)  # stored px -> model px
+        indices = range(0, len(faceset), stride)
+        self.images = np.stack([cv2.resize(faceset.crop(i), (stored, stored), interpolation=cv2.INTER_AREA)
+                                for i in indices])  # (N, D, D, 3) uint8
+        self.landmarks = np.stack([faceset.crop_landmarks(i) * (stored / big) for i in indices])  # (N, 68, 2)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, index: int, rng: np.random.Generator | None, cfg: TrainConfig
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(warped input, target, mask): (S, S, 3) float32 in [0, 1] twice, (S, S) float32.
+
+        ``rng`` None gives the plain aligned face (previews, evaluation).
+        """
+        s = self.size
+        matrix = self.base
+        if rng is not None:
+            angle = math.radians(rng.uniform(-cfg.rotate, cfg.rotate))
+            zoom = rng.uniform(1 - cfg.zoom, 1 + cfg.zoom)
+            shift = rng.uniform(-cfg.shift, cfg.shift, 2) * s
+            c = s / 2
+            rot = np.array([[zoom * math.cos(angle), -zoom * math.sin(angle), 0],
+                            [zoom * math.sin(angle), zoom * math.cos(angle), 0], [0, 0, 1]])
+            about = np.array([[1, 0, c + shift[0]], [0, 1, c + shift[1]], [0, 0, 1]]) @ rot @ \
+                np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]])
+            if rng.random() < cfg.flip:
+                about = np.array([[-1, 0, s], [0, 1, 0], [0, 0, 1]]) @ about
+            matrix = about @ self.base
+        affine = matrix[:2].astype(np.float32)
+        target = cv2.warpAffine(self.images[index], affine, (s, s), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REFLECT101).astype(np.float32) / 255.0
+        points = self.landmarks[index] @ affine[:, :2].T + affine[:, 2]
+        mask = np.zeros((s, s), np.uint8)
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+        if rng is None:
+            return target, target, mask.astype(np.float32)
+        brightness, contrast = rng.uniform(1 - cfg.jitter, 1 + cfg.jitter, 2)
+        target = np.clip((target - target.mean()) * contrast + target.mean() * brightness, 0, 1).astype(np.float32)
+        return random_warp(target, rng, cfg.warp), target, mask.astype(np.float32)
+
+    def batch(self, rng: np.random.Generator, cfg: TrainConfig, device: str) -> tuple[torch.Tensor, ...]:
+        """(warped (B, 3, S, S), target (B, 3, S, S), mask (B, 1, S, S)) float32 on ``device``."""
+        picks = rng.integers(0, len(self), cfg.batch_size)
+        warped, target, mask = zip(*(self.sample(int(i), rng, cfg) for i in picks))
+        return (_to_tensor(np.stack(warped), device), _to_tensor(np.stack(target), device),
+                torch.from_numpy(np.stack(mask))[:, None].to(device))
+
+
+def random_warp(image: np.ndarray, rng: np.random.Generator, strength: float, grid: int = 5) -> np.ndarray:
+    """Bend (S, S, C) float32 by a smooth random displacement: normal offsets with std
+    ``strength * S`` on a ``grid`` x ``grid`` lattice, interpolated to every pixel."""
+    s = image.shape[0]
+    offsets = rng.normal(0.0, strength * s, (grid, grid, 2)).astype(np.float32)
+    field = cv2.resize(offsets, (s, s), interpolation=cv2.INTER_CUBIC)  # (S, S, 2)
+    xs, ys = np.meshgrid(np.arange(s, dtype=np.float32), np.arange(s, dtype=np.float32))
+    return cv2.remap(image, xs + field[..., 0], ys + field[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REFLECT101)
+
+
+def _to_tensor(images: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
+
+
+# --- losses -------------------------------------------------------------------------------
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1], Gaussian window."""
+    coords = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = (g / g.sum())[None, :]
+    kernel = (g.T @ g).expand(x.shape[1], 1, window, window)
+
+    def blur(t):
+        return F.conv2d(t, kernel, padding=window // 2, groups=x.shape[1])
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
+
+
+def _lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+
+
+def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict, dict]:
+    """(total loss, {term: value}, {"a": A->B swaps, "b": B->A swaps} for the discriminators).
+
+    batch: {"a": (warped, target, mask), "b": ...}; the discriminators are expected frozen.
+    """
+    parts: dict[str, torch.Tensor] = {}
+    for side in IDENTITIES:
+        warped, target, mask = batch[side]
+        rgb, predicted_mask = model(warped, side)
+        rgb, predicted_mask = rgb.float(), predicted_mask.float()
+        parts[f"rec_{side}"] = F.l1_loss(rgb, target) + cfg.ssim_weight * (1 - ssim(rgb, target))
+        parts[f"mask_{side}"] = F.l1_loss(predicted_mask, mask)
+    total = cfg.rec_weight * (parts["rec_a"] + parts["rec_b"]) + cfg.mask_weight * (parts["mask_a"] + parts["mask_b"])
+    swaps = {}
+    if cfg.gan:
+        for side, other in (("a", "b"), ("b", "a")):
+            target = batch[side][1]
+            swapped, _ = model(target, other)  # side's face with the other identity
+            swapped = swapped.float()
+            swaps[side] = swapped.detach()
+            parts[f"adv_{side}2{other}"] = _lsgan(model.discriminators[other](swapped).float(), real=True)
+            back, _ = model(swapped, side)
+            parts[f"cycle_{side}"] = F.l1_loss(back.float(), target)
+            same, _ = model(target, side)
+            parts[f"identity_{side}"] = F.l1_loss(same.float(), target)
+        total = total + cfg.adv_weight * (parts["adv_a2b"] + parts["adv_b2a"]) \
+            + cfg.cycle_weight * (parts["cycle_a"] + parts["cycle_b"]) \
+            + cfg.identity_weight * (parts["identity_a"] + parts["identity_b"])
+    return total, {k: float(v.detach()) for k, v in parts.items()}, swaps
+
+
+class ImagePool:
+    """Past generated images (Shrivastava et al. 2017): the discriminator sees a mix of new and
+    old swaps, so it cannot chase only the generator's latest mode."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images:
+            image = image.detach().cpu()
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif rng.random() < 0.5:
+                i = int(rng.integers(len(self.images)))
+                out.append(self.images[i])
+                self.images[i] = image
+            else:
+                out.append(image)
+        return torch.stack(out).to(images.device)
+
+
+def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+def train(config: TrainConfig, device: str, progress=None) -> dict:
+    """Train (or resume) a swap model; returns the summary."""
+    config.check()
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    data = {side: FaceData(path, config.size, config.padding, config.stride)
+            for side, path in zip(IDENTITIES, config.facesets)}
+    if data["a"].hash == data["b"].hash:
+        raise InputError("FACESET_A and FACESET_B are the same face set; give one per identity")
+    model = create_model(config.arch, config.size).to(device)
+    opt_g = torch.optim.Adam(model.generator_parameters(), lr=config.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(model.discriminators.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
+    pools = {side: ImagePool(config.pool_size) for side in IDENTITIES}
+    meta = {"arch": config.arch, "size": config.size, "padding": config.padding,
+            "identities": {side: data[side].label for side in IDENTITIES},
+            "facesets": {side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side])}
+                         for side in IDENTITIES},
+            "spec": model.describe()["spec"], "config": asdict(config)}
+
+    state = _load_resume(out, model, opt_g, opt_d, pools, meta)
+    step = state["step"] if state else 0
+    history: list[dict] = state["history"] if state else []
+    if state:
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    autocast = {"device_type": "cuda", "dtype": torch.bfloat16, "enabled": device.startswith("cuda")}
+    if progress:
+        progress.start(f"{data['a'].label} <-> {data['b'].label}", config.steps, completed=step, loss=float("nan"))
+    window: list[dict] = []
+    started = time.perf_counter()
+    while step < config.steps:
+        model.train()
+        batch = {side: data[side].batch(rng, config, device) for side in IDENTITIES}
+
+        # generator: encoder + decoders, discriminators frozen
+        _set_requires_grad(model.discriminators, False)
+        with torch.autocast(**autocast):
+            loss_g, parts, swaps = generator_losses(model, batch, config)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 5.0)
+        opt_g.step()
+
+        # discriminators: real faces of their identity vs a pool of past swaps into it
+        if config.gan:
+            _set_requires_grad(model.discriminators, True)
+            with torch.autocast(**autocast):
+                loss_d = 0.0
+                for side, other in (("a", "b"), ("b", "a")):
+                    fake = pools[other].query(swaps[side], rng)  # swaps into `other`
+                    disc = model.discriminators[other]
+                    d = 0.5 * (_lsgan(disc(batch[other][1]).float(), True) + _lsgan(disc(fake).float(), False))
+                    parts[f"d_{other}"] = float(d.detach())
+                    loss_d = loss_d + d
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+        step += 1
+        window.append({"total": float(loss_g.detach()), **parts})
+        if progress:
+            progress.advance(1, loss=window[-1]["total"])
+        if step % config.preview_every == 0 or step == config.steps:
+            history.append({"step": step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+                            "seconds": round(time.perf_counter() - started, 2)})
+            window = []
+            _write_atomic_png(out.with_name(out.name + ".previews") / "preview.png",
+                              preview_grid(model, data, config, device))
+        if step % config.save_every == 0 or step == config.steps:
+            _save(out, model, opt_g, opt_d, pools, meta, step, history, rng)
+    if progress:
+        progress.stop()
+    shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)  # the last one is in OUT
+    return {"out": str(out), "step": step, "identities": meta["identities"],
+            "faces": {side: len(data[side]) for side in IDENTITIES},
+            "last": history[-1] if history else None}
+
+
+@torch.no_grad()
+def preview_grid(model: SwapModel, data: dict[str, FaceData], cfg: TrainConfig, device: str,
+                 rows: int = 4) -> np.ndarray:
+    """(rows * S', 6 * S', 3) uint8 RGB: A, A->A, A->B, B, B->B, B->A per row (S' >= 128)."""
+    model.eval()
+    columns = []
+    for side, other in (("a", "b"), ("b", "a")):
+        picks = np.linspace(0, len(data[side]) - 1, rows).round().astype(int)
+        faces = _to_tensor(np.stack([data[side].sample(int(i), None, cfg)[1] for i in picks]), device)
+        columns += [faces, model(faces, side)[0].float(), model(faces, other)[0].float()]
+    grid = torch.cat([torch.cat(list(col), dim=1) for col in columns], dim=2)  # (3, rows*S, 6*S)
+    image = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    scale = max(1, 128 // cfg.size)
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else image
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    groups = {"reconstruction": ["rec_a", "rec_b"], "mask": ["mask_a", "mask_b"],
+              "cycle / identity": ["cycle_a", "cycle_b", "identity_a", "identity_b"],
+              "adversarial (G) / discriminators": ["adv_a2b", "adv_b2a", "d_a", "d_b"]}
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+    for ax, (title, keys) in zip(axes, groups.items()):
+        for key in keys:
+            if history and key in history[0]:
+                ax.plot(steps, [h[key] for h in history], label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_atomic_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    cv2.imwrite(str(tmp), image[..., ::-1])
+    os.replace(tmp, path)
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+def _run_identity(meta: dict) -> dict:
+    """What must match for a resume to continue the same run."""
+    c = meta["config"]
+    return {"arch": meta["arch"], "size": meta["size"], "padding": meta["padding"],
+            "facesets": {k: v["sha256"] for k, v in meta["facesets"].items()},
+            "batch_size": c["batch_size"], "seed": c["seed"], "stride": c["stride"], "gan": c["gan"]}
+
+
+def _save(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, ImagePool], meta: dict, step: int,
+          history: list[dict], rng: np.random.Generator) -> None:
+    """Write the whole run folder beside ``out`` and swap it in: a kill leaves the old or the new."""
+    from safetensors.torch import save_file
+
+    tmp = fresh_folder(out)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(tmp / "weights.safetensors"), metadata={"kind": SWAP_MODEL_KIND})
+    config = {"kind": SWAP_MODEL_KIND, "code_version": __version__, "step": step, **meta}
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    resume = tmp / "resume"
+    resume.mkdir()
+    pool_tensors = {f"{side}/{i}": img.contiguous() for side, p in pools.items() for i, img in enumerate(p.images)}
+    save_file(pool_tensors or {"_empty": torch.zeros(1)}, str(resume / "pools.safetensors"))
+    state = {"step": step, "identity": _run_identity(meta), "history": history,
+             "opt_g": save_optimizer(opt_g, resume / "opt_g.safetensors"),
+             "opt_d": save_optimizer(opt_d, resume / "opt_d.safetensors"),
+             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist()}
+    (resume / "state.json").write_text(json.dumps(state))
+    (tmp / "history.json").write_text(json.dumps(history, indent=2))
+    if history:
+        plot_curves(history, tmp / "curves.png")
+    previews = out.with_name(out.name + ".previews") / "preview.png"
+    if previews.is_file():
+        shutil.copyfile(previews, tmp / "preview.png")
+    swap_in(tmp, out)
+
+
+def _load_resume(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, ImagePool], meta: dict) -> dict | None:
+    from safetensors.torch import load_file
+
+    if not out.exists():
+        return None
+    folder, config = read_swap_config(out)
+    state_path = folder / "resume" / "state.json"
+    if not state_path.is_file():
+        raise InputError(f"{out}: a finished model without resume state; choose another --out")
+    state = json.loads(state_path.read_text())
+    if state["identity"] != _run_identity(meta):
+        raise InputError(f"{out}: holds a different training run; choose another --out")
+    load_weights(folder, model, meta["arch"])
+    load_optimizer(opt_g, folder / "resume" / "opt_g.safetensors", state["opt_g"])
+    load_optimizer(opt_d, folder / "resume" / "opt_d.safetensors", state["opt_d"])
+    for key, image in sorted(load_file(str(folder / "resume" / "pools.safetensors")).items(),
+                             key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[-1]))):
+        if key != "_empty":
+            pools[key.split("/")[0]].images.append(image)
+    return state
+
+
+def read_swap_config(path: str | Path) -> tuple[Path, dict]:
+    return read_config(path, SWAP_MODEL_KIND, "swap model")
+
+
+def load_swap_model(path: str | Path, device: str = "cpu") -> tuple[SwapModel, dict]:
+    """(model in eval mode, config) of a ``forge train`` checkpoint."""
+    folder, config = read_swap_config(path)
+    try:
+        model = create_model(config["arch"], config["size"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{folder}: swap model config is not usable ({exc})") from None
+    load_weights(folder, model, config["arch"])
+    return model.to(device).eval(), config
