@@ -77,6 +77,7 @@ def scan(
     threshold: float = typer.Option(0.5, help="Verdict 'fake' at or above this score."),
     batch_size: int = typer.Option(32, help="ROIs per network call."),
     max_frames: int | None = typer.Option(None, help="Stop each video after this many frames."),
+    label_frames: int = typer.Option(8, help="Check this many scored frames for swapscope's watermark (the container metadata is always read)."),
     heatmap: Path | None = typer.Option(None, help="Write the scored frames with each face's score and Grad-CAM map (.mp4 for a video, .png for an image)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     json_out: bool = typer.Option(False, "--json", help="Per-frame and per-face scores, rules, timings as JSON."),
@@ -87,10 +88,19 @@ def scan(
 
     config = ScanConfig(model=str(model) if model else "", mode=mode, rois=rois, top_k=top_k, every=every,
                         detect_every=detect_every, detect_size=detect_size, top_fraction=top_fraction,
-                        threshold=threshold, batch_size=batch_size, max_frames=max_frames, heatmap=str(heatmap) if heatmap else None)
+                        threshold=threshold, batch_size=batch_size, max_frames=max_frames, label_frames=label_frames, heatmap=str(heatmap) if heatmap else None)
 
     def report(item) -> None:
-        if not json_out and item.verdict not in ("no face", "error"):
+        if json_out:
+            return
+        if item.provenance.get("labelled"):
+            from forge.label import Provenance
+
+            found = item.provenance
+            typer.echo(f"LABELLED  {item.path}: " + Provenance(
+                metadata=found["metadata"], frames_checked=found["frames_checked"],
+                frames_marked=found["frames_watermarked"], watermark_ids=found["watermark_ids"]).summary())
+        if item.verdict not in ("no face", "error"):
             typer.echo(f"{item.verdict:5s} {item.score:.3f}  {item.path}  ({len(item.frames)} frames scored, "
                        f"{item.timings.get('total', 0):.1f} s)")
 

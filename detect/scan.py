@@ -27,6 +27,7 @@ from detect.checkpoint import load_detector, read_detector_config
 from detect.data import to_tensor
 from forge.errors import InputError, require_at_least_one
 from forge.extract import ExtractConfig, Extractor
+from forge.label import read_provenance
 from forge.media import collect_media, is_image, load_image, sha256_file
 from forge.timing import StageTimer
 from forge.video import VideoWriter, probe
@@ -52,6 +53,7 @@ class ScanConfig:
     top_fraction: float = 1 / 3  # a video scores the mean of its highest third of frame scores
     threshold: float = 0.5  # verdict "fake" at or above this score
     batch_size: int = 32  # ROIs per network call
+    label_frames: int = 8  # check this many scored frames for swapscope's watermark (0: none)
     heatmap: str | None = None  # write the scored frames with scores and Grad-CAM maps here
     max_frames: int | None = None  # stop each video after this many decoded frames
     seed: int = 0
@@ -63,6 +65,8 @@ class ScanConfig:
         preset = {k: v for k, v in MODES[self.mode].items() if getattr(self, k) is None}
         config = replace(self, model=self.model or str(DEFAULT_DETECTOR), **preset)
         require_at_least_one(config, "rois", "top_k", "every", "detect_every", "batch_size")
+        if config.label_frames < 0:
+            raise InputError("--label-frames must not be negative")
         if config.top_k > config.rois:
             raise InputError("--top-k must not exceed --rois")
         if not 0 < config.top_fraction <= 1:
@@ -81,6 +85,7 @@ class InputScan:
     frames: list[dict] = field(default_factory=list)  # {frame, time, score, faces: [{box, roi, score}]}
     timings: dict = field(default_factory=dict)
     error: str = ""
+    provenance: dict = field(default_factory=dict)  # swapscope's own labels, read before scoring
 
 
 def video_score(frame_scores: np.ndarray, top_fraction: float) -> float:
@@ -127,6 +132,7 @@ class Scanner:
             self.extractor.backend.detect_size = max(shape[:2])
         pending = _PendingRois()
         records: list[dict] = []
+        marked_frames: list[np.ndarray] = []
         writer = _HeatmapWriter(cfg.heatmap, path, self) if cfg.heatmap else None
         try:
             for index, time_s, image, faces in self._frames(path, timer):
@@ -134,6 +140,8 @@ class Scanner:
                     continue
                 record = {"frame": index, "time": round(time_s, 4), "score": None, "faces": []}
                 records.append(record)
+                if len(marked_frames) < cfg.label_frames:
+                    marked_frames.append(image)
                 with timer("roi"):
                     for face in faces:
                         boxes = [random_roi(face.landmarks, image.shape, rng) for _ in range(cfg.rois)]
@@ -157,8 +165,10 @@ class Scanner:
                 writer.abort()
         for record in records:
             record["score"] = max(f["score"] for f in record["faces"])
+        with timer("labels"):
+            provenance = read_provenance(path, marked_frames)
         result = InputScan(path=str(path), sha256=sha256_file(path), score=None, verdict="no face",
-                           frames=records, timings=timer.as_dict())
+                           frames=records, timings=timer.as_dict(), provenance=provenance.to_json())
         if records:
             result.score = video_score(np.array([r["score"] for r in records]), cfg.top_fraction)
             result.verdict = "fake" if result.score >= cfg.threshold else "real"

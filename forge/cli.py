@@ -125,6 +125,75 @@ def train(
 
 @app.command()
 @handle_errors
+def video(
+    source: Path = typer.Argument(..., help="The real video to swap a face in."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (default: SOURCE-STEM.fake.mp4 here). Labels go beside it."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="forge train checkpoint; without it the method is fwa-sim."),
+    method: str = typer.Option("", help="model or fwa-sim (default: model if --model is given, else fwa-sim)."),
+    to: str = typer.Option("b", help="The model identity (a or b) the target face becomes."),
+    identity: list[Path] | None = typer.Option(None, help="Swap only this person: photo, folder, face set or reference .json (repeatable). Default: the largest face."),
+    identity_threshold: float = typer.Option(0.6, help="Max embedding distance for --identity."),
+    mask: str = typer.Option("learned", help="learned (the model's mask) or hull (landmark hull; always for fwa-sim)."),
+    erode: float = typer.Option(0.03, help="Mask erosion, fraction of the face crop."),
+    feather: float = typer.Option(0.05, help="Mask feathering, fraction of the face crop."),
+    colour: str = typer.Option("reinhard", help="Colour transfer: none, reinhard or histogram."),
+    blend: str = typer.Option("alpha", help="alpha (feathered) or poisson (seamless cloning)."),
+    smooth: bool = typer.Option(True, help="Smooth the target's landmarks over time (One-Euro)."),
+    fwa_size: int = typer.Option(0, help="fwa-sim render size in px (0: drawn from 64-127 by --seed)."),
+    crf: int = typer.Option(18, help="Output H.264 CRF."),
+    batch_size: int = typer.Option(8, help="Frames per model call."),
+    min_size: int = typer.Option(48, help="Do not swap faces smaller than this (px)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest row and timings as JSON."),
+) -> None:
+    """Swap one person's face in a video and label the result (manifest, metadata, watermark)."""
+    from forge.forgery import VideoConfig, forge_video
+    from forge.swap import CompositeConfig
+
+    config = VideoConfig(
+        method=method, model=str(model) if model else "", to=to, identity=[str(p) for p in identity or []],
+        identity_threshold=identity_threshold, smooth=smooth, fwa_size=fwa_size, crf=crf, batch_size=batch_size,
+        min_size=min_size, seed=seed,
+        composite=CompositeConfig(mask=mask, erode=erode, feather=feather, colour=colour, blend=blend))
+    target = out or Path(f"{source.stem}.fake.mp4")
+    with ProgressBar(err_console.is_terminal, unit="fps") as progress:
+        result = forge_video(source, target, config, resolve_device(device), progress=progress)
+    if json_out:
+        print_json({"row": result.row, "timings": result.timings, "target_tracks": result.target_tracks})
+    else:
+        typer.echo(f"{result.output}: {result.swapped_frames}/{result.frames} frames swapped "
+                   f"({result.row['method']}), labelled {result.id}")
+
+
+@app.command()
+@handle_errors
+def dataset(
+    config: Path = typer.Argument(..., help="Dataset config (.toml or .json): videos, sweep of knobs, watermark policy, splits."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Sweep realism knobs over real videos into one labelled forgery set with real counterparts (resumable)."""
+    from forge.dataset import DatasetConfig, build_dataset
+
+    settings = DatasetConfig.load(config)
+
+    def report(line: str) -> None:
+        err_console.print(f"[green]made[/] {line}", highlight=False, soft_wrap=True)
+
+    with ProgressBar(err_console.is_terminal, unit="fps") as progress:
+        summary = build_dataset(settings, resolve_device(device), progress=progress, report=report)
+    if json_out:
+        print_json(summary)
+    else:
+        typer.echo(f"{summary['out']}: {summary['fakes']} fakes, {summary['reals']} reals "
+                   f"({summary['made']} made, {summary['skipped']} already there)")
+    if summary["failed"]:
+        fail(f"{len(summary['failed'])} outputs failed: " + "; ".join(summary["failed"]))
+
+
+@app.command()
+@handle_errors
 def sample(
     out: Path = typer.Argument(Path("sample.mp4"), help="Where to write the clip."),
     frames: int = typer.Option(48, help="Number of frames."),

@@ -158,7 +158,9 @@ class VideoWriter:
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.out.with_name(f".{self.out.stem}.tmp-{os.getpid()}{self.out.suffix}")
-        self._container = av.open(str(self._tmp), mode="w")
+        # custom tags (the labels of DESIGN.md section 5) need mp4's metadata-tags flag
+        options = {"movflags": "use_metadata_tags"} if metadata else {}
+        self._container = av.open(str(self._tmp), mode="w", options=options)
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
         rate = Fraction(fps).limit_denominator(100000)

@@ -29,18 +29,22 @@ def test_extract_finds_a_face_in_99_percent_of_frames_of_every_real_clip(tmp_pat
     assert "lp_d6_woman_hairbun" in labels and "hdtf_WDA_KatieHill" in labels
 
 
-def test_identity_keeps_one_of_two_people_side_by_side(tmp_path, shared_data):
+def _two_people(tmp_path, shared_data, count: int = 90):
+    """A d6 | d9 side-by-side clip (480 px each) and a photo of her from outside the clip."""
     left_clip = shared_data / "real_videos/lp_d6_woman_hairbun/d6.mp4"
     right_clip = shared_data / "real_videos/lp_d9_man_glasses/d9.mp4"
-    count = 90
     left = [f.image for f in read_frames(left_clip, limit=count)]
     right = [f.image[:, 16:496] for f in read_frames(right_clip, limit=count)]  # 512x480 -> 480x480
     both = write_clip(tmp_path / "two_people.mp4", [np.hstack([a, b]) for a, b in zip(left, right)], fps=30)
-    # the reference photo is a frame of d6 from outside the composite
     photo = next(f.image for f in read_frames(left_clip) if f.index == 900)
     ref = tmp_path / "her.png"
     cv2.imwrite(str(ref), photo[..., ::-1])
+    return both, ref
 
+
+def test_identity_keeps_one_of_two_people_side_by_side(tmp_path, shared_data):
+    count = 90
+    both, ref = _two_people(tmp_path, shared_data, count)
     out = tmp_path / "her_faces"
     result = runner.invoke(app, ["extract", str(both), "--out", str(out), "--identity", str(ref), "--json"])
     assert result.exit_code == 0, result.output
@@ -48,3 +52,20 @@ def test_identity_keeps_one_of_two_people_side_by_side(tmp_path, shared_data):
     centres = np.array([(r["box"][0] + r["box"][2]) / 2 for r in rows])
     assert (centres < 480).all(), "a face of the other person was kept"
     assert len({r["frame_index"] for r in rows}) >= 0.95 * count
+
+
+def test_forge_video_swaps_her_and_leaves_him_untouched(tmp_path, shared_data):
+    from forge.label import Watermarker, read_manifest
+
+    both, ref = _two_people(tmp_path, shared_data, 45)
+    out = tmp_path / "fake" / "her_swapped.mp4"
+    result = runner.invoke(app, ["video", str(both), "--identity", str(ref), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    mark = Watermarker(read_manifest(out.parent)[0]["id"])
+    left, right = [], []
+    for original, fake in zip((f.image for f in read_frames(both)), (f.image for f in read_frames(out))):
+        diff = np.abs(fake.astype(int) - mark(original).astype(int)).max(-1)
+        left.append((diff[:, :480] > 30).sum())
+        right.append((diff[:, 480:] > 30).sum())
+    assert min(left) > 200  # her face was re-rendered in every frame
+    assert max(right) < 50  # his half: codec noise only

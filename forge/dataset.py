@@ -1,0 +1,199 @@
+"""``forge dataset CONFIG``: sweep the realism knobs over real videos into one forgery set.
+
+CONFIG (TOML or JSON) overrides ``DatasetConfig``; unknown keys are errors. ``sweep`` maps knob
+names to lists of values and every combination is made for every video, e.g.::
+
+    out = "forgeries"
+    videos = ["../shared/data/real_videos/lp_d6_woman_hairbun", "../shared/data/real_videos/lp_d9_man_glasses"]
+    watermark = "both"          # both | neither: reals and fakes alike, so no detector learns it
+    max_frames = 60
+    [sweep]
+    method = ["fwa-sim"]
+    fwa_size = [64, 96, 127]
+    colour = ["none", "reinhard"]
+    crf = [18, 28]
+
+Each video's identity is its folder's name; identities (hence source videos) are split into
+train/val/test. Every fake has its real counterpart: the same frames, the same encoder
+settings, the same watermark policy. Re-running skips outputs the manifest already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import tomllib
+
+from forge import __version__
+from forge.errors import InputError
+from forge.forgery import VideoConfig, forge_video
+from forge.label import (
+    Watermarker,
+    append_manifest,
+    container_metadata,
+    data_card,
+    new_manifest_id,
+    read_manifest,
+    write_text_atomic,
+)
+from forge.media import collect_media, is_image, sha256_file
+from forge.swap import CompositeConfig
+from forge.video import VideoWriter, probe, read_frames
+
+VIDEO_KNOBS = {"method", "model", "to", "fwa_size", "smooth", "crf", "min_size"}
+COMPOSITE_KNOBS = {f.name for f in fields(CompositeConfig)}
+WATERMARK_POLICIES = ("both", "neither")
+
+
+@dataclass
+class DatasetConfig:
+    out: str = "forgeries"
+    videos: list[str] = field(default_factory=list)  # real videos or folders of them
+    sweep: dict[str, list] = field(default_factory=lambda: {"method": ["fwa-sim"]})
+    watermark: str = "both"  # both | neither
+    max_frames: int | None = 60  # first N frames of each video
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
+    batch_size: int = 8
+    seed: int = 0
+
+    @classmethod
+    def load(cls, path: str | Path) -> DatasetConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such config file")
+        try:
+            raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: config does not parse ({exc})") from None
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"{path}: unknown config keys {sorted(unknown)}")
+        config = cls(**raw)
+        base = path.parent  # relative paths in a config are relative to the config file
+        config.videos = [str(base / v) if not Path(v).is_absolute() else v for v in config.videos]
+        config.out = str(base / config.out) if not Path(config.out).is_absolute() else config.out
+        if "model" in config.sweep:
+            config.sweep["model"] = [str(base / m) if m and not Path(m).is_absolute() else m
+                                     for m in config.sweep["model"]]
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if not self.videos:
+            raise InputError("the config lists no videos")
+        if self.watermark not in WATERMARK_POLICIES:
+            raise InputError(f"watermark must be one of {list(WATERMARK_POLICIES)}")
+        unknown = set(self.sweep) - VIDEO_KNOBS - COMPOSITE_KNOBS
+        if unknown:
+            choices = sorted(VIDEO_KNOBS | COMPOSITE_KNOBS)
+            raise InputError(f"unknown sweep knobs {sorted(unknown)}; choose from {choices}")
+        for knob, values in self.sweep.items():
+            if not isinstance(values, list) or not values:
+                raise InputError(f"sweep.{knob} must be a non-empty list")
+        if abs(sum(self.splits.values()) - 1) > 1e-6:
+            raise InputError("splits must add up to 1")
+
+    def combinations(self) -> list[dict]:
+        names = sorted(self.sweep)
+        return [dict(zip(names, values)) for values in itertools.product(*(self.sweep[n] for n in names))]
+
+
+def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig:
+    composite = CompositeConfig(**{k: v for k, v in knobs.items() if k in COMPOSITE_KNOBS})
+    return VideoConfig(**{k: v for k, v in knobs.items() if k in VIDEO_KNOBS}, composite=composite,
+                       max_frames=config.max_frames, batch_size=config.batch_size, seed=config.seed, split=split,
+                       watermark=config.watermark == "both")
+
+
+def split_identities(identities: list[str], splits: dict[str, float], seed: int) -> dict[str, str]:
+    """identity -> split name; each split gets whole identities, at least one where possible."""
+    order = sorted(identities)
+    np.random.default_rng(seed).shuffle(order)
+    names = list(splits)
+    bounds = np.cumsum([splits[n] for n in names]) * len(order)
+    out = {}
+    for i, identity in enumerate(order):
+        out[identity] = names[min(int(np.searchsorted(bounds, i, side="right")), len(names) - 1)]
+    return out
+
+
+def knob_id(knobs: dict) -> str:
+    return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def build_dataset(config: DatasetConfig, device: str = "cpu", progress=None, report=None) -> dict:
+    """Make every (video, knob combination) fake and every real counterpart; returns a summary."""
+    config.check()
+    root = Path(config.out)
+    root.mkdir(parents=True, exist_ok=True)
+    videos = [v for v in collect_media(config.videos) if not is_image(v)]
+    if not videos:
+        raise InputError("the config's videos hold no video files")
+    identity_of = {v: v.parent.name for v in videos}
+    split_of = split_identities(sorted(set(identity_of.values())), config.splits, config.seed)
+    done = {row["output"] for row in _rows(root)}
+    made, skipped, failed = 0, 0, []
+    combos = config.combinations()
+    for video in videos:
+        identity, split = identity_of[video], split_of[identity_of[video]]
+        for crf in sorted({c.get("crf", 18) for c in combos}):
+            rel = f"real/crf{crf}/{identity}__{video.stem}.mp4"
+            if rel in done and (root / rel).is_file():
+                skipped += 1
+                continue
+            write_real(video, root / rel, root, crf, config, identity, split)
+            made += 1
+            if report:
+                report(f"real  {rel}")
+        for knobs in combos:
+            rel = f"fake/{knob_id(knobs)}/{identity}__{video.stem}.mp4"
+            if rel in done and (root / rel).is_file():
+                skipped += 1
+                continue
+            try:
+                forge_video(video, root / rel, _video_config(knobs, config, split), device, progress, root=root)
+            except InputError as exc:
+                failed.append(f"{rel}: {exc}")
+                continue
+            made += 1
+            if report:
+                report(f"fake  {rel}  {knobs}")
+    rows = _rows(root)
+    write_text_atomic(root / "data_card.md", data_card(rows))
+    write_text_atomic(root / "dataset.json", json.dumps({"config": asdict(config), "code_version": __version__,
+                                                         "splits": split_of}, indent=2))
+    return {"out": str(root), "made": made, "skipped": skipped, "failed": failed, "rows": len(rows),
+            "fakes": sum(r["label"] == "fake" for r in rows), "reals": sum(r["label"] == "real" for r in rows),
+            "splits": split_of}
+
+
+def _rows(root: Path) -> list[dict]:
+    return read_manifest(root) if (root / "manifest.jsonl").is_file() else []
+
+
+def write_real(source: Path, out: Path, root: Path, crf: int, config: DatasetConfig, identity: str,
+               split: str) -> dict:
+    """The real counterpart: the same frames and encoder settings as the fakes, the same
+    watermark policy, labelled ``real`` in the manifest and its container."""
+    info = probe(source)
+    manifest_id = new_manifest_id()
+    mark = Watermarker(manifest_id) if config.watermark == "both" else None
+    frames = 0
+    with VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
+                     metadata=container_metadata(manifest_id, "real")) as writer:
+        for frame in read_frames(source, limit=config.max_frames):
+            writer.write(mark(frame.image) if mark else frame.image, frame.time)
+            frames += 1
+    row = {"id": manifest_id, "label": "real", "method": "real", "split": split, "source": str(source),
+           "source_sha256": sha256_file(source), "output": str(out.relative_to(root)),
+           "output_sha256": sha256_file(out), "checkpoint": None, "checkpoint_sha256": None,
+           "source_identity": identity, "target_identity": identity, "knobs": {"crf": crf},
+           "frames": frames, "swapped_frames": 0, "fps": float(info.fps), "width": info.width,
+           "height": info.height, "watermark": mark is not None, "labels": None, "code_version": __version__}
+    append_manifest(root, row)
+    return row

@@ -1,0 +1,278 @@
+"""``forge video``: a labelled face-swap video from a real one (and ``forge dataset`` builds on it).
+
+Two passes over the input. The first finds and tracks every face and picks the target: the
+tracks that match ``identity`` (a reference photo, folder or face set), else the largest face's
+track; its landmarks are One-Euro smoothed along time. The second decodes again, swaps the
+target's faces in batches of frames (one renderer call per batch), watermarks each frame and
+encodes H.264 with the input's size, frame times and audio. Other people are never touched.
+
+Outputs, beside ``out``: ``labels/<id>.jsonl`` (per frame: swapped boxes and mask polygons),
+a row in ``manifest.jsonl`` and ``data_card.md``. The video carries the container labels and
+the watermark. Everything is written to temporary names first and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from forge import __version__
+from forge.errors import InputError
+from forge.extract import ExtractConfig, Extractor
+from forge.faces.identity import DEFAULT_THRESHOLD, match_track
+from forge.faces.track import smooth_track
+from forge.label import (
+    MIN_WATERMARK_SIDE,
+    Watermarker,
+    append_manifest,
+    container_metadata,
+    data_card,
+    mask_polygons,
+    new_manifest_id,
+    read_manifest,
+    write_text_atomic,
+)
+from forge.media import is_image, sha256_file
+from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces
+from forge.timing import StageTimer
+from forge.video import VideoWriter, probe, read_frames
+
+METHODS = ("model", "fwa-sim")
+
+
+@dataclass
+class VideoConfig:
+    method: str = ""  # model | fwa-sim; "" = model when a model is given, else fwa-sim
+    model: str = ""  # forge train checkpoint (method model)
+    to: str = "b"  # the model identity the target face becomes
+    identity: list[str] = field(default_factory=list)  # the person to swap; default: the largest face
+    identity_threshold: float = DEFAULT_THRESHOLD
+    composite: CompositeConfig = field(default_factory=CompositeConfig)
+    smooth: bool = True  # One-Euro smoothing of the target's landmarks along its track
+    fwa_size: int = 0  # fwa-sim render size; 0 = drawn from [64, 127] per video (seeded)
+    crf: int = 18  # output H.264 quality
+    batch_size: int = 8  # frames per renderer call
+    min_size: int = 48  # faces smaller than this (px) are not swapped
+    max_frames: int | None = None  # only the first N frames (dataset sweeps)
+    seed: int = 0
+    split: str = ""  # dataset split the output belongs to
+    watermark: bool = True  # forge video always; forge dataset follows its policy for reals and fakes alike
+
+    def resolved(self) -> VideoConfig:
+        method = self.method or ("model" if self.model else "fwa-sim")
+        if method not in METHODS:
+            raise InputError(f"unknown --method {method!r}; choose from {list(METHODS)}")
+        if method == "model" and not self.model:
+            raise InputError("--method model needs --model (a forge train checkpoint)")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if not 0 <= self.crf <= 51:
+            raise InputError("--crf must be in [0, 51]")
+        self.composite.check()
+        fwa_size = self.fwa_size or int(np.random.default_rng(self.seed).integers(64, 128))
+        composite = self.composite if method == "model" else CompositeConfig(**{**asdict(self.composite),
+                                                                                 "mask": "hull"})
+        return VideoConfig(**{**asdict(self), "method": method, "fwa_size": fwa_size, "composite": composite})
+
+
+@dataclass
+class VideoResult:
+    id: str
+    output: str
+    frames: int
+    swapped_frames: int
+    target_tracks: list[int]
+    timings: dict
+    row: dict
+
+
+def _target_tracks(tracks, extractor: Extractor, cfg: VideoConfig, path: Path) -> list:
+    """The tracks of the person to swap: those matching the reference, else the largest face's
+    track and every other track of the same person (a cut, a turn away and back)."""
+    from forge.faces.identity import Reference
+
+    reference = extractor.reference
+    if reference is None:
+        if not tracks:
+            raise InputError(f"{path}: no face found")
+        largest = max(tracks, key=lambda t: (float(np.median([f.size for f in t.faces])), len(t.faces)))
+        embeddings = [f.embedding for f in largest.faces if f.embedding is not None]
+        if not embeddings:
+            return [largest]
+        reference = Reference(name="largest face", embeddings=np.stack(embeddings), sources=(str(path),))
+    chosen = [t for t in tracks if match_track(t, reference, cfg.identity_threshold)[0]]
+    if not chosen:
+        raise InputError(f"{path}: no face matches the identity {reference.name!r}")
+    return chosen
+
+
+def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device: str = "cpu",
+                progress=None, root: str | Path | None = None) -> VideoResult:
+    """Swap the target face of ``source`` into ``out`` and label it; the manifest, labels and
+    data card go to ``root`` (default: beside ``out``). Raises InputError on bad input."""
+    source, out = Path(source), Path(out)
+    cfg = config.resolved()
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    if is_image(source):
+        raise InputError(f"{source}: forge video takes a video, not an image")
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"{out}: the output must be an .mp4 file")
+    if out.resolve() == source.resolve():
+        raise InputError(f"{out}: would overwrite the input")
+    info = probe(source)
+    if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
+        raise InputError(f"{source}: {info.width}x{info.height} is too small to carry the watermark every "
+                         f"fake must have (at least {MIN_WATERMARK_SIDE} px a side)")
+    renderer = ModelRenderer(cfg.model, cfg.to, device) if cfg.method == "model" else FwaSimRenderer(cfg.fwa_size)
+    timer = StageTimer()
+
+    # pass 1: faces, tracks, the target, smoothed landmarks
+    extractor = Extractor(ExtractConfig(min_size=cfg.min_size, identity=list(cfg.identity),
+                                        identity_threshold=cfg.identity_threshold, embed=True,
+                                        max_frames=cfg.max_frames))
+    total = min(info.frame_count or 0, cfg.max_frames or 10**9) or None
+    if progress:
+        progress.start(f"tracking {source.name}", total)
+    found, frames, tracks = extractor.faces_in_video(source, timer, progress.advance if progress else None)
+    if progress:
+        progress.stop()
+    targets = _target_tracks(tracks, extractor, cfg, source)
+    times = {face.frame_index: t for face, _, t in found}
+    plan: dict[int, list[tuple[int, np.ndarray]]] = {}  # frame index -> [(track id, (68, 2) landmarks)]
+    for track in targets:
+        if cfg.smooth:
+            track = smooth_track(track, np.array([times[f.frame_index] for f in track.faces]))
+        for face in track.faces:
+            plan.setdefault(face.frame_index, []).append((track.track_id, face.landmarks))
+
+    # pass 2: swap in batches of frames, watermark, encode
+    manifest_id = new_manifest_id()
+    watermark = Watermarker(manifest_id) if cfg.watermark else None
+    labels: list[dict] = []
+    written = 0
+    if progress:
+        progress.start(f"swapping {source.name}", total)
+    with VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=cfg.crf,
+                     metadata=container_metadata(manifest_id, cfg.method)) as writer:
+        batch = []
+        for frame in timer.iterate("decode", read_frames(source, limit=cfg.max_frames)):
+            batch.append(frame)
+            if len(batch) == cfg.batch_size:
+                written += _swap_batch(batch, plan, renderer, cfg, watermark, writer, labels, timer)
+                if progress:
+                    progress.advance(len(batch))
+                batch = []
+        if batch:
+            written += _swap_batch(batch, plan, renderer, cfg, watermark, writer, labels, timer)
+            if progress:
+                progress.advance(len(batch))
+        if written != frames:
+            raise InputError(f"{source}: decoded {written} frames on the second pass, {frames} on the first")
+    if progress:
+        progress.stop()
+
+    folder = Path(root) if root is not None else out.parent
+    labels_rel = f"labels/{manifest_id}.jsonl"
+    write_text_atomic(folder / labels_rel, "".join(json.dumps(r) + "\n" for r in labels))
+    row = {
+        "id": manifest_id, "label": "fake", "method": cfg.method, "split": cfg.split,
+        "source": str(source), "source_sha256": sha256_file(source),
+        "output": _relative(out, folder), "output_sha256": sha256_file(out),
+        "checkpoint": cfg.model or None, "checkpoint_sha256": _checkpoint_hash(cfg),
+        "source_identity": _source_identity(extractor, renderer, cfg),
+        "target_identity": _target_identity(renderer, cfg),
+        "knobs": _knobs(cfg, renderer), "frames": written, "swapped_frames": len(labels),
+        "fps": float(info.fps), "width": info.width, "height": info.height,
+        "watermark": cfg.watermark, "labels": labels_rel, "code_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    append_manifest(folder, row)
+    write_text_atomic(folder / "data_card.md", data_card(read_manifest(folder)))
+    return VideoResult(id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
+                       target_tracks=[t.track_id for t in targets], timings=timer.as_dict(), row=row)
+
+
+def _swap_batch(batch, plan, renderer, cfg: VideoConfig, watermark, writer, labels: list, timer) -> int:
+    """Swap, watermark and write a batch of frames; one renderer call for all their faces."""
+    aligned = []
+    with timer("align"):
+        for frame in batch:
+            todo = plan.get(frame.index, [])
+            affines, crops = align_faces(frame.image, [lms for _, lms in todo], renderer)
+            aligned.append((todo, affines, crops))
+    all_crops = [c for _, _, crops in aligned for c in crops]
+    rendered, learned = (None, None)
+    if all_crops:
+        with timer("render"):
+            rendered, learned = renderer.render(np.stack(all_crops))
+    start = 0
+    for frame, (todo, affines, crops) in zip(batch, aligned):
+        image = frame.image
+        if todo:
+            n = len(todo)
+            with timer("blend"):
+                image, results = blend_faces(image, [lms for _, lms in todo], affines, crops, rendered[start:start + n],
+                                             None if learned is None else learned[start:start + n], renderer.size,
+                                             cfg.composite)
+            start += n
+            with timer("labels"):
+                labels.append({"frame": frame.index, "time": round(frame.time, 4), "faces": [
+                    {"track": tid, "box": list(r["box"]), "mask": _shift(mask_polygons(r["mask"]), r["box"])}
+                    for (tid, _), r in zip(todo, results)]})
+        if watermark is not None:
+            with timer("watermark"):
+                image = watermark(image)
+        with timer("encode"):
+            writer.write(image, frame.time)
+    return len(batch)
+
+
+def _shift(polygons: list, box: tuple[int, int, int, int]) -> list:
+    x1, y1 = box[0], box[1]
+    return [[[x + x1, y + y1] for x, y in polygon] for polygon in polygons]
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _checkpoint_hash(cfg: VideoConfig) -> str | None:
+    if cfg.method != "model":
+        return None
+    from forge.train import read_swap_config
+
+    folder, _ = read_swap_config(cfg.model)
+    return sha256_file(folder / "weights.safetensors")
+
+
+def _target_identity(renderer, cfg: VideoConfig) -> str | None:
+    if cfg.method == "model":
+        return renderer.config["identities"][cfg.to]
+    return None  # fwa-sim keeps the person's own identity
+
+
+def _source_identity(extractor: Extractor, renderer, cfg: VideoConfig) -> str | None:
+    if extractor.reference is not None:
+        return extractor.reference.name
+    if cfg.method == "model":
+        return renderer.config["identities"]["a" if cfg.to == "b" else "b"]
+    return None
+
+
+def _knobs(cfg: VideoConfig, renderer) -> dict:
+    knobs = {"method": cfg.method, **asdict(cfg.composite), "smooth": cfg.smooth, "crf": cfg.crf,
+             "min_size": cfg.min_size, "seed": cfg.seed}
+    if cfg.method == "model":
+        knobs.update({"to": cfg.to, "model_size": renderer.size, "model_padding": renderer.padding,
+                      "model_arch": renderer.config["arch"], "model_step": renderer.config["step"]})
+    else:
+        knobs.update({"fwa_size": cfg.fwa_size, "mask": "hull"})
+    return knobs

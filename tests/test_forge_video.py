@@ -1,0 +1,192 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from forge.cli import app
+from forge.label import Watermarker, fill_polygons, read_manifest, read_provenance, read_tags
+from forge.video import VideoWriter, probe, read_frames
+
+runner = CliRunner()
+
+
+def _frames(path):
+    return [f.image for f in read_frames(path)]
+
+
+@pytest.fixture(scope="module")
+def fwa_fake(tmp_path_factory, face_video):
+    """``forge video`` with no model (fwa-sim) on the astronaut clip, and its folder."""
+    folder = tmp_path_factory.mktemp("fake")
+    out = folder / "fake.mp4"
+    result = runner.invoke(app, ["video", str(face_video), "--out", str(out), "--fwa-size", "48", "--json"])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_output_keeps_frame_count_rate_size_and_audio(fwa_fake, face_video):
+    out, report = fwa_fake
+    src, dst = probe(face_video), probe(out)
+    assert (dst.frame_count, dst.fps, dst.width, dst.height) == (src.frame_count, src.fps, src.width, src.height)
+    assert dst.has_audio and src.has_audio
+    assert [round(f.time, 3) for f in read_frames(out)] == [round(f.time, 3) for f in read_frames(face_video)]
+    row = report["row"]
+    assert row["method"] == "fwa-sim" and row["frames"] == 24 and row["swapped_frames"] == 24
+    assert {"decode", "detect", "align", "render", "blend", "watermark", "encode"} <= set(report["timings"])
+
+
+def test_pixels_outside_the_manifest_masks_are_unchanged_up_to_codec_noise(fwa_fake, face_video, tmp_path):
+    import cv2
+
+    out, report = fwa_fake
+    folder = out.parent
+    row = read_manifest(folder)[-1]
+    labels = [json.loads(line) for line in (folder / row["labels"]).read_text().splitlines()]
+    mark = Watermarker(row["id"])
+    # the watermark touches every pixel on purpose: compare with the watermarked original, and
+    # measure the codec's own noise by encoding that at the forge's CRF
+    expected = [mark(f) for f in _frames(face_video)]
+    info = probe(face_video)
+    with VideoWriter(tmp_path / "codec.mp4", info.width, info.height, info.fps, crf=18) as writer:
+        for image in expected:
+            writer.write(image)
+    codec_only = _frames(tmp_path / "codec.mp4")
+    changed_outside, changed_total, noise, codec_noise = 0, 0, [], []
+    for want, fake, plain, label in zip(expected, _frames(out), codec_only, labels):
+        masks = fill_polygons([p for face in label["faces"] for p in face["mask"]], want.shape)
+        # H.264 codes 8x8 blocks: a change at the mask's edge rings up to a block beyond it
+        outside = ~cv2.dilate(masks.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)
+        diff = np.abs(fake.astype(int) - want.astype(int)).max(-1)
+        # a swap changes areas; codec noise flips isolated pixels: open 3x3
+        changed = cv2.morphologyEx((diff > 25).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        changed_total += int(changed.sum())
+        changed_outside += int((changed & outside)[4:-4, 4:-4].sum())  # frame edges: codec only
+        noise.append(diff[outside].mean())
+        codec_noise.append(np.abs(plain.astype(int) - want.astype(int)).max(-1)[outside].mean())
+    assert changed_total > 300  # the face really was re-rendered
+    assert changed_outside <= 0.02 * changed_total  # what changed is inside the labelled masks
+    assert np.mean(noise) <= 1.2 * np.mean(codec_noise) + 0.2  # elsewhere: the codec's own noise
+
+
+def test_watermark_and_metadata_survive_a_crf23_reencode_and_scan_reports_them(fwa_fake, tmp_path):
+    out, report = fwa_fake
+    again = tmp_path / "reencoded.mp4"
+    info = probe(out)
+    with VideoWriter(again, info.width, info.height, info.fps, crf=23, metadata=read_tags(out)) as writer:
+        for frame in read_frames(out):
+            writer.write(frame.image, frame.time)
+    found = read_provenance(again, _frames(again))
+    manifest_id = report["row"]["id"]
+    assert found.metadata["manifest_id"] == manifest_id
+    assert "compositeWithTrainedAlgorithmicMedia" in found.metadata["digital_source_type"]
+    assert found.frames_marked >= 0.95 * found.frames_checked and found.frames_checked == 24
+    assert found.watermark_ids == {manifest_id[:4]: found.frames_marked}
+
+    from detect.cli import app as detect_app
+
+    scan = runner.invoke(detect_app, ["scan", str(again), "--label-frames", "24", "--json"])
+    assert scan.exit_code == 0, scan.output
+    provenance = json.loads(scan.stdout)["inputs"][0]["provenance"]
+    assert provenance["labelled"] and provenance["metadata"]["manifest_id"] == manifest_id
+    assert provenance["frames_watermarked"] >= 0.95 * provenance["frames_checked"]
+    text = runner.invoke(detect_app, ["scan", str(again)])
+    assert text.stdout.splitlines()[0].startswith(f"LABELLED  {again}: labelled by swapscope")
+
+
+def test_real_video_carries_no_label(face_video):
+    found = read_provenance(face_video, _frames(face_video)[:4])
+    assert not found.labelled and found.frames_checked == 4
+
+
+def test_data_card_and_manifest_beside_the_output(fwa_fake, face_video):
+    out, report = fwa_fake
+    card = (out.parent / "data_card.md").read_text()
+    assert "compositeWithTrainedAlgorithmicMedia" in card and report["row"]["id"][:8] in card
+    row = read_manifest(out.parent)[-1]
+    assert row["label"] == "fake" and row["output"] == "fake.mp4" and len(row["source_sha256"]) == 64
+    assert row["knobs"]["mask"] == "hull" and row["knobs"]["fwa_size"] == 48
+
+
+def test_model_method_swaps_with_a_trained_model(two_facesets, face_video, tmp_path):
+    from forge.cli import app as forge_app
+
+    model = tmp_path / "model"
+    trained = runner.invoke(forge_app, ["train", *map(str, two_facesets), "--out", str(model), "--steps", "1",
+                                        "--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    out = tmp_path / "swapped.mp4"
+    result = runner.invoke(forge_app, ["video", str(face_video), "--model", str(model), "--out", str(out),
+                                       "--blend", "poisson", "--colour", "histogram", "--batch-size", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["row"]
+    assert row["method"] == "model" and row["target_identity"] == "mirror" and row["source_identity"] == "eileen"
+    assert len(row["checkpoint_sha256"]) == 64 and row["knobs"]["blend"] == "poisson"
+    assert row["knobs"]["model_step"] == 1 and probe(out).frame_count == 24
+
+
+def test_bad_inputs_exit_2_and_leave_nothing(tmp_path, face_video, astronaut):
+    import cv2
+    from skimage import data
+
+    from forge.sample import write_clip
+
+    def run(*args):
+        result = runner.invoke(app, ["video", *map(str, args)])
+        assert result.exit_code == 2, result.output
+        return result.stderr.strip().splitlines()
+
+    out = tmp_path / "o.mp4"
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    assert "takes a video" in run(photo, "--out", out)[-1]
+    cut = tmp_path / "cut.mp4"
+    raw = face_video.read_bytes()
+    cut.write_bytes(raw[: len(raw) // 2])
+    assert len(run(cut, "--out", out)) == 1
+    cup = write_clip(tmp_path / "cup.mp4", [data.coffee()[:320, :320]] * 6, fps=25)
+    assert run(cup, "--out", out) == [f"error: {cup}: no face found"]
+    small = write_clip(tmp_path / "small.mp4", [cv2.resize(astronaut, (200, 200))] * 4, fps=25)
+    assert "too small to carry the watermark" in run(small, "--out", out)[0]
+    detector = tmp_path / "det"
+    detector.mkdir()
+    (detector / "weights.safetensors").write_bytes(b"")
+    (detector / "config.json").write_text(json.dumps({"kind": "swapscope.detector"}))
+    assert "not a swap model" in run(face_video, "--model", detector, "--out", out)[0]
+    assert "unknown --blend" in run(face_video, "--blend", "smudge", "--out", out)[0]
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"a.png", "cut.mp4", "cup.mp4", "small.mp4", "det"}
+    assert leftovers == set()
+
+
+def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tmp_path, face_video, astronaut):
+    from forge.sample import moving_face_frames, write_clip
+
+    videos = tmp_path / "videos"
+    for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+        (videos / person).mkdir(parents=True)
+        write_clip(videos / person / "clip.mp4", moving_face_frames(image, 8), fps=25, audio_seconds=0.4)
+    config = tmp_path / "set.toml"
+    config.write_text('out = "set"\nvideos = ["videos"]\nwatermark = "neither"\nmax_frames = 6\n'
+                      '[splits]\ntrain = 0.5\ntest = 0.5\n'
+                      '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [64, 100]\ncrf = [18, 28]\n')
+    result = runner.invoke(app, ["dataset", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["fakes"], summary["reals"]) == (2 * 4, 2 * 2)  # 2 videos x 4 knob sets; x 2 CRFs
+    assert sorted(summary["splits"].values()) == ["test", "train"]
+    rows = read_manifest(tmp_path / "set")
+    splits_per_source = {src: {r["split"] for r in rows if r["source"] == src} for src in {r["source"] for r in rows}}
+    assert all(len(s) == 1 for s in splits_per_source.values())  # a video's fakes and reals share a split
+    assert all(not r["watermark"] for r in rows)  # the policy covers reals and fakes alike
+    for r in rows:
+        assert probe(tmp_path / "set" / r["output"]).frame_count == 6
+    real = next(r for r in rows if r["label"] == "real")
+    found = read_provenance(tmp_path / "set" / real["output"], _frames(tmp_path / "set" / real["output"]))
+    assert found.metadata["manifest_id"] == real["id"] and found.metadata["digital_source_type"] is None
+    assert found.frames_marked == 0
+    again = runner.invoke(app, ["dataset", str(config), "--json"])
+    assert json.loads(again.stdout)["made"] == 0 and json.loads(again.stdout)["skipped"] == 12
+    bad = tmp_path / "bad.toml"
+    bad.write_text('videos = ["videos"]\n[sweep]\nsharpness = [1]\n')
+    result = runner.invoke(app, ["dataset", str(bad)])
+    assert result.exit_code == 2 and "unknown sweep knobs ['sharpness']" in result.stderr
