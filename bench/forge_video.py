@@ -1,0 +1,84 @@
+"""forge video throughput at 720p: frames per second, with the time split by stage.
+
+Runs ``forge video`` on the first N frames of the 720x1280 sample clip, with the model method
+(a forge train checkpoint; without --model an untrained swap-ae of the default size, whose cost
+is the same) and with fwa-sim. Stages: decode (both passes), detect / landmarks / embed (the
+tracking pass), align, render (the network), blend (mask, colour, warp back), labels,
+watermark, encode.
+
+    python bench/forge_video.py [--data ../shared/data] [--frames 150] [--model MODEL] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, shared_data, write_json  # noqa: E402
+from _common import parser as bench_parser  # noqa: E402
+
+CLIP = "real_videos/lp_d13_man_glasses_office/d13.mp4"  # 720x1280, the only 720p clip
+
+
+def untrained_model(folder: Path, arch: str = "swap-ae", size: int = 64) -> Path:
+    from safetensors.torch import save_file
+
+    from forge.models import create_model
+    from forge.train import SWAP_MODEL_KIND
+
+    model = create_model(arch, size)
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "kind": SWAP_MODEL_KIND, "arch": arch, "size": size, "padding": 0.125, "step": 0,
+        "identities": {"a": "a", "b": "b"}, "note": "untrained, for timing only"}))
+    return folder
+
+
+def run(source: Path, out: Path, config, device: str) -> dict:
+    from forge.forgery import forge_video
+
+    start = time.perf_counter()
+    result = forge_video(source, out, config, device)
+    wall = time.perf_counter() - start
+    return {"frames": result.frames, "swapped": result.swapped_frames, "wall_s": wall,
+            "fps": result.frames / wall, "stages_s": result.timings}
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, frames=150)
+    parser.add_argument("--model", help="forge train checkpoint (default: an untrained swap-ae, 64 px)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    from forge.clikit import resolve_device
+    from forge.forgery import VideoConfig
+    from forge.video import probe
+
+    device = resolve_device(args.device)
+    source = shared_data(args.data) / CLIP
+    info = probe(source)
+    results = {"machine": machine(), "clip": CLIP, "size": f"{info.width}x{info.height}", "frames": args.frames,
+               "device": device, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or str(untrained_model(Path(tmp) / "model"))
+        results["model"] = args.model or "untrained swap-ae 64 px"
+        for name, config in (("model", VideoConfig(model=model, max_frames=args.frames)),
+                             ("fwa-sim", VideoConfig(max_frames=args.frames))):
+            results["runs"][name] = run(source, Path(tmp) / name / "out.mp4", config, device)
+    stages = sorted({k for r in results["runs"].values() for k in r["stages_s"]})
+    print(f"clip: {CLIP} ({results['size']}), first {args.frames} frames; model: {results['model']}\n")
+    print("| method | frames/s | wall s | " + " | ".join(f"{s} s" for s in stages) + " |")
+    print("|---|---|---|" + "---|" * len(stages))
+    for name, r in results["runs"].items():
+        cells = " | ".join(f"{r['stages_s'].get(s, 0):.2f}" for s in stages)
+        print(f"| {name} | {r['fps']:.2f} | {r['wall_s']:.1f} | {cells} |")
+    print(f"\ndevice {device}; machine: {results['machine']}")
+    write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()

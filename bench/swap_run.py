@@ -1,0 +1,154 @@
+"""The fixed CPU training run of BENCHMARKS.md: lp_d6 <-> lp_d9, then an identity check, a
+swapped clip and a contact sheet.
+
+1. ``forge extract`` each person's clip into a face set (reused if present);
+2. ``forge train`` with the given settings (the command line is printed and recorded);
+3. identity check on every 4th face of each set: the share of swapped faces A->B whose dlib
+   embedding is closer to B's centroid than to A's (and B->A likewise). Controls: the real faces
+   and the reconstructions A->A at the same 64 px resolution, which should stay with their own
+   identity. Centroids come from the real faces at that resolution too;
+4. ``forge video`` on the first frames of A's clip with the model (A's face becomes B), and a
+   contact sheet of original vs swapped frames.
+
+Everything goes to --out (default bench/out/swap_run, not committed: the sample data's card
+forbids publishing swaps of its people).
+
+    python bench/swap_run.py [--data ../shared/data] [--steps 2000] [--arch swap-ae] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, machine, shared_data, write_json  # noqa: E402
+from _common import parser as bench_parser  # noqa: E402
+
+PEOPLE = {"a": "real_videos/lp_d6_woman_hairbun", "b": "real_videos/lp_d9_man_glasses"}
+
+
+def faces_at_model_size(data, every: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(N, S, S, 3) uint8 aligned faces and (N, 68, 2) landmarks in their px, every ``every``-th face."""
+    from forge.train import TrainConfig
+
+    cfg = TrainConfig()
+    picks = range(0, len(data), every)
+    faces = np.stack([(data.sample(i, None, cfg)[1] * 255).round().astype(np.uint8) for i in picks])
+    base = data.base[:2]
+    points = np.stack([data.landmarks[i] @ base[:, :2].T + base[:, 2] for i in picks]).astype(np.float32)
+    return faces, points
+
+
+def embeddings(embedder, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.concatenate([embedder.embed(face, p[None]) for face, p in zip(faces, points)])
+
+
+def identity_check(model, data: dict, device: str) -> dict:
+    import torch
+
+    from forge.faces.identity import Embedder
+
+    embedder = Embedder()
+    faces = {side: faces_at_model_size(data[side]) for side in "ab"}
+    real = {side: embeddings(embedder, *faces[side]) for side in "ab"}
+    centroid = {side: real[side].mean(0) for side in "ab"}
+
+    def render(images: np.ndarray, to: str) -> np.ndarray:
+        x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float().div(255).to(device)
+        with torch.no_grad():
+            out = torch.cat([model(x[i:i + 32], to)[0] for i in range(0, len(x), 32)])
+        return (out.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    def share_closer_to(emb: np.ndarray, side: str, other: str) -> float:
+        return float(np.mean(np.linalg.norm(emb - centroid[side], axis=1)
+                             < np.linalg.norm(emb - centroid[other], axis=1)))
+
+    out = {}
+    for side, other in (("a", "b"), ("b", "a")):
+        images, points = faces[side]
+        swapped = embeddings(embedder, render(images, other), points)
+        recon = embeddings(embedder, render(images, side), points)
+        out[f"{side}->{other}"] = {
+            "faces": len(images),
+            "swapped_closer_to_target": share_closer_to(swapped, other, side),
+            "control_real_closer_to_own": share_closer_to(real[side], side, other),
+            "control_reconstruction_closer_to_own": share_closer_to(recon, side, other),
+            "mean_distance_swapped_to_target": float(np.linalg.norm(swapped - centroid[other], axis=1).mean()),
+            "mean_distance_swapped_to_source": float(np.linalg.norm(swapped - centroid[side], axis=1).mean()),
+        }
+    return out
+
+
+def contact_sheet(original: Path, swapped: Path, out: Path, count: int = 4, width: int = 192) -> Path:
+    import cv2
+
+    from forge.video import probe, read_frames
+
+    total = probe(swapped).frame_count
+    picks = set(np.linspace(0, total - 1, count).round().astype(int).tolist())
+    rows = []
+    for path in (original, swapped):
+        frames = [f.image for f in read_frames(path, limit=total) if f.index in picks]
+        scaled = [cv2.resize(f, (width, round(f.shape[0] * width / f.shape[1])), interpolation=cv2.INTER_AREA)
+                  for f in frames]
+        rows.append(np.hstack(scaled))
+    cv2.imwrite(str(out), np.vstack(rows)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return out
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "swap_run"))
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--arch", default="swap-ae")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--video-frames", type=int, default=150)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    from forge.clikit import resolve_device
+    from forge.extract import ExtractConfig, extract
+    from forge.forgery import VideoConfig, forge_video
+    from forge.train import FaceData, TrainConfig, load_swap_model, train
+
+    device = resolve_device(args.device)
+    root, out = shared_data(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    facesets = {}
+    for side, person in PEOPLE.items():
+        facesets[side] = out / "facesets" / Path(person).name
+        if not facesets[side].exists():
+            extract([root / person], facesets[side], ExtractConfig())
+    model_dir = out / "model"
+    command = (f"forge train {facesets['a']} {facesets['b']} --out {model_dir} --arch {args.arch} "
+               f"--size {args.size} --batch-size {args.batch_size} --steps {args.steps} --device {device}")
+    print(command, file=sys.stderr)
+    config = TrainConfig(facesets=(str(facesets["a"]), str(facesets["b"])), out=str(model_dir), arch=args.arch,
+                         size=args.size, batch_size=args.batch_size, steps=args.steps)
+    start = time.perf_counter()
+    summary = train(config, device)
+    train_s = time.perf_counter() - start
+    model, meta = load_swap_model(model_dir, device)
+    data = {side: FaceData(facesets[side], meta["size"], meta["padding"]) for side in "ab"}
+    results = {"machine": machine(), "command": command, "train_seconds": train_s, "step": summary["step"],
+               "last_losses": summary["last"], "identity": identity_check(model, data, device)}
+    for name in ("curves.png", "preview.png"):
+        shutil.copyfile(model_dir / name, out / name)
+    clip = next((root / PEOPLE["a"]).glob("*.mp4"))
+    fake = out / "video" / f"{clip.stem}_as_{Path(PEOPLE['b']).name}.mp4"
+    video = forge_video(clip, fake, VideoConfig(model=str(model_dir), to="b", max_frames=args.video_frames), device)
+    results["video"] = {"output": str(fake), "frames": video.frames, "swapped": video.swapped_frames,
+                        "timings": video.timings}
+    results["contact_sheet"] = str(contact_sheet(clip, fake, out / "contact_sheet.png"))
+    print(json.dumps(results, indent=2))
+    write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
