@@ -31,6 +31,7 @@ class _TrainProgress(ProgressBar):
 @handle_errors
 def train(
     facesets: list[Path] = typer.Argument(..., help="Face sets of real faces (forge extract)."),
+    fakes: list[Path] | None = typer.Option(None, help="A forge manifest (file or folder): its swapped faces train as fakes, its real counterparts as reals (repeatable)."),
     out: Path = typer.Option(Path("detector"), "--out", "-o", help="Run folder: best/, resume/, curves.png."),
     arch: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights), resnet50, xception, or a timm name."),
     pretrained: bool = typer.Option(True, help="Start from ImageNet weights."),
@@ -49,7 +50,7 @@ def train(
     from detect.train import TrainConfig
     from detect.train import train as run_train
 
-    config = TrainConfig(facesets=[str(p) for p in facesets], out=str(out), arch=arch, pretrained=pretrained,
+    config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []], out=str(out), arch=arch, pretrained=pretrained,
                          epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
                          steps_per_epoch=steps_per_epoch or None, val_fraction=val_fraction,
                          workers=workers, device=device, seed=seed)

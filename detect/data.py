@@ -38,8 +38,9 @@ class FaceItem:
     context: str  # path of the context crop PNG
     landmarks: np.ndarray  # (68, 2) float32 in context-crop px
     identity: str
-    source_id: str
+    source_id: str  # sha256 of the real video the face comes from (a fake: of its source)
     frame_index: int
+    label: int | None = None  # None: a real face, made an FWA negative half the time; 0/1: fixed
 
 
 def _context_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -96,7 +97,80 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress
 
 def _item_from_json(cache: Path, row: dict) -> FaceItem:
     return FaceItem(context=str(cache / row["context"]), landmarks=np.asarray(row["landmarks"], np.float32),
-                    identity=row["identity"], source_id=row["source_id"], frame_index=row["frame_index"])
+                    identity=row["identity"], source_id=row["source_id"], frame_index=row["frame_index"],
+                    label=row.get("label"))
+
+
+def manifest_cache_key(manifest: Path, stride: int) -> str:
+    if not Path(manifest).is_file():
+        raise InputError(f"{manifest}: no such manifest (forge video / forge dataset write manifest.jsonl)")
+    digest = hashlib.sha256(Path(manifest).read_bytes())
+    digest.update(f"/{stride}".encode())
+    return "m" + digest.hexdigest()[:15]
+
+
+def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=None) -> list[FaceItem]:
+    """Context crops of the faces in a forge manifest's outputs, with fixed labels: the swapped
+    faces of each fake (every ``stride``-th labelled frame) are 1, the faces of each real
+    counterpart 0. Faces are re-detected in the output frames (dlib); the label's box picks the
+    swapped one. Identity and source id come from the source video, so a fake and its real
+    counterpart always fall in the same split."""
+    from forge.faces.backends import create_backend
+    from forge.faces.track import box_iou
+    from forge.label import read_manifest
+
+    cache.mkdir(parents=True, exist_ok=True)
+    index_path = cache / "items.jsonl"
+    if index_path.is_file():
+        return [_item_from_json(cache, row) for row in read_jsonl(index_path)]
+    manifest = Path(manifest)
+    folder = manifest.parent if manifest.is_file() else manifest
+    rows = read_manifest(manifest)
+    backend = create_backend("dlib")
+    items_json = []
+    for row in rows:
+        video = folder / row["output"]
+        if not video.is_file():
+            raise InputError(f"{video}: output listed in {manifest} is missing")
+        identity = row.get("source_identity") or Path(row["source"]).parent.name
+        boxes: dict[int, list] = {}
+        if row["label"] == "fake":
+            labels = [json.loads(line) for line in (folder / row["labels"]).read_text().splitlines() if line.strip()]
+            boxes = {lab["frame"]: [f["box"] for f in lab["faces"]] for lab in labels[::stride]}
+        for frame in read_frames(video):
+            if row["label"] == "fake" and frame.index not in boxes:
+                continue
+            if row["label"] != "fake" and frame.index % stride:
+                continue
+            found, _ = backend.detect(frame.image)
+            if not len(found):
+                continue
+            if row["label"] == "fake":
+                overlap = box_iou(found, np.asarray(boxes[frame.index], np.float32))
+                pick = [int(i) for i in np.flatnonzero(overlap.max(1) > 0.2)]
+            else:
+                pick = [int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
+            if not pick:
+                continue
+            points = backend.landmarks(frame.image, found[pick])
+            for k, lms in zip(pick, points):
+                x1, y1, x2, y2 = _context_box(lms, frame.image.shape)
+                name = f"{row['id'][:12]}_{frame.index:06d}_{k}.png"
+                cv2.imwrite(str(cache / name), frame.image[y1:y2, x1:x2][..., ::-1],
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                items_json.append({"context": name, "landmarks": np.round(lms - [x1, y1], 2).tolist(),
+                                   "identity": identity, "source_id": row["source_sha256"],
+                                   "frame_index": frame.index, "label": int(row["label"] == "fake")})
+                if progress:
+                    progress(1)
+    if not items_json:
+        raise InputError(f"{manifest}: no faces found in its outputs")
+    tmp = index_path.with_name(f".items.tmp-{os.getpid()}")
+    with open(tmp, "w") as handle:
+        for item in items_json:
+            handle.write(json.dumps(item) + "\n")
+    os.replace(tmp, index_path)
+    return [_item_from_json(cache, row) for row in items_json]
 
 
 def faceset_cache_key(faceset: FaceSet, stride: int) -> str:
@@ -169,8 +243,9 @@ def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
 
 
 class FwaDataset(torch.utils.data.Dataset):
-    """Real faces and on-the-fly FWA negatives (label 1). With ``fixed`` each index always gives
-    the same example (validation); otherwise the epoch changes the draw."""
+    """Real faces and on-the-fly FWA negatives (label 1), plus forged and real faces with fixed
+    labels from forge manifests. With ``fixed`` each index always gives the same example
+    (validation); otherwise the epoch changes the draw."""
 
     def __init__(self, items: list[FaceItem], mean, std, fwa: FwaConfig = FwaConfig(),
                  degrade: Degrade | None = Degrade(), seed: int = 0, fixed: bool = False) -> None:
@@ -188,7 +263,11 @@ class FwaDataset(torch.utils.data.Dataset):
         image = cv2.imread(item.context, cv2.IMREAD_COLOR)
         if image is None:
             raise InputError(f"{item.context}: context crop missing; delete the cache folder to rebuild it")
-        roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa)
+        if item.label is None:  # a real face: the FWA negative is synthesised half the time
+            roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa)
+        else:  # a face from a forge manifest: its label is what it is
+            roi, _ = training_sample(image[..., ::-1], item.landmarks, rng, fake_prob=0.0, config=self.fwa)
+            label = item.label
         if self.degrade is not None:
             roi = self.degrade(roi, rng)
         return to_tensor(roi, self.mean, self.std), label

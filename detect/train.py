@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from detect.checkpoint import load_resume_state, save_detector, save_resume_state
-from detect.data import FwaDataset, build_context_cache, faceset_cache_key, split_by_identity
+from detect.data import (
+    FwaDataset,
+    build_context_cache,
+    build_manifest_cache,
+    faceset_cache_key,
+    manifest_cache_key,
+    split_by_identity,
+)
 from detect.models import create_detector
 from forge.errors import InputError, require_at_least_one
 from forge.faceset import FaceSet
@@ -27,6 +34,7 @@ from forge.faceset import FaceSet
 @dataclass
 class TrainConfig:
     facesets: list[str] = field(default_factory=list)
+    fakes: list[str] = field(default_factory=list)  # forge manifests: forged faces (and their reals)
     out: str = "detector"
     arch: str = "efficientnet_lite0"
     pretrained: bool = True
@@ -109,6 +117,11 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
         cache = Path(config.cache or out / "cache") / key
         items += build_context_cache(faceset, cache, config.stride)
         hashes.append(key)
+    for manifest in config.fakes:
+        key = manifest_cache_key(_manifest_file(manifest), config.stride)
+        items += build_manifest_cache(_manifest_file(manifest), Path(config.cache or out / "cache") / key,
+                                      config.stride)
+        hashes.append(key)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
     model, data_cfg = create_detector(config.arch, pretrained=config.pretrained)
     model.to(device)
@@ -127,6 +140,7 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
     best_auc = max([h["val_auc"] for h in history if not np.isnan(h["val_auc"])], default=-1.0)
     meta = {"arch": config.arch, "data_config": data_cfg.to_json(), "config": asdict(config),
             "facesets": hashes, "train_faces": len(train_items), "val_faces": len(val_items),
+            "train_fixed_fakes": sum(i.label == 1 for i in train_items),
             "train_identities": sorted({i.identity for i in train_items}),
             "val_identities": sorted({i.identity for i in val_items})}
 
@@ -171,7 +185,13 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
             **{k: meta[k] for k in ("train_faces", "val_faces", "train_identities", "val_identities")}}
 
 
+def _manifest_file(path: str) -> Path:
+    path = Path(path)
+    return path / "manifest.jsonl" if path.is_dir() else path
+
+
 def _identity(config: TrainConfig) -> dict:
     """What must match for a resume to continue the same run."""
     return {"arch": config.arch, "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
+            "fakes": sorted(str(Path(p).resolve()) for p in config.fakes),
             "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride}

@@ -184,7 +184,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
         "source": str(source), "source_sha256": sha256_file(source),
         "output": _relative(out, folder), "output_sha256": sha256_file(out),
         "checkpoint": cfg.model or None, "checkpoint_sha256": _checkpoint_hash(cfg),
-        "source_identity": _source_identity(extractor, renderer, cfg),
+        "source_identity": _source_identity(extractor, renderer, cfg, source),
         "target_identity": _target_identity(renderer, cfg),
         "knobs": _knobs(cfg, renderer), "frames": written, "swapped_frames": len(labels),
         "fps": float(info.fps), "width": info.width, "height": info.height,
@@ -259,12 +259,14 @@ def _target_identity(renderer, cfg: VideoConfig) -> str | None:
     return None  # fwa-sim keeps the person's own identity
 
 
-def _source_identity(extractor: Extractor, renderer, cfg: VideoConfig) -> str | None:
+def _source_identity(extractor: Extractor, renderer, cfg: VideoConfig, source: Path) -> str:
+    """Who is in the source video: the reference's name, else the model's other identity, else
+    the source's folder name (as forge extract labels faces)."""
     if extractor.reference is not None:
         return extractor.reference.name
     if cfg.method == "model":
         return renderer.config["identities"]["a" if cfg.to == "b" else "b"]
-    return None
+    return source.parent.name
 
 
 def _knobs(cfg: VideoConfig, renderer) -> dict:

@@ -214,3 +214,34 @@ def test_scan_bad_inputs_exit_2(tiny_detector, tmp_path):
     result = runner.invoke(detect_app, ["scan", str(no_face), "--model", str(tiny_detector)])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"error: {no_face}: no face found to score"]
+
+
+def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronaut):
+    from forge.cli import app as forge_app
+    from forge.sample import moving_face_frames
+
+    videos = tmp_path / "videos"
+    for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+        (videos / person).mkdir(parents=True)
+        write_clip(videos / person / "clip.mp4", moving_face_frames(image, 8), fps=25)
+    config = tmp_path / "set.toml"
+    config.write_text('out = "set"\nvideos = ["videos"]\nwatermark = "both"\nmax_frames = 8\n'
+                      '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [48]\n')
+    made = runner.invoke(forge_app, ["dataset", str(config)])
+    assert made.exit_code == 0, made.output
+    from detect.data import build_manifest_cache
+
+    items = build_manifest_cache(tmp_path / "set" / "manifest.jsonl", tmp_path / "cache", stride=2)
+    assert {i.label for i in items} == {0, 1} and {i.identity for i in items} == {"eileen", "mirror"}
+    for source in {i.source_id for i in items}:  # a fake and its real counterpart share the source
+        assert {i.label for i in items if i.source_id == source} == {0, 1}
+    out = tmp_path / "run"
+    result = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--fakes", str(tmp_path / "set"),
+                                        "--out", str(out), "--epochs", "1", "--batch-size", "4",
+                                        "--steps-per-epoch", "2", "--stride", "2", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    _, config_json = read_detector_config(out / "best")
+    assert config_json["train_fixed_fakes"] > 0 and config_json["config"]["fakes"] == [str(tmp_path / "set")]
+    bad = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--fakes", str(tmp_path / "nowhere"),
+                                     "--out", str(tmp_path / "r2"), "--device", "cpu"])
+    assert bad.exit_code == 2 and "no such manifest" in bad.stderr
