@@ -1,0 +1,122 @@
+"""The default benchmark loop of ``eval report`` with no config: make the data, then report.
+
+With the sample data (../shared/data) it uses four LivePortrait performers' clips (the card
+allows swaps of them for development, never of the hdtf public figures); on a fresh install
+without it, two clips it makes from scikit-image's astronaut photo and its mirror image.
+Steps: extract the first two people's faces, train a small swap model, forge fwa-sim and model
+fakes at several knob settings with real counterparts (forge dataset), then the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.benchmark import BenchmarkConfig
+from forge.errors import InputError
+
+SHARED_PEOPLE = ["lp_d6_woman_hairbun", "lp_d9_man_glasses", "lp_d3_woman_hoops", "lp_d12_man_glasses_curly"]
+
+
+@dataclass
+class LoopConfig:
+    shared_data: str = ""  # "" = look for ../shared/data or $SWAPSCOPE_SHARED_DATA
+    max_frames: int = 60  # frames of each clip in the forgery set
+    train_frames: int = 300  # frames of each of the two people's clips for the swap model
+    train_steps: int = 400
+    fwa_sizes: list[int] = field(default_factory=lambda: [64, 112])
+    blends: list[str] = field(default_factory=lambda: ["alpha", "poisson"])
+    detectors: list[str] = field(default_factory=lambda: [""])
+
+
+def find_shared_data(hint: str = "") -> Path | None:
+    import os
+
+    candidates = [hint, os.environ.get("SWAPSCOPE_SHARED_DATA", ""),
+                  str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                  str(Path.cwd().parent / "shared" / "data")]
+    for c in candidates:
+        if c and (Path(c) / "CARD.md").is_file():
+            return Path(c)
+    return None
+
+
+def _self_made_videos(folder: Path) -> list[Path]:
+    import numpy as np
+    from skimage import data
+
+    from forge.sample import moving_face_frames, write_clip
+
+    out = []
+    for person, image in (("astronaut", data.astronaut()), ("astronaut_mirrored", np.ascontiguousarray(
+            data.astronaut()[:, ::-1]))):
+        (folder / person).mkdir(parents=True, exist_ok=True)
+        path = folder / person / "clip.mp4"
+        if not path.is_file():
+            write_clip(path, moving_face_frames(image, 96), fps=25, audio_seconds=3.84)
+        out.append(path)
+    return out
+
+
+def make_default_data(work: Path, config: LoopConfig, device: str, say=print) -> BenchmarkConfig:
+    """Build (or reuse) the forgery set under ``work``; returns the benchmark config for it."""
+    from forge.dataset import DatasetConfig, build_dataset
+    from forge.extract import ExtractConfig, extract
+    from forge.train import TrainConfig, train
+
+    shared = find_shared_data(config.shared_data)
+    if shared is not None:
+        videos = [next((shared / "real_videos" / p).glob("*.mp4")) for p in SHARED_PEOPLE]
+        say(f"sample data: {shared} ({', '.join(SHARED_PEOPLE)})")
+    else:
+        videos = _self_made_videos(work / "videos")
+        say("no sample data found: using clips made from scikit-image's astronaut photo")
+    facesets = []
+    for video in videos[:2]:
+        out = work / "facesets" / video.parent.name
+        if not out.exists():
+            say(f"extracting {video.parent.name}")
+            extract([video], out, ExtractConfig(max_frames=config.train_frames))
+        facesets.append(str(out))
+    model = work / "model"
+    say(f"training a swap model {Path(facesets[0]).name} <-> {Path(facesets[1]).name} ({config.train_steps} steps)")
+    train(TrainConfig(facesets=(facesets[0], facesets[1]), out=str(model), arch="swap-ae-lite", gan=False,
+                      steps=config.train_steps, save_every=config.train_steps, preview_every=config.train_steps),
+          device)
+    root = work / "forgeries"
+    sweeps = [{"method": ["fwa-sim"], "fwa_size": config.fwa_sizes},
+              {"method": ["model"], "model": [str(model)], "blend": config.blends}]
+    for sweep in sweeps:
+        say(f"forging {sweep}")
+        build_dataset(DatasetConfig(out=str(root), videos=[str(v) for v in videos], sweep=sweep,
+                                    watermark="both", max_frames=config.max_frames), device)
+    return BenchmarkConfig(sets=[str(root)], detectors=config.detectors)
+
+
+def load_config(path: str | Path) -> tuple[BenchmarkConfig | None, LoopConfig]:
+    """An eval config (TOML or JSON): ``sets`` and ``detectors`` to benchmark existing forgery
+    sets, or ``[loop]`` settings for the default loop. Unknown keys are errors."""
+    from dataclasses import fields
+
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: config does not parse ({exc})") from None
+    loop = raw.pop("loop", {})
+    allowed = {f.name for f in fields(BenchmarkConfig)}
+    unknown = (set(raw) - allowed) | (set(loop) - {f.name for f in fields(LoopConfig)})
+    if unknown:
+        raise InputError(f"{path}: unknown config keys {sorted(unknown)}")
+    base = path.parent
+    if "sets" in raw:
+        raw["sets"] = [str(base / s) if not Path(s).is_absolute() else s for s in raw["sets"]]
+    if "detectors" in raw:
+        raw["detectors"] = [str(base / d) if d and not Path(d).is_absolute() else d for d in raw["detectors"]]
+    bench = BenchmarkConfig(**raw) if raw.get("sets") else None
+    return bench, LoopConfig(**loop)

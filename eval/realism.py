@@ -1,0 +1,206 @@
+"""Realism of a forged video against its source (DESIGN.md section 6).
+
+Per fake, on up to ``frames`` labelled frames spread over the video, the swapped face is found
+again in the fake (dlib, the label's box picks it) and in the same source frame:
+
+- identity: cosine similarity of the swapped face's dlib embedding to the target identity's
+  centroid and to the source's; top-1 retrieval among the run's identity centroids;
+- pose: yaw / pitch / roll from six landmarks with ``cv2.solvePnP`` on a 3D mean face, swapped
+  vs original frame, degrees;
+- expression: mouth and eye landmarks after Umeyama alignment to the template, swapped vs
+  original, in template units (the template's unit square spans brows to lower lip);
+- distribution: Frechet distance between the embeddings of the swapped faces and of real
+  faces of the target (the Gaussians' FD, no Inception weights needed);
+- flicker: mean frame-to-frame change inside the blend mask, fake minus source (8-bit levels),
+  over consecutive labelled frames.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from forge.errors import InputError
+
+# 3D mean face for solvePnP (mm; nose tip at the origin), and its 68-landmark indices
+MODEL_POINTS = np.array([
+    (0.0, 0.0, 0.0),  # nose tip (30)
+    (0.0, -330.0, -65.0),  # chin (8)
+    (-225.0, 170.0, -135.0),  # left eye, outer corner (36)
+    (225.0, 170.0, -135.0),  # right eye, outer corner (45)
+    (-150.0, -150.0, -125.0),  # mouth, left corner (48)
+    (150.0, -150.0, -125.0),  # mouth, right corner (54)
+], np.float64)
+POSE_LANDMARKS = [30, 8, 36, 45, 48, 54]
+EXPRESSION_LANDMARKS = np.r_[36:48, 48:68]  # eyes, mouth
+
+
+def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """(3,) yaw, pitch, roll in degrees from (68, 2) landmarks, pinhole camera f = image width."""
+    height, width = image_shape[:2]
+    camera = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], np.float64)
+    ok, rvec, _ = cv2.solvePnP(MODEL_POINTS, landmarks[POSE_LANDMARKS].astype(np.float64), camera, None,
+                               flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok:
+        return np.full(3, np.nan)
+    rotation, _ = cv2.Rodrigues(rvec)
+    angles, *_ = cv2.RQDecomp3x3(rotation)  # degrees about x (pitch), y (yaw), z (roll)
+    pitch, yaw, roll = angles
+    pitch = (pitch + 180) % 360 - 180
+    pitch = pitch - 180 if pitch > 90 else pitch + 180 if pitch < -90 else pitch
+    return np.array([yaw, pitch, roll])
+
+
+def expression_vector(landmarks: np.ndarray) -> np.ndarray:
+    """(32, 2) eye and mouth landmarks in template units, pose and scale removed."""
+    from forge.faces.align import transform_points, umeyama_to_template
+
+    return transform_points(landmarks, umeyama_to_template(landmarks))[EXPRESSION_LANDMARKS]
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to (N, D) and (M, D) samples."""
+    from scipy import linalg
+
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = np.real(linalg.sqrtm(cov_a @ cov_b))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.atleast_2d(a)
+    return (a @ b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b) + 1e-12)
+
+
+@dataclass
+class Realism:
+    frames: int  # labelled frames measured
+    identity_to_target: float  # mean cosine similarity
+    identity_to_source: float
+    top1_target: float  # share of swapped faces whose nearest identity centroid is the target
+    pose_error_deg: float  # mean absolute yaw/pitch/roll difference
+    expression_error: float  # mean landmark distance, template units
+    frechet: float  # embeddings of swapped faces vs real faces of the target
+    flicker: float  # inside the mask, fake minus source, 8-bit levels per frame
+
+    def to_json(self) -> dict:
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+class RealismMeter:
+    """Holds the face models and the identity centroids of a run."""
+
+    def __init__(self) -> None:
+        from forge.faces.backends import create_backend
+        from forge.faces.identity import Embedder
+
+        self.backend = create_backend("dlib")
+        self.embedder = Embedder()
+        self.identities: dict[str, np.ndarray] = {}  # name -> (K, 128) embeddings of real faces
+
+    def enrol(self, name: str, embeddings: np.ndarray) -> None:
+        if len(embeddings):
+            self.identities[name] = np.concatenate([self.identities.get(name, np.zeros((0, 128))), embeddings])
+
+    def real_embeddings(self, video: Path, frames: int = 8) -> np.ndarray:
+        """(K, 128) embeddings of the largest face in ``frames`` frames spread over a real video."""
+        from forge.video import probe, read_frames
+
+        total = probe(video).frame_count or 1
+        wanted = set(np.linspace(0, total - 1, frames).round().astype(int).tolist())
+        out = []
+        for frame in read_frames(video):
+            if frame.index not in wanted:
+                continue
+            found, _ = self.backend.detect(frame.image)
+            if len(found):
+                largest = found[[int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]]
+                out.append(self.embedder.embed(frame.image, self.backend.landmarks(frame.image, largest))[0])
+        return np.array(out).reshape(-1, 128)
+
+    def face_in(self, image: np.ndarray, box) -> np.ndarray | None:
+        """(68, 2) landmarks of the detected face that overlaps ``box`` most, or None."""
+        from forge.faces.track import box_iou
+
+        found, _ = self.backend.detect(image)
+        if not len(found):
+            return None
+        overlap = box_iou(found, np.asarray([box], np.float32))[:, 0]
+        if overlap.max() < 0.2:
+            return None
+        return self.backend.landmarks(image, found[[int(overlap.argmax())]])[0]
+
+    def measure(self, fake: Path, source: Path, labels: list[dict], target: str | None, source_name: str,
+                frames: int = 8, flicker_frames: int = 30) -> tuple[Realism, np.ndarray, np.ndarray]:
+        """Realism of one fake; also returns the swapped and the original faces' embeddings."""
+        from forge.label import fill_polygons
+        from forge.video import read_frames
+
+        if not labels:
+            raise InputError(f"{fake}: no swapped frames in its labels")
+        by_frame = {lab["frame"]: lab for lab in labels}
+        measured = set(np.array(sorted(by_frame))[np.linspace(0, len(by_frame) - 1, min(frames, len(by_frame)))
+                                                  .round().astype(int)].tolist())
+        flicker_set = set(sorted(by_frame)[:flicker_frames])
+        last = max(by_frame) + 1
+        swapped_emb, original_emb, poses, expressions = [], [], [], []
+        flicker_fake, flicker_real, previous = [], [], None
+        for f_fake, f_real in zip(read_frames(fake, limit=last), read_frames(source, limit=last)):
+            lab = by_frame.get(f_fake.index)
+            if lab is None:
+                previous = None
+                continue
+            if f_fake.index in flicker_set:
+                mask = fill_polygons([p for face in lab["faces"] for p in face["mask"]], f_fake.image.shape)
+                if previous is not None and mask.any():
+                    flicker_fake.append(np.abs(f_fake.image.astype(np.int16) - previous[0])[mask].mean())
+                    flicker_real.append(np.abs(f_real.image.astype(np.int16) - previous[1])[mask].mean())
+                previous = (f_fake.image.astype(np.int16), f_real.image.astype(np.int16))
+            if f_fake.index not in measured:
+                continue
+            for face in lab["faces"]:
+                lms_fake = self.face_in(f_fake.image, face["box"])
+                lms_real = self.face_in(f_real.image, face["box"])
+                if lms_fake is None or lms_real is None:
+                    continue
+                swapped_emb.append(self.embedder.embed(f_fake.image, lms_fake[None])[0])
+                original_emb.append(self.embedder.embed(f_real.image, lms_real[None])[0])
+                poses.append(np.abs(head_pose(lms_fake, f_fake.image.shape) - head_pose(lms_real, f_real.image.shape)))
+                moved = expression_vector(lms_fake) - expression_vector(lms_real)
+                expressions.append(np.linalg.norm(moved, axis=1).mean())
+        swapped, original = np.array(swapped_emb).reshape(-1, 128), np.array(original_emb).reshape(-1, 128)
+        if source_name not in self.identities:
+            self.enrol(source_name, original)
+        target_name = target or source_name
+        nan = float("nan")
+        if not len(swapped):
+            return Realism(0, nan, nan, nan, nan, nan, nan, nan), swapped, original
+        target_real = self.identities.get(target_name, original)
+        names = sorted(self.identities)
+        centroids = np.stack([self.identities[n].mean(0) for n in names])
+        nearest = [names[int(np.argmax(_cosine(centroids, e)))] for e in swapped]
+        realism = Realism(
+            frames=len(swapped),
+            identity_to_target=float(_cosine(swapped, target_real.mean(0)).mean()),
+            identity_to_source=float(_cosine(swapped, original.mean(0)).mean()),
+            top1_target=float(np.mean([n == target_name for n in nearest])),
+            pose_error_deg=float(np.nanmean(poses)),
+            expression_error=float(np.mean(expressions)),
+            frechet=frechet_distance(swapped, target_real),
+            flicker=float(np.mean(flicker_fake) - np.mean(flicker_real)) if flicker_fake else nan,
+        )
+        return realism, swapped, original
+
+
+def read_labels(folder: Path, row: dict) -> list[dict]:
+    path = folder / row["labels"]
+    if not path.is_file():
+        raise InputError(f"{path}: labels of manifest row {row['id'][:8]} are missing")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

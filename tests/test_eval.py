@@ -1,0 +1,164 @@
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from eval.cli import app
+from eval.metrics import Scores, bootstrap, detectability, point_metrics, video_scores
+from eval.realism import expression_vector, frechet_distance, head_pose
+from eval.report import pareto_front
+
+runner = CliRunner()
+
+
+def test_metrics_of_a_perfect_and_a_useless_detector():
+    labels = np.array([0] * 50 + [1] * 50)
+    perfect = point_metrics(labels, labels + np.linspace(0, 0.1, 100))
+    assert perfect == {"auc": 1.0, "eer": 0.0, "ap": 1.0, "tpr_at_1fpr": 1.0}
+    coin = point_metrics(labels, np.random.default_rng(0).random(100))
+    assert 0.3 < coin["auc"] < 0.7 and 0.3 < coin["eer"] < 0.7 and coin["tpr_at_1fpr"] < 0.3
+
+
+def test_video_scores_follow_ids_not_positions():
+    groups = np.array(["r1", "f1", "r1", "f1", "r2", "f2", "r2", "f2", "f2"])
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 1])
+    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.1, 0.6, 0.2])
+    videos = video_scores(Scores(labels, scores, groups))
+    order = np.random.default_rng(1).permutation(len(groups))
+    shuffled = video_scores(Scores(labels[order], scores[order], groups[order]))
+    assert list(videos.groups) == list(shuffled.groups) == ["f1", "f2", "r1", "r2"]
+    np.testing.assert_allclose(videos.scores, shuffled.scores)
+    np.testing.assert_allclose(videos.scores, [0.9, 0.7, 0.2, 0.3])  # top third of each video
+    with pytest.raises(ValueError, match="both labels"):
+        video_scores(Scores(np.array([0, 1]), np.array([0.1, 0.2]), np.array(["v", "v"])))
+
+
+def test_bootstrap_intervals_hold_the_estimate():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    scores = labels * 0.5 + rng.random(400)
+    groups = np.array([f"v{i // 10}" for i in range(400)])
+    data = Scores(labels, scores, groups)
+    result = detectability(data, rounds=200)
+    for level in ("frame", "video"):
+        low, high = result[level].ci["auc"]
+        assert low <= result[level].auc <= high and high - low < 0.5
+    assert result["video"].n == 40 and result["frame"].n == 400
+    assert set(bootstrap(data, rounds=20)) == {"auc", "eer", "ap", "tpr_at_1fpr"}
+
+
+def test_head_pose_and_expression_of_a_face(astronaut, dlib_backend):
+    face = dlib_backend.faces(astronaut)[0]
+    yaw, pitch, roll = head_pose(face.landmarks, astronaut.shape)
+    assert abs(yaw) < 25 and abs(roll) < 15  # she faces the camera, head upright
+    mirrored = face.landmarks.copy()
+    mirrored[:, 0] = astronaut.shape[1] - mirrored[:, 0]
+    assert abs(head_pose(mirrored, astronaut.shape)[0] + yaw) < 5  # a mirror flips the yaw
+    scaled = face.landmarks * 1.5
+    np.testing.assert_allclose(expression_vector(scaled), expression_vector(face.landmarks), atol=1e-4)
+
+
+def test_frechet_distance_is_zero_for_one_sample_and_the_mean_shift_squared_for_a_shift():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 4))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, a + [2, 0, 0, 0]) == pytest.approx(4, abs=1e-6)
+
+
+def test_pareto_front_keeps_the_undominated_configurations():
+    # (detectability, realism): lower x and higher y are better
+    points = [(0.9, 0.9), (0.5, 0.5), (0.6, 0.4), (0.95, 0.95), (0.5, 0.3)]
+    assert sorted(pareto_front(points)) == [0, 1, 3]
+
+
+@pytest.fixture(scope="module")
+def forgery_set(tmp_path_factory, astronaut):
+    from forge.cli import app as forge_app
+    from forge.sample import moving_face_frames, write_clip
+
+    root = tmp_path_factory.mktemp("eval")
+    for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+        (root / "videos" / person).mkdir(parents=True)
+        write_clip(root / "videos" / person / "clip.mp4", moving_face_frames(image, 12), fps=25)
+    config = root / "set.toml"
+    config.write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 12\n'
+                      '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [40, 120]\n')
+    made = runner.invoke(forge_app, ["dataset", str(config)])
+    assert made.exit_code == 0, made.output
+    return root / "set"
+
+
+def test_report_from_a_config_writes_markdown_csv_and_html(forgery_set, tmp_path):
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{forgery_set}"]\nbootstrap = 50\nrealism_frames = 3\n')
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert len(summary["rows"]) == 2  # two fwa-sim render sizes
+    row = summary["rows"][0]
+    assert row["fakes"] == 2 and row["reals"] == 2
+    video = row["detectors"]["shipped fwa_lite0"]["video"]
+    assert 0 <= video["auc"] <= 1 and len(video["ci"]["auc"]) == 2
+    assert row["realism"]["identity_to_target"] is not None and row["realism"]["pose_error_deg"] is not None
+    assert set(summary["evaders"]) == {"shipped fwa_lite0"}
+    for name in ("report.md", "report.csv", "report.html", "tradeoff.png", "roc_shipped_fwa_lite0.png"):
+        assert (out / name).is_file(), name
+    assert (out / "report.csv").read_text().count("\n") == 3
+    cached = sorted(p.name for p in (out / "cache").iterdir())
+    again = runner.invoke(app, ["report", "--config", str(config), "--out", str(out), "--json"])
+    assert again.exit_code == 0 and sorted(p.name for p in (out / "cache").iterdir()) == cached
+    assert json.loads(again.stdout)["rows"] == summary["rows"]  # cached scores: the same table
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_html_report_renders_in_headless_chromium(forgery_set, tmp_path):
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{forgery_set}"]\nbootstrap = 20\nrealism_frames = 2\n')
+    out = tmp_path / "report"
+    assert runner.invoke(app, ["report", "--config", str(config), "--out", str(out)]).exit_code == 0
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+         "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "<table id=\"results\">" in dom and dom.count("<tr>") >= 3
+    assert dom.count('class="plot"') == 2  # realism/detectability and one ROC
+    assert dom.count('class="example"') == 2
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,900", (out / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    import cv2
+
+    picture = cv2.imread(str(shot))
+    assert picture is not None and picture.std() > 10  # something was drawn, not a blank page
+
+
+def test_bad_inputs_exit_2(forgery_set, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.jsonl").write_text('{"id": "x", "label": "fake"\n')
+    config = tmp_path / "a.toml"
+    config.write_text(f'sets = ["{broken}"]\n')
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "manifest line does not parse" in result.stderr
+    config.write_text(f'sets = ["{forgery_set}"]\ndetectors = ["{tmp_path / "nowhere"}"]\n')
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no such checkpoint" in result.stderr
+    empty = tmp_path / "noface"
+    shutil.copytree(forgery_set, empty)
+    from skimage import data
+
+    from forge.sample import write_clip
+
+    for row in [json.loads(line) for line in (empty / "manifest.jsonl").read_text().splitlines()]:
+        write_clip(empty / row["output"], [data.coffee()[:320, :320]] * 4, fps=25)  # faces gone
+    config.write_text(f'sets = ["{empty}"]\n')
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no faces" in result.stderr
+    config.write_text('sets = ["x"]\ncolour = 1\n')
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "unknown config keys ['colour']" in result.stderr
