@@ -36,6 +36,11 @@ class BenchmarkConfig:
     seed: int = 0
 
 
+def detector_name(path: str, folder: Path) -> str:
+    """How a detector is named in tables: the shipped one, else its run folder / checkpoint folder."""
+    return "shipped fwa_lite0" if not path else f"{Path(folder).parent.name}/{Path(folder).name}"
+
+
 def config_key(row: dict) -> str:
     knobs = {k: v for k, v in sorted(row.get("knobs", {}).items()) if k not in ("seed",)}
     return f"{row['method']} " + " ".join(f"{k}={v}" for k, v in knobs.items() if k != "method")
@@ -65,9 +70,10 @@ def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu", progr
 
     cache = Path(config.cache or out / "cache")
     entries = []  # (folder, row)
-    for folder in config.sets:
-        folder = Path(folder)
-        rows = read_manifest(folder)
+    for location in config.sets:
+        location = Path(location)
+        folder = location.parent if location.is_file() else location  # a set folder or one of its manifests
+        rows = read_manifest(location)
         if not rows:
             raise InputError(f"{folder}: manifest has no rows")
         for row in rows:
@@ -81,7 +87,7 @@ def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu", progr
     detectors = {}
     for path in config.detectors:
         folder, meta = read_detector_config(path or DEFAULT_DETECTOR)
-        detectors[str(folder)] = {"name": Path(folder).name if path else "shipped fwa_lite0",
+        detectors[str(folder)] = {"name": detector_name(path, folder),
                                   "sha256": sha256_file(folder / "weights.safetensors"), "arch": meta["arch"]}
 
     # detector scores per output, cached
@@ -171,11 +177,11 @@ def _name_by_varying_knobs(table: list[dict], roc: dict) -> None:
     """Rename each configuration by its method and only the knobs that differ between rows."""
     keys = {k for row in table for k in row["knobs"]} - {"seed", "method"}
     varying = sorted(k for k in keys if len({json.dumps(row["knobs"].get(k)) for row in table}) > 1)
-    for row in table:
-        short = " ".join([row["method"]] + [f"{k}={row['knobs'].get(k)}" for k in varying
-                                            if k in row["knobs"] and k not in ("model",)])
-        if "model" in varying and row["knobs"].get("model_step") is not None:
-            short += f" step={row['knobs']['model_step']}"
+    names = [" ".join([row["method"]] + [f"{k}={row['knobs'][k]}" for k in varying if k in row["knobs"]])
+             for row in table]
+    if len(set(names)) < len(names):
+        return  # knobs alone do not tell the rows apart: keep the full names
+    for row, short in zip(table, names):
         for curves in roc.values():
             curves[short] = curves.pop(row["config"])
         row["config_full"], row["config"] = row["config"], short

@@ -43,6 +43,36 @@ def report(
 
 
 @app.command()
+@handle_errors
+def harden(
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="The folder of a finished eval report; results go to OUT/harden."),
+    detector: Path | None = typer.Option(None, help="The detector to harden (a checkpoint in the report; default: the shipped one)."),
+    top: int = typer.Option(2, help="Train on this many of the configurations that evade it most."),
+    epochs: int = typer.Option(3, help="detect train epochs."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    json_out: bool = typer.Option(False, "--json", help="Print the before/after table as JSON."),
+) -> None:
+    """Closed loop: detect train --fakes on the evading configurations, then a before/after report on held-out identities."""
+    from eval.harden import HardenConfig, before_after_markdown
+    from eval.harden import harden as run_harden
+    from eval.report import write_report
+
+    def say(line: str) -> None:
+        err_console.print(line, highlight=False, soft_wrap=True)
+
+    outcome = run_harden(HardenConfig(report=str(out), detector=str(detector) if detector else "", top=top,
+                                      epochs=epochs), resolve_device(device), say=say)
+    table = before_after_markdown(outcome)
+    paths = write_report(outcome["result"], out / "harden", title="swapscope benchmark after hardening",
+                         extra_md=table)
+    if json_out:
+        print_json({k: v for k, v in outcome.items() if k != "result"})
+    else:
+        typer.echo(table)
+        typer.echo(f"\n{paths['html']}")
+
+
+@app.command()
 def version() -> None:
     """Print the swapscope version."""
     from forge import __version__

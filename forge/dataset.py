@@ -111,14 +111,25 @@ def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig
 
 
 def split_identities(identities: list[str], splits: dict[str, float], seed: int) -> dict[str, str]:
-    """identity -> split name; each split gets whole identities, at least one where possible."""
+    """identity -> split name: whole identities, in proportion to the shares, and at least one
+    for every split with a share where there are enough identities."""
     order = sorted(identities)
     np.random.default_rng(seed).shuffle(order)
-    names = list(splits)
-    bounds = np.cumsum([splits[n] for n in names]) * len(order)
-    out = {}
-    for i, identity in enumerate(order):
-        out[identity] = names[min(int(np.searchsorted(bounds, i, side="right")), len(names) - 1)]
+    n, names = len(order), list(splits)
+    counts = {k: int(splits[k] * n) for k in names}
+    by_remainder = sorted(names, key=lambda k: splits[k] * n - counts[k], reverse=True)
+    for k in by_remainder[: n - sum(counts.values())]:
+        counts[k] += 1
+    for k in names:
+        donor = max(names, key=lambda j: counts[j])
+        if splits[k] > 0 and counts[k] == 0 and counts[donor] > 1:
+            counts[donor] -= 1
+            counts[k] += 1
+    out, start = {}, 0
+    for k in names:
+        for identity in order[start:start + counts[k]]:
+            out[identity] = k
+        start += counts[k]
     return out
 
 

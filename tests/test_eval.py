@@ -162,3 +162,33 @@ def test_bad_inputs_exit_2(forgery_set, tmp_path):
     config.write_text('sets = ["x"]\ncolour = 1\n')
     result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown config keys ['colour']" in result.stderr
+
+
+def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, astronaut):
+    import cv2
+
+    from forge.cli import app as forge_app
+    from forge.sample import moving_face_frames, write_clip
+
+    grey = np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, -1)
+    people = {"eileen": astronaut, "mirror": np.ascontiguousarray(astronaut[:, ::-1]), "grey": grey}
+    for person, image in people.items():
+        (tmp_path / "videos" / person).mkdir(parents=True)
+        write_clip(tmp_path / "videos" / person / "clip.mp4", moving_face_frames(image, 9), fps=25)
+    (tmp_path / "set.toml").write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 9\n'
+                                       '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [40, 120]\n')
+    assert runner.invoke(forge_app, ["dataset", str(tmp_path / "set.toml")]).exit_code == 0
+    (tmp_path / "eval.toml").write_text(f'sets = ["{tmp_path / "set"}"]\nbootstrap = 20\nrealism_frames = 2\n')
+    out = tmp_path / "report"
+    first = runner.invoke(app, ["report", "--config", str(tmp_path / "eval.toml"), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(app, ["harden", "--out", str(out), "--top", "1", "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert len(outcome["trained_on"]) == 1 and outcome["detector"] == "shipped fwa_lite0"
+    assert {r["config"] for r in outcome["rows"]} == {"fwa-sim fwa_size=40", "fwa-sim fwa_size=120"}
+    assert sum(r["trained_on"] for r in outcome["rows"]) == 1
+    for r in outcome["rows"]:  # test identity only: one fake and one real video per configuration
+        assert (r["fakes"], r["reals"]) == (1, 1) and 0 <= r["after"]["frame_auc"] <= 1
+    html = (out / "harden" / "report.html").read_text()
+    assert "Hardening shipped fwa_lite0" in html and "detector/best" in html
