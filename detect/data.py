@@ -87,6 +87,12 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress
                                    "frame_index": index})
                 if progress:
                     progress(1)
+    return _write_items(cache, items_json)
+
+
+def _write_items(cache: Path, items_json: list[dict]) -> list[FaceItem]:
+    """Commit a cache's index (atomically: a killed build leaves no index, so it is rebuilt)."""
+    index_path = cache / "items.jsonl"
     tmp = index_path.with_name(f".items.tmp-{os.getpid()}")
     with open(tmp, "w") as handle:
         for row in items_json:
@@ -165,12 +171,7 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
                     progress(1)
     if not items_json:
         raise InputError(f"{manifest}: no faces found in its outputs")
-    tmp = index_path.with_name(f".items.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        for item in items_json:
-            handle.write(json.dumps(item) + "\n")
-    os.replace(tmp, index_path)
-    return [_item_from_json(cache, row) for row in items_json]
+    return _write_items(cache, items_json)
 
 
 def faceset_cache_key(faceset: FaceSet, stride: int) -> str:

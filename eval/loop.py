@@ -9,7 +9,6 @@ fakes at several knob settings with real counterparts (forge dataset), then the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,20 +98,14 @@ def load_config(path: str | Path) -> tuple[BenchmarkConfig | None, LoopConfig]:
     sets, or ``[loop]`` settings for the default loop. Unknown keys are errors."""
     from dataclasses import fields
 
-    import tomllib
+    from forge.configfile import read_config_file
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
-    try:
-        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: config does not parse ({exc})") from None
+    raw = read_config_file(path, {f.name for f in fields(BenchmarkConfig)} | {"loop"})
     loop = raw.pop("loop", {})
-    allowed = {f.name for f in fields(BenchmarkConfig)}
-    unknown = (set(raw) - allowed) | (set(loop) - {f.name for f in fields(LoopConfig)})
+    unknown = set(loop) - {f.name for f in fields(LoopConfig)}
     if unknown:
-        raise InputError(f"{path}: unknown config keys {sorted(unknown)}")
+        raise InputError(f"{path}: unknown config keys {sorted('loop.' + k for k in unknown)}")
     base = path.parent
     if "sets" in raw:
         raw["sets"] = [str(base / s) if not Path(s).is_absolute() else s for s in raw["sets"]]

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from forge import __version__
+from forge.configfile import read_config_file
 from forge.errors import InputError
 from forge.forgery import VideoConfig, forge_video
 from forge.label import (
@@ -64,16 +64,7 @@ class DatasetConfig:
     @classmethod
     def load(cls, path: str | Path) -> DatasetConfig:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such config file")
-        try:
-            raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: config does not parse ({exc})") from None
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise InputError(f"{path}: unknown config keys {sorted(unknown)}")
-        config = cls(**raw)
+        config = cls(**read_config_file(path, {f.name for f in fields(cls)}))
         base = path.parent  # relative paths in a config are relative to the config file
         config.videos = [str(base / v) if not Path(v).is_absolute() else v for v in config.videos]
         config.out = str(base / config.out) if not Path(config.out).is_absolute() else config.out
