@@ -35,6 +35,7 @@ def train(
     out: Path = typer.Option(Path("detector"), "--out", "-o", help="Run folder: best/, resume/, curves.png."),
     arch: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet weights), resnet50, xception, or a timm name."),
     pretrained: bool = typer.Option(True, help="Start from ImageNet weights."),
+    init: Path | None = typer.Option(None, help="Start from this detector checkpoint instead (fine-tuning; same --arch)."),
     epochs: int = typer.Option(20, help="Epochs (the paper: 20)."),
     batch_size: int = typer.Option(64, help="Batch size (the paper: 64)."),
     lr: float = typer.Option(1e-3, help="SGD learning rate, decayed x0.95 per epoch."),
@@ -50,7 +51,7 @@ def train(
     from detect.train import TrainConfig
     from detect.train import train as run_train
 
-    config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []], out=str(out), arch=arch, pretrained=pretrained,
+    config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []], init=str(init) if init else "", out=str(out), arch=arch, pretrained=pretrained,
                          epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
                          steps_per_epoch=steps_per_epoch or None, val_fraction=val_fraction,
                          workers=workers, device=device, seed=seed)

@@ -35,6 +35,7 @@ from forge.faceset import FaceSet
 class TrainConfig:
     facesets: list[str] = field(default_factory=list)
     fakes: list[str] = field(default_factory=list)  # forge manifests: forged faces (and their reals)
+    init: str = ""  # start from this detector checkpoint's weights (same arch) instead of ImageNet
     out: str = "detector"
     arch: str = "efficientnet_lite0"
     pretrained: bool = True
@@ -123,7 +124,15 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
                                       config.stride)
         hashes.append(key)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
-    model, data_cfg = create_detector(config.arch, pretrained=config.pretrained)
+    model, data_cfg = create_detector(config.arch, pretrained=config.pretrained and not config.init)
+    if config.init:
+        from detect.checkpoint import read_detector_config
+        from forge.checkpoint import load_weights
+
+        folder, init_meta = read_detector_config(config.init)
+        if init_meta["arch"] != config.arch:
+            raise InputError(f"--init {config.init} is a {init_meta['arch']}, not a {config.arch}")
+        load_weights(folder, model, config.arch)
     model.to(device)
     train_set = FwaDataset(train_items, data_cfg.mean, data_cfg.std, seed=config.seed)
     val_set = FwaDataset(val_items, data_cfg.mean, data_cfg.std, seed=config.seed + 1, fixed=True)
@@ -192,6 +201,7 @@ def _manifest_file(path: str) -> Path:
 
 def _identity(config: TrainConfig) -> dict:
     """What must match for a resume to continue the same run."""
-    return {"arch": config.arch, "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
+    return {"arch": config.arch, "init": config.init,
+            "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
             "fakes": sorted(str(Path(p).resolve()) for p in config.fakes),
             "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride}

@@ -1,7 +1,7 @@
-"""The closed loop: train a detector on the fakes that evade one most, then compare.
+"""The closed loop: fine-tune a detector on the fakes that evade it most, then compare.
 
 From a finished ``eval report`` (its ``report.json``): take the configurations with the lowest
-video AUC for the chosen detector; train a new detector (``detect train``) on the real faces
+video AUC for the chosen detector; fine-tune it (``detect train --init``) on the real faces
 and those configurations' fakes of the *train and val* identities of each forgery set; then
 benchmark the old and the new detector on the *test* identities only, and put the two side by
 side. The split comes from the forgery sets' manifests (by identity, so by source video).
@@ -54,8 +54,8 @@ def harden(config: HardenConfig, device: str, say=print) -> dict:
     from detect.scan import DEFAULT_DETECTOR
     from eval.benchmark import detector_name as name_of
 
-    folder, _ = read_detector_config(config.detector or DEFAULT_DETECTOR)
-    detector_name = name_of(config.detector, folder)
+    detector_folder, _ = read_detector_config(config.detector or DEFAULT_DETECTOR)
+    detector_name = name_of(config.detector, detector_folder)
     if detector_name not in names:
         raise InputError(f"detector {detector_name!r} is not in the report; choose from {names}")
     worst = evaders(report, config.top)[detector_name]
@@ -85,9 +85,11 @@ def harden(config: HardenConfig, device: str, say=print) -> dict:
         say(f"extracting real faces of {len(real_videos)} training videos")
         extract(real_videos, faces, ExtractConfig())
     say("training the hardened detector")
+    # fine-tune the detector being hardened, so what it already knew is the starting point
     summary = train_detector(TrainConfig(facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
-                                         epochs=config.epochs, batch_size=config.batch_size, stride=config.stride,
-                                         seed=config.seed), device)
+                                         init=str(detector_folder), arch=_arch(detector_folder), epochs=config.epochs,
+                                         batch_size=config.batch_size, stride=config.stride, seed=config.seed),
+                             device)
     before_after = BenchmarkConfig(sets=test_sets, detectors=[config.detector, str(work / "detector" / "best")],
                                    mode=bench.mode, realism_frames=bench.realism_frames, bootstrap=bench.bootstrap,
                                    cache=str(report_dir / "cache"))
@@ -104,6 +106,12 @@ def harden(config: HardenConfig, device: str, say=print) -> dict:
     return {"detector": detector_name, "hardened": str(work / "detector" / "best"), "trained_on": sorted(chosen),
             "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
             "rows": table, "result": result}
+
+
+def _arch(folder: Path) -> str:
+    from detect.checkpoint import read_detector_config
+
+    return read_detector_config(folder)[1]["arch"]
 
 
 def before_after_markdown(outcome: dict) -> str:
