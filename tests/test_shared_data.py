@@ -59,13 +59,16 @@ def test_forge_video_swaps_her_and_leaves_him_untouched(tmp_path, shared_data):
 
     both, ref = _two_people(tmp_path, shared_data, 45)
     out = tmp_path / "fake" / "her_swapped.mp4"
-    result = runner.invoke(app, ["video", str(both), "--identity", str(ref), "--out", str(out)])
+    # fwa-sim at 48 px: a re-render coarse enough to see in every frame
+    result = runner.invoke(app, ["video", str(both), "--identity", str(ref), "--out", str(out), "--fwa-size", "48"])
     assert result.exit_code == 0, result.output
     mark = Watermarker(read_manifest(out.parent)[0]["id"])
     left, right = [], []
     for original, fake in zip((f.image for f in read_frames(both)), (f.image for f in read_frames(out))):
         diff = np.abs(fake.astype(int) - mark(original).astype(int)).max(-1)
-        left.append((diff[:, :480] > 30).sum())
-        right.append((diff[:, 480:] > 30).sum())
-    assert min(left) > 200  # her face was re-rendered in every frame
-    assert max(right) < 50  # his half: codec noise only
+        # areas, not the codec's isolated pixels
+        changed = cv2.morphologyEx((diff > 25).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        left.append(changed[:, :480].sum())
+        right.append(changed[:, 480:].sum())
+    assert min(left) > 100, left  # her face was re-rendered in every frame
+    assert max(right) < 20, right  # his half: codec noise only
