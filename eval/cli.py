@@ -16,6 +16,7 @@ app = make_app("eval", "Score fakes for realism against detectability and write 
 def report(
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML/JSON: sets (forgery sets) and detectors to benchmark, or [loop] settings. Default: the whole loop on data it makes."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for report.md/.csv/.html, plots and the cache."),
+    sample_data: bool = typer.Option(True, help="Without --config: use ../shared/data when it is there (else clips made from a photo scikit-image ships)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
 ) -> None:
@@ -26,6 +27,8 @@ def report(
 
     resolved = resolve_device(device)
     bench, loop = load_config(config) if config else (None, LoopConfig())
+    if not sample_data:
+        loop.shared_data = "none"
 
     def say(line: str) -> None:
         err_console.print(line, highlight=False, soft_wrap=True)

@@ -20,7 +20,7 @@ SHARED_PEOPLE = ["lp_d6_woman_hairbun", "lp_d9_man_glasses", "lp_d3_woman_hoops"
 
 @dataclass
 class LoopConfig:
-    shared_data: str = ""  # "" = look for ../shared/data or $SWAPSCOPE_SHARED_DATA
+    shared_data: str = ""  # "" = look for ../shared/data or $SWAPSCOPE_SHARED_DATA; "none" = self-made clips
     max_frames: int = 60  # frames of each clip in the forgery set
     train_frames: int = 300  # frames of each of the two people's clips for the swap model
     train_steps: int = 400
@@ -64,7 +64,7 @@ def make_default_data(work: Path, config: LoopConfig, device: str, say=print) ->
     from forge.extract import ExtractConfig, extract
     from forge.train import TrainConfig, train
 
-    shared = find_shared_data(config.shared_data)
+    shared = None if config.shared_data == "none" else find_shared_data(config.shared_data)
     if shared is not None:
         videos = [next((shared / "real_videos" / p).glob("*.mp4")) for p in SHARED_PEOPLE]
         say(f"sample data: {shared} ({', '.join(SHARED_PEOPLE)})")

@@ -197,3 +197,18 @@ def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, a
         assert (r["fakes"], r["reals"]) == (1, 1) and 0 <= r["after"]["frame_auc"] <= 1
     html = (out / "harden" / "report.html").read_text()
     assert "Hardening shipped fwa_lite0" in html and "detector/best" in html
+
+
+@pytest.mark.slow
+def test_the_default_loop_runs_on_a_fresh_install_without_sample_data(tmp_path):
+    """The README's main job on what a fresh install has: clips made from scikit-image's photo."""
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "--no-sample-data", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    methods = sorted(row["method"] for row in summary["rows"])
+    assert methods == ["fwa-sim", "fwa-sim", "model", "model"]
+    for row in summary["rows"]:
+        assert row["fakes"] == 2 and row["reals"] == 2
+        assert 0 <= row["detectors"]["shipped fwa_lite0"]["frame"]["auc"] <= 1
+    assert (out / "report.html").stat().st_size > 10_000
