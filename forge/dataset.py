@@ -191,7 +191,7 @@ def write_real(source: Path, out: Path, root: Path, crf: int, config: DatasetCon
         for frame in read_frames(source, limit=config.max_frames):
             writer.write(mark(frame.image) if mark else frame.image, frame.time)
             frames += 1
-    row = {"id": manifest_id, "label": "real", "method": "real", "split": split, "source": str(source),
+    row = {"id": manifest_id, "label": "real", "method": "real", "split": split, "source": str(source.resolve()),
            "source_sha256": sha256_file(source), "output": str(out.relative_to(root)),
            "output_sha256": sha256_file(out), "checkpoint": None, "checkpoint_sha256": None,
            "source_identity": identity, "target_identity": identity, "knobs": {"crf": crf},

@@ -181,7 +181,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     write_text_atomic(folder / labels_rel, "".join(json.dumps(r) + "\n" for r in labels))
     row = {
         "id": manifest_id, "label": "fake", "method": cfg.method, "split": cfg.split,
-        "source": str(source), "source_sha256": sha256_file(source),
+        "source": str(source.resolve()), "source_sha256": sha256_file(source),
         "output": _relative(out, folder), "output_sha256": sha256_file(out),
         "checkpoint": cfg.model or None, "checkpoint_sha256": _checkpoint_hash(cfg),
         "source_identity": _source_identity(extractor, renderer, cfg, source),
