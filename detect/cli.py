@@ -96,12 +96,7 @@ def scan(
         if json_out:
             return
         if item.provenance.get("labelled"):
-            from forge.label import Provenance
-
-            found = item.provenance
-            typer.echo(f"LABELLED  {item.path}: " + Provenance(
-                metadata=found["metadata"], frames_checked=found["frames_checked"],
-                frames_marked=found["frames_watermarked"], watermark_ids=found["watermark_ids"]).summary())
+            typer.echo(f"LABELLED  {item.path}: {item.provenance['summary']}")
         if item.verdict not in ("no face", "error"):
             typer.echo(f"{item.verdict:5s} {item.score:.3f}  {item.path}  ({len(item.frames)} frames scored, "
                        f"{item.timings.get('total', 0):.1f} s)")

@@ -123,7 +123,7 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
     counterpart always fall in the same split."""
     from forge.faces.backends import create_backend
     from forge.faces.track import box_iou
-    from forge.label import read_manifest
+    from forge.label import read_labels, read_manifest
 
     cache.mkdir(parents=True, exist_ok=True)
     index_path = cache / "items.jsonl"
@@ -141,8 +141,8 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
         identity = row.get("source_identity") or Path(row["source"]).parent.name
         boxes: dict[int, list] = {}
         if row["label"] == "fake":
-            labels = [json.loads(line) for line in (folder / row["labels"]).read_text().splitlines() if line.strip()]
-            boxes = {lab["frame"]: [f["box"] for f in lab["faces"]] for lab in labels[::stride]}
+            labels = read_labels(folder, row)[::stride]
+            boxes = {lab["frame"]: [f["box"] for f in lab["faces"]] for lab in labels}
         for frame in read_frames(video):
             if row["label"] == "fake" and frame.index not in boxes:
                 continue

@@ -25,6 +25,7 @@ import torch
 from detect.artifacts import crop_roi, random_roi
 from detect.checkpoint import load_detector, read_detector_config
 from detect.data import to_tensor
+from forge.atomic import write_image_atomic
 from forge.errors import InputError, require_at_least_one
 from forge.extract import ExtractConfig, Extractor
 from forge.label import read_provenance
@@ -128,8 +129,11 @@ class Scanner:
         rng = np.random.default_rng(cfg.seed)
         if cfg.detect_size == 0:
             # the paper's protocol: the detector sees the whole frame at its own resolution
-            shape = load_image(path).shape if is_image(path) else (probe(path).height, probe(path).width)
-            self.extractor.backend.detect_size = max(shape[:2])
+            if is_image(path):
+                self.extractor.backend.detect_size = max(load_image(path).shape[:2])
+            else:
+                info = probe(path)
+                self.extractor.backend.detect_size = max(info.width, info.height)
         pending = _PendingRois()
         records: list[dict] = []
         marked_frames: list[np.ndarray] = []
@@ -259,7 +263,7 @@ class _HeatmapWriter:
             cv2.putText(canvas, f"{prob:.2f}", (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX,
                         max(0.5, (x2 - x1) / 250), colour, 2, cv2.LINE_AA)
         if self.image_input:
-            _write_image_atomic(self.out, canvas)
+            write_image_atomic(self.out, canvas)
             return
         if self._video is None:
             self._video = VideoWriter(self.out, canvas.shape[1], canvas.shape[0], fps=self.fps)
@@ -274,14 +278,6 @@ class _HeatmapWriter:
         if self._video is not None:
             self._video.abort()
             self._video = None
-
-
-def _write_image_atomic(path: Path, image: np.ndarray) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    cv2.imwrite(str(tmp), image[..., ::-1])
-    os.replace(tmp, path)
 
 
 def scan(inputs: list[str | Path], config: ScanConfig, device: str, progress=None) -> dict:

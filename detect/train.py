@@ -9,7 +9,6 @@ lr 1e-3 decayed x0.95 per epoch, batch 64, 20 epochs (fewer fit a CPU).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from detect.data import (
     split_by_identity,
 )
 from detect.models import create_detector
+from forge.atomic import write_figure_atomic
 from forge.errors import InputError, require_at_least_one
 from forge.faceset import FaceSet
 
@@ -97,10 +97,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ax2.plot(epochs, [h["val_auc"] for h in history], "o-", color="C2")
     ax2.set_xlabel("epoch"), ax2.set_ylabel("validation AUC"), ax2.set_ylim(0.4, 1.0)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
+    write_figure_atomic(path, fig, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def train(config: TrainConfig, device: str, progress=None) -> dict:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from eval.metrics import Scores, detectability
-from eval.realism import RealismMeter, read_labels
+from eval.realism import RealismMeter
 from forge.errors import InputError
-from forge.label import read_manifest
+from forge.label import read_labels, read_manifest
 
 REALISM_FIELDS = ("identity_to_target", "identity_to_source", "top1_target", "pose_error_deg",
                   "expression_error", "frechet", "flicker")

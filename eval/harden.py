@@ -28,7 +28,7 @@ class HardenConfig:
 
 
 def _filtered_manifest(folder: Path, rows: list[dict], name: str) -> Path:
-    from forge.label import write_text_atomic
+    from forge.atomic import write_text_atomic
 
     path = folder / name
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -54,7 +54,7 @@ def harden(config: HardenConfig, device: str, say=print) -> dict:
     from detect.scan import DEFAULT_DETECTOR
     from eval.benchmark import detector_name as name_of
 
-    detector_folder, _ = read_detector_config(config.detector or DEFAULT_DETECTOR)
+    detector_folder, detector_meta = read_detector_config(config.detector or DEFAULT_DETECTOR)
     detector_name = name_of(config.detector, detector_folder)
     if detector_name not in names:
         raise InputError(f"detector {detector_name!r} is not in the report; choose from {names}")
@@ -87,7 +87,7 @@ def harden(config: HardenConfig, device: str, say=print) -> dict:
     say("training the hardened detector")
     # fine-tune the detector being hardened, so what it already knew is the starting point
     summary = train_detector(TrainConfig(facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
-                                         init=str(detector_folder), arch=_arch(detector_folder), epochs=config.epochs,
+                                         init=str(detector_folder), arch=detector_meta["arch"], epochs=config.epochs,
                                          batch_size=config.batch_size, stride=config.stride, seed=config.seed),
                              device)
     before_after = BenchmarkConfig(sets=test_sets, detectors=[config.detector, str(work / "detector" / "best")],
@@ -106,12 +106,6 @@ def harden(config: HardenConfig, device: str, say=print) -> dict:
     return {"detector": detector_name, "hardened": str(work / "detector" / "best"), "trained_on": sorted(chosen),
             "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
             "rows": table, "result": result}
-
-
-def _arch(folder: Path) -> str:
-    from detect.checkpoint import read_detector_config
-
-    return read_detector_config(folder)[1]["arch"]
 
 
 def before_after_markdown(outcome: dict) -> str:

@@ -17,7 +17,7 @@ again in the fake (dlib, the label's box picks it) and in the same source frame:
 
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,12 +98,19 @@ class RealismMeter:
     """Holds the face models and the identity centroids of a run."""
 
     def __init__(self) -> None:
+        self.identities: dict[str, np.ndarray] = {}  # name -> (K, 128) embeddings of real faces
+
+    @functools.cached_property
+    def backend(self):  # loaded on first use: a fully cached benchmark needs no face models
         from forge.faces.backends import create_backend
+
+        return create_backend("dlib")
+
+    @functools.cached_property
+    def embedder(self):
         from forge.faces.identity import Embedder
 
-        self.backend = create_backend("dlib")
-        self.embedder = Embedder()
-        self.identities: dict[str, np.ndarray] = {}  # name -> (K, 128) embeddings of real faces
+        return Embedder()
 
     def enrol(self, name: str, embeddings: np.ndarray) -> None:
         if len(embeddings):
@@ -198,9 +205,3 @@ class RealismMeter:
         )
         return realism, swapped, original
 
-
-def read_labels(folder: Path, row: dict) -> list[dict]:
-    path = folder / row["labels"]
-    if not path.is_file():
-        raise InputError(f"{path}: labels of manifest row {row['id'][:8]} are missing")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

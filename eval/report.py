@@ -13,10 +13,11 @@ import csv
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from forge.atomic import write_bytes_atomic, write_text_atomic
 
 REALISM_AXIS = "identity_to_target"  # y of the realism/detectability plot: higher = more like the target
 
@@ -114,8 +115,7 @@ def example_png(row: dict) -> bytes | None:
     """Real frame, fake frame and the labelled mask, side by side, for one configuration."""
     import cv2
 
-    from eval.realism import read_labels
-    from forge.label import fill_polygons
+    from forge.label import fill_polygons, read_labels
     from forge.video import read_frames
 
     folder, manifest_row = Path(row["example"]["folder"]), row["example"]["row"]
@@ -177,7 +177,7 @@ def write_report(result: dict, out: Path, title: str = "swapscope benchmark", ex
             examples[row["config"]] = png
             pngs[f"example_{i:02d}.png"] = png
     for name, data in pngs.items():
-        _write_bytes(out / name, data)
+        write_bytes_atomic(out / name, data)
     worst = evaders(result)
 
     md = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -189,16 +189,16 @@ def write_report(result: dict, out: Path, title: str = "swapscope benchmark", ex
     md += [f"![ROC {d['name']}](roc_{_slug(d['name'])}.png)" for d in result["detectors"]]
     if extra_md:
         md += ["", extra_md]
-    _write_text(out / "report.md", "\n".join(md) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    _write_text(out / "report.csv", buffer.getvalue())
-    _write_text(out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2,
+    write_text_atomic(out / "report.csv", buffer.getvalue())
+    write_text_atomic(out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2,
                                                 default=str))
-    _write_text(out / "report.html", _html(title, header, rows, pngs, examples, worst, result, extra_md))
+    write_text_atomic(out / "report.html", _html(title, header, rows, pngs, examples, worst, result, extra_md))
     return {"md": out / "report.md", "csv": out / "report.csv", "html": out / "report.html"}
 
 
@@ -238,13 +238,3 @@ def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

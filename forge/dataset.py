@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from forge import __version__
+from forge.atomic import write_text_atomic
 from forge.configfile import read_config_file
 from forge.errors import InputError
 from forge.forgery import VideoConfig, forge_video
@@ -39,7 +40,6 @@ from forge.label import (
     data_card,
     new_manifest_id,
     read_manifest,
-    write_text_atomic,
 )
 from forge.media import collect_media, is_image, sha256_file
 from forge.swap import CompositeConfig

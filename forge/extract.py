@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from forge import __version__
+from forge.atomic import write_text_atomic
 from forge.errors import InputError, require_at_least_one
 from forge.faces.align import face_affine, warp_face
 from forge.faces.backends import create_backend
@@ -131,7 +132,7 @@ class Extractor:
             self.backend = create_backend(config.backend, **options)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        self.embedder = Embedder()
+        self.embedder = Embedder() if config.embed else None
         self.reference: Reference | None = None
         self.largest_dropped = 0.0  # size of the largest face below min_size in the current input
         if config.identity:
@@ -300,11 +301,11 @@ def _prepare_root(out: Path, config: ExtractConfig) -> Path:
                     f"{out}: was made with {key}={meta.get(key)!r}, not {resolved[key]!r}; use another --out"
                 )
     else:
-        _write_json(meta_path, {
+        write_text_atomic(meta_path, json.dumps({
             "kind": FACESET_KIND, "version": FACESET_VERSION, "crop_size": config.crop_size,
             "padding": config.padding, "backend": config.backend, "code_version": __version__,
             "config": resolved,
-        })
+        }, indent=2))
     _discard_unfinished(root)
     return root
 
@@ -322,21 +323,7 @@ def _discard_unfinished(root: Path) -> None:
     rows = read_jsonl(faces_path)
     kept = [r for r in rows if r["source_id"] in done]
     if len(kept) != len(rows):
-        _write_lines(faces_path, kept)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
-def _write_lines(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
+        write_text_atomic(faces_path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _append_lines(path: Path, rows: list[dict]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from forge import __version__
+from forge.atomic import write_text_atomic
 from forge.errors import InputError
 from forge.extract import ExtractConfig, Extractor
 from forge.faces.identity import DEFAULT_THRESHOLD, match_track
@@ -34,7 +35,6 @@ from forge.label import (
     mask_polygons,
     new_manifest_id,
     read_manifest,
-    write_text_atomic,
 )
 from forge.media import is_image, sha256_file
 from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces

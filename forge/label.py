@@ -14,7 +14,6 @@ re-encode; 48 bits or a smaller scale failed on small frames; ``rivaGan`` took 1
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from forge.atomic import write_text_atomic
 from forge.errors import InputError
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
@@ -114,8 +114,9 @@ class Provenance:
         return self.metadata is not None or self.frames_marked > 0
 
     def to_json(self) -> dict:
-        return {"labelled": self.labelled, "metadata": self.metadata, "frames_checked": self.frames_checked,
-                "frames_watermarked": self.frames_marked, "watermark_ids": self.watermark_ids}
+        return {"labelled": self.labelled, "summary": self.summary(), "metadata": self.metadata,
+                "frames_checked": self.frames_checked, "frames_watermarked": self.frames_marked,
+                "watermark_ids": self.watermark_ids}
 
     def summary(self) -> str:
         if not self.labelled:
@@ -200,6 +201,14 @@ def append_manifest(folder: Path, row: dict) -> Path:
     return path
 
 
+def read_labels(folder: Path, row: dict) -> list[dict]:
+    """The per-frame labels of one manifest row: [{frame, time, faces: [{track, box, mask}]}]."""
+    path = Path(folder) / row["labels"]
+    if not path.is_file():
+        raise InputError(f"{path}: labels of manifest row {row['id'][:8]} are missing")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_manifest(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.is_dir():
@@ -215,13 +224,6 @@ def read_manifest(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             raise InputError(f"{path}:{number}: manifest line does not parse") from None
     return rows
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def data_card(rows: list[dict]) -> str:

@@ -188,12 +188,3 @@ def blend_faces(frame: np.ndarray, faces: list[np.ndarray], affines: list[np.nda
         results.append({"mask": alpha, "box": box})
     return out, results
 
-
-def swap_faces(frame: np.ndarray, faces: list[np.ndarray], renderer, cfg: CompositeConfig
-               ) -> tuple[np.ndarray, list[dict]]:
-    """Swap the faces with these (68, 2) frame-px landmarks in one frame (see blend_faces)."""
-    affines, crops = align_faces(frame, faces, renderer)
-    if not affines:
-        return frame, []
-    rendered, learned = renderer.render(crops)
-    return blend_faces(frame, faces, affines, crops, rendered, learned, renderer.size, cfg)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from forge import __version__
+from forge.atomic import write_figure_atomic, write_image_atomic
 from forge.checkpoint import fresh_folder, load_optimizer, load_weights, read_config, save_optimizer, swap_in
 from forge.errors import InputError, require_at_least_one
 from forge.faceset import FaceSet
@@ -318,7 +318,7 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
             history.append({"step": step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
                             "seconds": round(time.perf_counter() - started, 2)})
             window = []
-            _write_atomic_png(out.with_name(out.name + ".previews") / "preview.png",
+            write_image_atomic(out.with_name(out.name + ".previews") / "preview.png",
                               preview_grid(model, data, config, device))
         if step % config.save_every == 0 or step == config.steps:
             _save(out, model, opt_g, opt_d, pools, meta, step, history, rng)
@@ -366,17 +366,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=80)
+    write_figure_atomic(path, fig, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_atomic_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    cv2.imwrite(str(tmp), image[..., ::-1])
-    os.replace(tmp, path)
 
 
 # --- checkpoints --------------------------------------------------------------------------
