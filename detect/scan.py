@@ -108,7 +108,7 @@ class Scanner:
         self.device = device
         self.model, self.data_cfg, self.meta = load_detector(config.model, device)
         self.extractor = Extractor(ExtractConfig(
-            every=config.every, detect_every=config.detect_every, detect_size=config.detect_size or 480,
+            every=config.every, detect_every=config.detect_every, detect_size=config.detect_size,
             min_size=32, embed=False, max_frames=config.max_frames))
 
     @torch.no_grad()
@@ -127,13 +127,6 @@ class Scanner:
         cfg = self.config
         timer = StageTimer()
         rng = np.random.default_rng(cfg.seed)
-        if cfg.detect_size == 0:
-            # the paper's protocol: the detector sees the whole frame at its own resolution
-            if is_image(path):
-                self.extractor.backend.detect_size = max(load_image(path).shape[:2])
-            else:
-                info = probe(path)
-                self.extractor.backend.detect_size = max(info.width, info.height)
         pending = _PendingRois()
         records: list[dict] = []
         marked_frames: list[np.ndarray] = []

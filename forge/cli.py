@@ -45,7 +45,7 @@ def extract(
     padding: float = typer.Option(0.25, help="Crop margin around the mean face, fraction per side."),
     every: int = typer.Option(1, help="Process every N-th frame."),
     min_size: int = typer.Option(64, help="Drop faces smaller than this (px, box side)."),
-    detect_size: int = typer.Option(480, help="Long side of the frame copy the detector sees."),
+    detect_size: int = typer.Option(480, help="Long side of the frame copy the detector sees (0: the frame as it is)."),
     detect_every: int = typer.Option(5, help="Run the detector every N processed frames; track boxes between."),
     embed_every: int = typer.Option(15, help="Compute identity embeddings every N processed frames (and for new faces)."),
     identity: list[Path] | None = typer.Option(None, help="Keep only this person: photo, folder, face set or reference .json (repeatable)."),

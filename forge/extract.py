@@ -43,7 +43,7 @@ class ExtractConfig:
     backend: str = "dlib"
     device: str = "cpu"  # where the fan backend runs (resolved from --device auto at the CLI)
     batch_size: int = 8  # frames per detector call for backends that batch (fan)
-    detect_size: int = 480  # long side of the frame copy the detector sees (dlib)
+    detect_size: int = 480  # long side of the frame copy the detector sees (dlib); 0 = the frame as it is
     detect_every: int = 5  # full detection every N processed frames; boxes are tracked between
     embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
     embed: bool = True  # False: no identity embeddings at all (tracks link by box overlap only)
@@ -57,9 +57,11 @@ class ExtractConfig:
     max_frames: int | None = None  # stop each video after this many decoded frames
 
     def check(self) -> None:
-        require_at_least_one(self, "batch_size", "detect_size", "detect_every", "embed_every", "crop_size", "every")
+        require_at_least_one(self, "batch_size", "detect_every", "embed_every", "crop_size", "every")
         if not 0.0 <= self.padding < 0.5:
             raise InputError("--padding must be in [0, 0.5)")
+        if self.detect_size < 0:
+            raise InputError("--detect-size must not be negative")
         if self.min_size < 0:
             raise InputError("--min-size must not be negative")
         if self.identity and not self.embed:

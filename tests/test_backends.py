@@ -96,3 +96,11 @@ def test_extract_drives_fan_through_its_batched_path(fan_stand_in_weights, face_
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [f"error: {face_video}: no face found"]
     assert not out.exists() and not out.with_name("faces.partial").exists()
+
+
+def test_dlib_detect_size_zero_sees_the_frame_as_it_is(astronaut):
+    full = create_backend("dlib", detect_size=0)
+    same = create_backend("dlib", detect_size=512)  # the astronaut is 512 px: no resize either way
+    boxes, _ = full.detect(astronaut)
+    np.testing.assert_allclose(boxes, same.detect(astronaut)[0])
+    assert len(boxes) == 1

@@ -75,7 +75,8 @@ def model_file(name: str) -> Path:
 class DlibBackend:
     """dlib HOG detection at ``detect_size`` px (long side) and 68-point landmarks at full size.
 
-    Frames are resized so their long side is ``detect_size`` (up to 4x up for small photos, so
+    ``detect_size`` 0 runs HOG on the frame as it is (the paper's protocol).
+    Otherwise frames are resized so their long side is ``detect_size`` (up to 4x up for small photos, so
     that 80 px faces reach HOG's 80 px window), which also makes detection cost independent of
     the input resolution.
     """
@@ -94,7 +95,7 @@ class DlibBackend:
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         image = np.ascontiguousarray(image)
         height, width = image.shape[:2]
-        scale = min(self.detect_size / max(height, width), 4.0)
+        scale = min(self.detect_size / max(height, width), 4.0) if self.detect_size else 1.0
         small = image
         if abs(scale - 1.0) > 1e-3:
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
