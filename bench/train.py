@@ -54,7 +54,8 @@ def one(facesets: list[str], arch: str, size: int, gan: bool, steps: int, device
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(facesets=tuple(facesets), out=str(Path(tmp) / "m"), arch=arch, size=size, gan=gan,
-                             batch_size=16, steps=WARMUP + steps, save_every=10**6, preview_every=10**6, stride=4)
+                             gan_warmup=0, batch_size=16, steps=WARMUP + steps, save_every=10**6,
+                             preview_every=10**6, stride=4)
         clock = _StepClock()
         train(config, device, progress=clock)
     per_step = np.diff(clock.times)[WARMUP:]

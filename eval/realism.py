@@ -74,7 +74,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.atleast_2d(a)
     return (a @ b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b) + 1e-12)
 
@@ -192,11 +192,11 @@ class RealismMeter:
         target_real = self.identities.get(target_name, original)
         names = sorted(self.identities)
         centroids = np.stack([self.identities[n].mean(0) for n in names])
-        nearest = [names[int(np.argmax(_cosine(centroids, e)))] for e in swapped]
+        nearest = [names[int(np.argmax(cosine(centroids, e)))] for e in swapped]
         realism = Realism(
             frames=len(swapped),
-            identity_to_target=float(_cosine(swapped, target_real.mean(0)).mean()),
-            identity_to_source=float(_cosine(swapped, original.mean(0)).mean()),
+            identity_to_target=float(cosine(swapped, target_real.mean(0)).mean()),
+            identity_to_source=float(cosine(swapped, original.mean(0)).mean()),
             top1_target=float(np.mean([n == target_name for n in nearest])),
             pose_error_deg=float(np.nanmean(poses)),
             expression_error=float(np.mean(expressions)),

@@ -88,13 +88,14 @@ def train(
     padding: float = typer.Option(0.125, help="Model crop margin per side (fraction)."),
     batch_size: int = typer.Option(16),
     steps: int = typer.Option(10000, help="Total training steps (a resumed run continues to this)."),
-    lr: float = typer.Option(5e-5, help="Generator learning rate (Adam)."),
-    lr_d: float = typer.Option(5e-5, help="Discriminator learning rate (Adam)."),
+    lr: float = typer.Option(2e-4, help="Generator learning rate (Adam)."),
+    lr_d: float = typer.Option(2e-4, help="Discriminator learning rate (Adam)."),
     gan: bool = typer.Option(True, help="The CycleGAN part (adversarial, cycle, identity losses)."),
+    gan_warmup: int = typer.Option(1000, help="Steps of reconstruction only before the CycleGAN part starts."),
     rec_weight: float = typer.Option(1.0, help="Reconstruction (L1 + SSIM) weight."),
     ssim_weight: float = typer.Option(1.0, help="SSIM share of the reconstruction loss."),
     mask_weight: float = typer.Option(0.5, help="Mask loss weight."),
-    adv_weight: float = typer.Option(0.1, help="Least-squares adversarial loss weight."),
+    adv_weight: float = typer.Option(0.02, help="Least-squares adversarial loss weight."),
     cycle_weight: float = typer.Option(1.0, help="Cycle-consistency weight (A->B->A, B->A->B)."),
     identity_weight: float = typer.Option(0.5, help="Identity loss weight (B->B returns B)."),
     stride: int = typer.Option(1, help="Use every N-th face of each face set."),
@@ -110,7 +111,7 @@ def train(
 
     config = TrainConfig(
         facesets=(str(faceset_a), str(faceset_b)), out=str(out), arch=arch, size=size, padding=padding,
-        batch_size=batch_size, steps=steps, lr=lr, lr_d=lr_d, gan=gan, rec_weight=rec_weight,
+        batch_size=batch_size, steps=steps, lr=lr, lr_d=lr_d, gan=gan, gan_warmup=gan_warmup, rec_weight=rec_weight,
         ssim_weight=ssim_weight, mask_weight=mask_weight, adv_weight=adv_weight, cycle_weight=cycle_weight,
         identity_weight=identity_weight, stride=stride, save_every=save_every, preview_every=preview_every,
         seed=seed)

@@ -51,10 +51,21 @@ def _conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
 
 
 class Upscale(nn.Sequential):
-    """(B, cin, h, w) -> (B, cout, 2h, 2w): conv to 4x the channels, then pixel shuffle."""
+    """(B, cin, h, w) -> (B, cout, 2h, 2w): conv to 4x the channels, then pixel shuffle.
+
+    ICNR initialisation (Aitken et al. 2017): the four sub-pixel kernels of each output channel
+    start equal, so the layer starts as nearest-neighbour upsampling of one convolution instead
+    of printing a checkerboard that training must first unlearn.
+    """
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(_conv(cin, cout * 4, 3), nn.LeakyReLU(0.1), nn.PixelShuffle(2))
+        conv = _conv(cin, cout * 4, 3)
+        with torch.no_grad():
+            kernel = torch.empty(cout, cin, 3, 3)
+            nn.init.kaiming_uniform_(kernel, a=math.sqrt(5))  # nn.Conv2d's own default
+            conv.weight.copy_(kernel.repeat_interleave(4, dim=0))  # PixelShuffle reads c*4 .. c*4+3
+            conv.bias.copy_(conv.bias.view(cout, 4)[:, :1].expand(cout, 4).reshape(-1))
+        super().__init__(conv, nn.LeakyReLU(0.1), nn.PixelShuffle(2))
 
 
 class Encoder(nn.Module):

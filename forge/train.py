@@ -50,13 +50,14 @@ class TrainConfig:
     padding: float = 0.125  # model crop margin per side, as a fraction (face sets keep 0.25)
     batch_size: int = 16
     steps: int = 10000
-    lr: float = 5e-5  # generator (Adam, the classic deepfakes rate)
-    lr_d: float = 5e-5  # discriminators
+    lr: float = 2e-4  # generator (Adam); 5e-5, the classic deepfakes rate, learns 3x slower here
+    lr_d: float = 2e-4  # discriminators
     rec_weight: float = 1.0  # L1 + ssim_weight * (1 - SSIM) on the unwarped target
     ssim_weight: float = 1.0
     mask_weight: float = 0.5
     gan: bool = True  # the CycleGAN part as a whole
-    adv_weight: float = 0.1
+    gan_warmup: int = 1000  # steps of reconstruction only before the CycleGAN part starts
+    adv_weight: float = 0.02  # 0.1 prints a checkerboard over blurry early swaps (BENCHMARKS.md)
     cycle_weight: float = 1.0
     identity_weight: float = 0.5
     pool_size: int = 50
@@ -81,6 +82,12 @@ class TrainConfig:
             raise InputError("--padding must be in [0, 0.5)")
         if self.pool_size < 0:
             raise InputError("--pool-size must not be negative")
+        if self.gan_warmup < 0:
+            raise InputError("--gan-warmup must not be negative")
+
+    def gan_at(self, step: int) -> bool:
+        """Whether the CycleGAN terms are on at (0-based) ``step``."""
+        return self.gan and step >= self.gan_warmup
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -187,10 +194,12 @@ def _lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
 
 
-def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict, dict]:
+def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig,
+                     gan: bool | None = None) -> tuple[torch.Tensor, dict, dict]:
     """(total loss, {term: value}, {"a": A->B swaps, "b": B->A swaps} for the discriminators).
 
     batch: {"a": (warped, target, mask), "b": ...}; the discriminators are expected frozen.
+    gan: whether to add the CycleGAN terms (default: ``cfg.gan``).
     """
     parts: dict[str, torch.Tensor] = {}
     for side in IDENTITIES:
@@ -201,7 +210,7 @@ def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig) -> tuple[t
         parts[f"mask_{side}"] = F.l1_loss(predicted_mask, mask)
     total = cfg.rec_weight * (parts["rec_a"] + parts["rec_b"]) + cfg.mask_weight * (parts["mask_a"] + parts["mask_b"])
     swaps = {}
-    if cfg.gan:
+    if cfg.gan if gan is None else gan:  # the step's own switch (warm-up), else the config's
         for side, other in (("a", "b"), ("b", "a")):
             target = batch[side][1]
             swapped, _ = model(target, other)  # side's face with the other identity
@@ -288,15 +297,16 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
 
         # generator: encoder + decoders, discriminators frozen
         _set_requires_grad(model.discriminators, False)
+        gan = config.gan_at(step)
         with torch.autocast(**autocast):
-            loss_g, parts, swaps = generator_losses(model, batch, config)
+            loss_g, parts, swaps = generator_losses(model, batch, config, gan)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 5.0)
         opt_g.step()
 
         # discriminators: real faces of their identity vs a pool of past swaps into it
-        if config.gan:
+        if gan:
             _set_requires_grad(model.discriminators, True)
             with torch.autocast(**autocast):
                 loss_d = 0.0
@@ -315,7 +325,8 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
         if progress:
             progress.advance(1, loss=window[-1]["total"])
         if step % config.preview_every == 0 or step == config.steps:
-            history.append({"step": step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+            terms = dict.fromkeys(k for w in window for k in w)  # the GAN terms may start mid-window
+            history.append({"step": step, **{k: float(np.mean([w[k] for w in window if k in w])) for k in terms},
                             "seconds": round(time.perf_counter() - started, 2)})
             window = []
             write_image_atomic(out.with_name(out.name + ".previews") / "preview.png",
@@ -352,19 +363,20 @@ def plot_curves(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [h["step"] for h in history]
     groups = {"reconstruction": ["rec_a", "rec_b"], "mask": ["mask_a", "mask_b"],
               "cycle / identity": ["cycle_a", "cycle_b", "identity_a", "identity_b"],
               "adversarial (G) / discriminators": ["adv_a2b", "adv_b2a", "d_a", "d_b"]}
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     for ax, (title, keys) in zip(axes, groups.items()):
         for key in keys:
-            if history and key in history[0]:
-                ax.plot(steps, [h[key] for h in history], label=key)
+            points = [(h["step"], h[key]) for h in history if key in h]  # GAN terms start after the warm-up
+            if points:
+                ax.plot(*zip(*points), label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
         if ax.lines:
             ax.legend(fontsize=8)
+        ax.set_xlim(0, max((h["step"] for h in history), default=1))
     fig.tight_layout()
     write_figure_atomic(path, fig, dpi=80)
     plt.close(fig)

@@ -12,6 +12,7 @@ from forge.train import FaceData, TrainConfig, generator_losses, load_swap_model
 
 runner = CliRunner()
 FAST = ["--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu", "--preview-every", "1"]
+GAN_NOW = ["--gan-warmup", "0"]  # the CycleGAN terms from the first step
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -50,7 +51,7 @@ def test_training_samples_are_aligned_faces_with_their_hull_mask(two_facesets):
 def test_two_steps_train_save_reload_and_infer(two_facesets, tmp_path):
     out = tmp_path / "model"
     result = runner.invoke(app, ["train", *map(str, two_facesets), "--out", str(out), "--steps", "2", *FAST,
-                                 "--json"])
+                                 *GAN_NOW, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["step"] == 2 and summary["identities"] == {"a": "eileen", "b": "mirror"}
@@ -72,7 +73,7 @@ def test_resume_continues_the_same_run(two_facesets, tmp_path):
     from safetensors.torch import load_file
 
     whole, split = tmp_path / "whole", tmp_path / "split"
-    args = [*map(str, two_facesets), *FAST, "--save-every", "2"]
+    args = [*map(str, two_facesets), *FAST, "--save-every", "2", "--gan-warmup", "1"]
     assert runner.invoke(app, ["train", *args, "--out", str(whole), "--steps", "4"]).exit_code == 0
     assert runner.invoke(app, ["train", *args, "--out", str(split), "--steps", "2"]).exit_code == 0
     resumed = runner.invoke(app, ["train", *args, "--out", str(split), "--steps", "4", "--json"])
@@ -80,9 +81,18 @@ def test_resume_continues_the_same_run(two_facesets, tmp_path):
     assert json.loads(resumed.stdout)["step"] == 4
     history = json.loads((split / "history.json").read_text())
     assert [h["step"] for h in history] == [1, 2, 3, 4]
+    assert ["adv_a2b" in h for h in history] == [False, True, True, True]  # the warm-up is reconstruction only
     a, b = load_file(str(whole / "weights.safetensors")), load_file(str(split / "weights.safetensors"))
     for key in a:  # same data draws, optimiser moments and pools: the same weights
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_upsampling_starts_without_a_checkerboard():
+    from forge.models import Upscale
+
+    out = Upscale(8, 4)(torch.randn(2, 8, 5, 5))  # ICNR: the 4 sub-pixels of a 2x2 cell start equal
+    for dy, dx in ((0, 1), (1, 0), (1, 1)):
+        torch.testing.assert_close(out[..., dy::2, dx::2], out[..., 0::2, 0::2])
 
 
 def _encoder_grad(model, batch, **weights) -> torch.Tensor:
