@@ -4,7 +4,8 @@ Runs ``forge video`` on the first N frames of the 720x1280 sample clip, with the
 (a forge train checkpoint; without --model an untrained swap-ae of the default size, whose cost
 is the same) and with fwa-sim. Stages: decode (both passes), detect / landmarks / embed (the
 tracking pass), align, render (the network), blend (mask, colour, warp back), labels,
-watermark, encode.
+watermark, encode. Each method runs twice, side by side: the watermark embedded in this process
+(``--workers 1``, the baseline) and in one worker process per CPU core (the default).
 
     python bench/forge_video.py [--data ../shared/data] [--frames 150] [--model MODEL] [--json out.json]
 """
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     from forge.clikit import resolve_device
-    from forge.forgery import VideoConfig
+    from forge.forgery import VideoConfig, watermark_workers
     from forge.video import probe
 
     device = resolve_device(args.device)
@@ -66,9 +67,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(untrained_model(Path(tmp) / "model"))
         results["model"] = args.model or "untrained swap-ae 64 px"
-        for name, config in (("model", VideoConfig(model=model, max_frames=args.frames)),
-                             ("fwa-sim", VideoConfig(max_frames=args.frames))):
-            results["runs"][name] = run(source, Path(tmp) / name / "out.mp4", config, device)
+        cores = watermark_workers(0)
+        for method, knobs in (("model", {"model": model}), ("fwa-sim", {})):
+            for workers in (1, cores):
+                name = f"{method}, {workers} watermark process{'es' if workers > 1 else ''}"
+                config = VideoConfig(**knobs, max_frames=args.frames, workers=workers)
+                results["runs"][name] = run(source, Path(tmp) / f"{method}-{workers}" / "out.mp4", config, device)
     stages = sorted({k for r in results["runs"].values() for k in r["stages_s"]})
     print(f"clip: {CLIP} ({results['size']}), first {args.frames} frames; model: {results['model']}\n")
     print("| method | frames/s | wall s | " + " | ".join(f"{s} s" for s in stages) + " |")
@@ -76,6 +80,9 @@ def main() -> None:
     for name, r in results["runs"].items():
         cells = " | ".join(f"{r['stages_s'].get(s, 0):.2f}" for s in stages)
         print(f"| {name} | {r['fps']:.2f} | {r['wall_s']:.1f} | {cells} |")
+    for method in ("model", "fwa-sim"):
+        baseline, parallel = (r for name, r in results["runs"].items() if name.startswith(method + ","))
+        print(f"{method}: {parallel['fps'] / baseline['fps']:.2f}x the frames/s of the in-process watermark")
     print(f"\ndevice {device}; machine: {results['machine']}")
     write_json(args.json, results)
 

@@ -144,6 +144,8 @@ def video(
     crf: int = typer.Option(18, help="Output H.264 CRF."),
     batch_size: int = typer.Option(8, help="Frames per model call."),
     min_size: int = typer.Option(48, help="Do not swap faces smaller than this (px)."),
+    max_frames: int | None = typer.Option(None, help="Only the first N frames (the audio is cut with them)."),
+    workers: int = typer.Option(0, help="Processes that embed the watermark (0: one per CPU core)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest row and timings as JSON."),
@@ -155,7 +157,7 @@ def video(
     config = VideoConfig(
         method=method, model=str(model) if model else "", to=to, identity=[str(p) for p in identity or []],
         identity_threshold=identity_threshold, smooth=smooth, fwa_size=fwa_size, crf=crf, batch_size=batch_size,
-        min_size=min_size, seed=seed,
+        min_size=min_size, max_frames=max_frames, workers=workers, seed=seed,
         composite=CompositeConfig(mask=mask, erode=erode, feather=feather, colour=colour, blend=blend))
     target = out or Path(f"{source.stem}.fake.mp4")
     with ProgressBar(err_console.is_terminal, unit="fps") as progress:

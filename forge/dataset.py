@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from forge import __version__
 from forge.atomic import write_text_atomic
 from forge.configfile import read_config_file
 from forge.errors import InputError
-from forge.forgery import VideoConfig, forge_video
+from forge.forgery import MarkedOutput, VideoConfig, forge_video, watermark_workers
 from forge.label import (
     Watermarker,
     append_manifest,
@@ -43,6 +44,7 @@ from forge.label import (
 )
 from forge.media import collect_media, is_image, sha256_file
 from forge.swap import CompositeConfig
+from forge.timing import StageTimer
 from forge.video import VideoWriter, probe, read_frames
 
 VIDEO_KNOBS = {"method", "model", "to", "fwa_size", "smooth", "crf", "min_size"}
@@ -59,6 +61,7 @@ class DatasetConfig:
     max_frames: int | None = 60  # first N frames of each video
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
     batch_size: int = 8
+    workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
     seed: int = 0
 
     @classmethod
@@ -88,6 +91,8 @@ class DatasetConfig:
                 raise InputError(f"sweep.{knob} must be a non-empty list")
         if abs(sum(self.splits.values()) - 1) > 1e-6:
             raise InputError("splits must add up to 1")
+        if self.batch_size < 1 or self.workers < 0:
+            raise InputError("batch_size must be at least 1 and workers not negative")
 
     def combinations(self) -> list[dict]:
         names = sorted(self.sweep)
@@ -98,7 +103,7 @@ def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig
     composite = CompositeConfig(**{k: v for k, v in knobs.items() if k in COMPOSITE_KNOBS})
     return VideoConfig(**{k: v for k, v in knobs.items() if k in VIDEO_KNOBS}, composite=composite,
                        max_frames=config.max_frames, batch_size=config.batch_size, seed=config.seed, split=split,
-                       watermark=config.watermark == "both")
+                       watermark=config.watermark == "both", workers=config.workers)
 
 
 def split_identities(identities: list[str], splits: dict[str, float], seed: int) -> dict[str, str]:
@@ -184,13 +189,20 @@ def write_real(source: Path, out: Path, root: Path, crf: int, config: DatasetCon
     watermark policy, labelled ``real`` in the manifest and its container."""
     info = probe(source)
     manifest_id = new_manifest_id()
-    mark = Watermarker(manifest_id) if config.watermark == "both" else None
-    frames = 0
-    with VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
-                     metadata=container_metadata(manifest_id, "real")) as writer:
+    mark = Watermarker(manifest_id, watermark_workers(config.workers)) if config.watermark == "both" else None
+    with mark or nullcontext(), \
+            VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
+                        metadata=container_metadata(manifest_id, "real"),
+                        trim_audio=config.max_frames is not None) as writer:
+        output = MarkedOutput(writer, mark, StageTimer())
+        batch = []
         for frame in read_frames(source, limit=config.max_frames):
-            writer.write(mark(frame.image) if mark else frame.image, frame.time)
-            frames += 1
+            batch.append(frame)
+            if len(batch) == config.batch_size:
+                output.put(batch, [f.image for f in batch])
+                batch = []
+        output.put(batch, [f.image for f in batch])
+        frames = output.flush()
     row = {"id": manifest_id, "label": "real", "method": "real", "split": split, "source": str(source.resolve()),
            "source_sha256": sha256_file(source), "output": str(out.relative_to(root)),
            "output_sha256": sha256_file(out), "checkpoint": None, "checkpoint_sha256": None,

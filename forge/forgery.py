@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,10 +59,11 @@ class VideoConfig:
     crf: int = 18  # output H.264 quality
     batch_size: int = 8  # frames per renderer call
     min_size: int = 48  # faces smaller than this (px) are not swapped
-    max_frames: int | None = None  # only the first N frames (dataset sweeps)
+    max_frames: int | None = None  # only the first N frames; the audio is cut with them
     seed: int = 0
     split: str = ""  # dataset split the output belongs to
     watermark: bool = True  # forge video always; forge dataset follows its policy for reals and fakes alike
+    workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
 
     def resolved(self) -> VideoConfig:
         method = self.method or ("model" if self.model else "fwa-sim")
@@ -72,6 +75,10 @@ class VideoConfig:
             raise InputError("--batch-size must be at least 1")
         if not 0 <= self.crf <= 51:
             raise InputError("--crf must be in [0, 51]")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError("--max-frames must be at least 1")
+        if self.workers < 0:
+            raise InputError("--workers must not be negative")
         self.composite.check()
         fwa_size = self.fwa_size or int(np.random.default_rng(self.seed).integers(64, 128))
         composite = self.composite if method == "model" else CompositeConfig(**{**asdict(self.composite),
@@ -152,25 +159,28 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
 
     # pass 2: swap in batches of frames, watermark, encode
     manifest_id = new_manifest_id()
-    watermark = Watermarker(manifest_id) if cfg.watermark else None
+    watermark = Watermarker(manifest_id, watermark_workers(cfg.workers)) if cfg.watermark else None
     labels: list[dict] = []
-    written = 0
     if progress:
         progress.start(f"swapping {source.name}", total)
-    with VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=cfg.crf,
-                     metadata=container_metadata(manifest_id, cfg.method)) as writer:
+    with watermark or nullcontext(), \
+            VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=cfg.crf,
+                        metadata=container_metadata(manifest_id, cfg.method),
+                        trim_audio=cfg.max_frames is not None) as writer:
+        output = MarkedOutput(writer, watermark, timer)
         batch = []
         for frame in timer.iterate("decode", read_frames(source, limit=cfg.max_frames)):
             batch.append(frame)
             if len(batch) == cfg.batch_size:
-                written += _swap_batch(batch, plan, renderer, cfg, watermark, writer, labels, timer)
+                output.put(batch, _swap_batch(batch, plan, renderer, cfg, labels, timer))
                 if progress:
                     progress.advance(len(batch))
                 batch = []
         if batch:
-            written += _swap_batch(batch, plan, renderer, cfg, watermark, writer, labels, timer)
+            output.put(batch, _swap_batch(batch, plan, renderer, cfg, labels, timer))
             if progress:
                 progress.advance(len(batch))
+        written = output.flush()
         if written != frames:
             raise InputError(f"{source}: decoded {written} frames on the second pass, {frames} on the first")
     if progress:
@@ -197,8 +207,46 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
                        target_tracks=[t.track_id for t in targets], timings=timer.as_dict(), row=row)
 
 
-def _swap_batch(batch, plan, renderer, cfg: VideoConfig, watermark, writer, labels: list, timer) -> int:
-    """Swap, watermark and write a batch of frames; one renderer call for all their faces."""
+class MarkedOutput:
+    """Watermarks and writes batches of frames, in order. A batch goes to the watermark's worker
+    processes when it is put, and is written when the next one is put (or at ``flush``), so
+    the workers mark one batch while this process swaps the next."""
+
+    def __init__(self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer) -> None:
+        self.writer, self.watermark, self.timer = writer, watermark, timer
+        self.pending: list[tuple] = []  # (frame, future or image) of the batch being marked
+        self.written = 0
+
+    def put(self, frames: list, images: list[np.ndarray]) -> None:
+        with self.timer("watermark"):
+            marked = self.watermark.submit(images) if self.watermark is not None else images
+        self.flush()
+        self.pending = list(zip(frames, marked))
+
+    def flush(self) -> int:
+        for frame, item in self.pending:
+            if self.watermark is not None:
+                with self.timer("watermark"):  # with workers: the time spent waiting for them
+                    item = _result(item)
+            with self.timer("encode"):
+                self.writer.write(item, frame.time)
+            self.written += 1
+        self.pending = []
+        return self.written
+
+
+def _result(future):
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:  # most often: a worker re-ran an unguarded calling script
+        raise RuntimeError("the watermark's worker processes stopped; a script that calls forge must start "
+                           "under `if __name__ == '__main__':` (or use workers=1)") from exc
+
+
+def _swap_batch(batch, plan, renderer, cfg: VideoConfig, labels: list, timer) -> list[np.ndarray]:
+    """The swapped images of a batch of frames; one renderer call for all their faces."""
     aligned = []
     with timer("align"):
         for frame in batch:
@@ -211,6 +259,7 @@ def _swap_batch(batch, plan, renderer, cfg: VideoConfig, watermark, writer, labe
         with timer("render"):
             rendered, learned = renderer.render(np.stack(all_crops))
     start = 0
+    images = []
     for frame, (todo, affines, crops) in zip(batch, aligned):
         image = frame.image
         if todo:
@@ -224,12 +273,15 @@ def _swap_batch(batch, plan, renderer, cfg: VideoConfig, watermark, writer, labe
                 labels.append({"frame": frame.index, "time": round(frame.time, 4), "faces": [
                     {"track": tid, "box": list(r["box"]), "mask": _shift(mask_polygons(r["mask"]), r["box"])}
                     for (tid, _), r in zip(todo, results)]})
-        if watermark is not None:
-            with timer("watermark"):
-                image = watermark(image)
-        with timer("encode"):
-            writer.write(image, frame.time)
-    return len(batch)
+        images.append(image)
+    return images
+
+
+def watermark_workers(workers: int) -> int:
+    """Processes for the watermark: ``workers``, or one per CPU core this process may use."""
+    if workers:
+        return workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _shift(polygons: list, box: tuple[int, int, int, int]) -> list:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,20 +44,92 @@ def _payload(manifest_id: str) -> bytes:
 
 
 class Watermarker:
-    """Embeds one manifest id's watermark in frames; (H, W, 3) uint8 RGB in and out."""
+    """Embeds one manifest id's watermark in frames; (H, W, 3) uint8 RGB in and out.
 
-    def __init__(self, manifest_id: str) -> None:
-        from imwatermark import WatermarkEncoder
+    invisible-watermark's dwtDctSvd runs a Python loop over 8x8 blocks, so threads do not help;
+    ``submit`` spreads a batch of frames over ``workers`` processes (forkserver: the workers are
+    forked from a clean server, never from a process running torch's threads). Use it as a
+    context manager, or call ``close``, to stop them.
+    """
 
-        self._encoder = WatermarkEncoder()
-        self._encoder.set_watermark("bytes", _payload(manifest_id))
+    def __init__(self, manifest_id: str, workers: int = 1) -> None:
+        self._payload = _payload(manifest_id)
+        self._encoder = _new_encoder(self._payload)
+        self.workers = max(1, workers)
+        self._pool = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        if min(image.shape[:2]) < MIN_WATERMARK_SIDE:
-            raise InputError(f"frames of {image.shape[1]}x{image.shape[0]} are too small to carry the "
-                             f"watermark every fake must have (at least {MIN_WATERMARK_SIDE} px a side)")
-        bgr = np.ascontiguousarray(image[..., ::-1])
-        return np.ascontiguousarray(self._encoder.encode(bgr, WATERMARK_METHOD, **WATERMARK_OPTIONS)[..., ::-1])
+        _check_watermark_size(image)
+        return _embed(self._encoder, image)
+
+    def submit(self, images: list[np.ndarray]) -> list[Future]:
+        """Start watermarking a batch of frames; one future per frame, in order. With ``workers``
+        > 1 the frames go to the worker processes and this returns at once, so the caller can
+        prepare the next batch meanwhile; otherwise the work is done here."""
+        for image in images:
+            _check_watermark_size(image)
+        if self.workers == 1:
+            return [_done(_embed(self._encoder, image)) for image in images]
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["forge.label", "imwatermark"])  # not __main__: may be torch-heavy
+            else:
+                context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(self._payload,))
+        return [self._pool.submit(_embed_in_worker, image) for image in images]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Watermarker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_watermark_size(image: np.ndarray) -> None:
+    if min(image.shape[:2]) < MIN_WATERMARK_SIDE:
+        raise InputError(f"frames of {image.shape[1]}x{image.shape[0]} are too small to carry the "
+                         f"watermark every fake must have (at least {MIN_WATERMARK_SIDE} px a side)")
+
+
+def _done(image: np.ndarray) -> Future:
+    future: Future = Future()
+    future.set_result(image)
+    return future
+
+
+def _new_encoder(payload: bytes):
+    from imwatermark import WatermarkEncoder
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bytes", payload)
+    return encoder
+
+
+def _embed(encoder, image: np.ndarray) -> np.ndarray:
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    return np.ascontiguousarray(encoder.encode(bgr, WATERMARK_METHOD, **WATERMARK_OPTIONS)[..., ::-1])
+
+
+_worker_encoder = None  # one per worker process
+
+
+def _start_worker(payload: bytes) -> None:
+    global _worker_encoder
+    _worker_encoder = _new_encoder(payload)
+
+
+def _embed_in_worker(image: np.ndarray) -> np.ndarray:
+    return _embed(_worker_encoder, image)
 
 
 def read_watermark(image: np.ndarray) -> str | None:

@@ -140,6 +140,9 @@ class VideoWriter:
 
     Frames go to a temporary file beside ``out``; ``close()`` renames it into place, and an
     exception inside the ``with`` block deletes it, so a failed run leaves nothing behind.
+    Even sizes are written as yuv420p; an odd width or height cannot be (4:2:0 halves both), so
+    those are written as yuv444p (H.264 High 4:4:4) to keep the exact size. ``trim_audio`` cuts
+    the copied audio where the written video ends (for a clip cut to its first N frames).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         metadata: dict[str, str] | None = None,
+        trim_audio: bool = False,
     ) -> None:
         import av
 
@@ -165,14 +169,15 @@ class VideoWriter:
             self._container.metadata[key] = value
         rate = Fraction(fps).limit_denominator(100000)
         self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width = width - width % 2  # yuv420p needs even sizes
-        self._stream.height = height - height % 2
-        self._stream.pix_fmt = "yuv420p"
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset}
         self._stream.codec_context.time_base = _CLOCK
         self._rate = rate
         self._count = 0
         self._last_pts = -1
+        self._trim_audio = trim_audio
+        self._end = 0.0  # seconds: where the last written frame stops showing
         self._audio_from = Path(audio_from) if audio_from else None
         self._audio_in = None
         self._audio_out = None
@@ -189,10 +194,12 @@ class VideoWriter:
         rate sources) or, by default, at the next slot of the constant frame rate."""
         import av
 
-        frame = av.VideoFrame.from_ndarray(
-            np.ascontiguousarray(image[: self._stream.height, : self._stream.width]), format="rgb24"
-        )
+        if image.shape[:2] != (self._stream.height, self._stream.width):
+            raise ValueError(f"frame of {image.shape[1]}x{image.shape[0]} for a "
+                             f"{self._stream.width}x{self._stream.height} video")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         seconds = time if time is not None else self._count / self._rate
+        self._end = max(self._end, seconds + float(1 / self._rate))
         pts = max(int(round(seconds / _CLOCK)), self._last_pts + 1)
         frame.pts = pts
         frame.time_base = _CLOCK
@@ -209,6 +216,8 @@ class VideoWriter:
             for packet in self._audio_in.demux(audio):
                 if packet.dts is None:
                     continue
+                if self._trim_audio and packet.pts is not None and packet.pts * packet.time_base >= self._end:
+                    break
                 packet.stream = self._audio_out
                 self._container.mux(packet)
             self._audio_in.close()

@@ -36,6 +36,37 @@ def test_output_keeps_frame_count_rate_size_and_audio(fwa_fake, face_video):
     assert {"decode", "detect", "align", "render", "blend", "watermark", "encode"} <= set(report["timings"])
 
 
+def _audio_end(path) -> float:
+    import av
+
+    with av.open(str(path)) as container:
+        return max(float((p.pts + p.duration) * p.time_base)
+                   for p in container.demux(container.streams.audio[0]) if p.size)
+
+
+def test_odd_sized_video_cut_to_its_first_frames_keeps_size_and_matching_audio(tmp_path, face_video):
+    odd = tmp_path / "odd.mp4"
+    with VideoWriter(odd, 319, 317, 25, audio_from=face_video) as writer:
+        for frame in read_frames(face_video):
+            writer.write(frame.image[:317, :319], frame.time)
+    out = tmp_path / "fake.mp4"
+    result = runner.invoke(app, ["video", str(odd), "--out", str(out), "--max-frames", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count, info.has_audio) == (319, 317, 10, True)
+    assert _audio_end(odd) > 0.9 and abs(_audio_end(out) - 10 / 25) < 0.03  # audio cut with the video
+
+
+def test_watermark_in_worker_processes_equals_the_watermark_in_process(face_video):
+    frames = _frames(face_video)[:5]
+    serial = Watermarker("5a3cbeef" * 4)
+    with Watermarker("5a3cbeef" * 4, workers=2) as parallel:
+        marked = [future.result() for future in parallel.submit(frames)]
+    assert len(marked) == 5
+    for image, want in zip(marked, frames):
+        np.testing.assert_array_equal(image, serial(want))
+
+
 def test_pixels_outside_the_manifest_masks_are_unchanged_up_to_codec_noise(fwa_fake, face_video, tmp_path):
     import cv2
 
@@ -180,6 +211,7 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tm
     assert all(not r["watermark"] for r in rows)  # the policy covers reals and fakes alike
     for r in rows:
         assert probe(tmp_path / "set" / r["output"]).frame_count == 6
+        assert abs(_audio_end(tmp_path / "set" / r["output"]) - 6 / 25) < 0.03  # not the source's 0.4 s
     real = next(r for r in rows if r["label"] == "real")
     found = read_provenance(tmp_path / "set" / real["output"], _frames(tmp_path / "set" / real["output"]))
     assert found.metadata["manifest_id"] == real["id"] and found.metadata["digital_source_type"] is None

@@ -41,6 +41,34 @@ def test_writer_keeps_frames_rate_size_and_copies_audio(tmp_path, face_video):
     assert src == dst  # the audio is copied, not re-encoded
 
 
+def test_writer_keeps_an_odd_size(tmp_path):
+    out = tmp_path / "odd.mp4"
+    image = np.random.default_rng(0).integers(0, 256, (75, 101, 3), dtype=np.uint8)
+    image[:] = image.mean((0, 1), dtype=np.uint8)  # flat, so the codec keeps it nearly exact
+    image[-1, -1] = 255  # the last row and column are really written
+    with VideoWriter(out, 101, 75, 25) as writer:
+        for _ in range(3):
+            writer.write(image)
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count) == (101, 75, 3)
+    back = next(read_frames(out)).image
+    assert back.shape == (75, 101, 3) and back[-1, -1].mean() > back[0, 0].mean() + 40
+
+
+def test_writer_trims_the_audio_of_a_cut_clip(tmp_path, face_video):
+    import av
+
+    out = tmp_path / "cut.mp4"
+    frames = list(read_frames(face_video, limit=10))
+    with VideoWriter(out, 320, 320, 25, audio_from=face_video, trim_audio=True) as writer:
+        for frame in frames:
+            writer.write(frame.image, frame.time)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        ends = [float((p.pts + p.duration) * p.time_base) for p in container.demux(audio) if p.size]
+    assert ends and 0.4 - 0.03 < max(ends) <= 0.4 + 0.03  # 10 frames at 25 fps; AAC packets of 23 ms
+
+
 def test_writer_failure_leaves_no_file(tmp_path):
     out = tmp_path / "broken.mp4"
     with pytest.raises(RuntimeError):
