@@ -50,7 +50,7 @@ class TrainConfig:
     padding: float = 0.125  # model crop margin per side, as a fraction (face sets keep 0.25)
     batch_size: int = 16
     steps: int = 10000
-    lr: float = 2e-4  # generator (Adam); 5e-5, the classic deepfakes rate, learns 3x slower here
+    lr: float = 2e-4  # generator (Adam); 5e-5, the classic deepfakes rate, learns slower (BENCHMARKS.md)
     lr_d: float = 2e-4  # discriminators
     rec_weight: float = 1.0  # L1 + ssim_weight * (1 - SSIM) on the unwarped target
     ssim_weight: float = 1.0
@@ -210,7 +210,9 @@ def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig,
         parts[f"mask_{side}"] = F.l1_loss(predicted_mask, mask)
     total = cfg.rec_weight * (parts["rec_a"] + parts["rec_b"]) + cfg.mask_weight * (parts["mask_a"] + parts["mask_b"])
     swaps = {}
-    if cfg.gan if gan is None else gan:  # the step's own switch (warm-up), else the config's
+    if gan is None:
+        gan = cfg.gan
+    if gan:
         for side, other in (("a", "b"), ("b", "a")):
             target = batch[side][1]
             swapped, _ = model(target, other)  # side's face with the other identity
