@@ -33,7 +33,7 @@ from forge import __version__
 from forge.atomic import write_text_atomic
 from forge.configfile import read_config_file
 from forge.errors import InputError
-from forge.forgery import MarkedOutput, VideoConfig, forge_video, watermark_workers
+from forge.forgery import MarkedOutput, VideoConfig, cuts_video, forge_video, watermark_workers
 from forge.label import (
     Watermarker,
     append_manifest,
@@ -193,7 +193,7 @@ def write_real(source: Path, out: Path, root: Path, crf: int, config: DatasetCon
     with mark or nullcontext(), \
             VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
                         metadata=container_metadata(manifest_id, "real"),
-                        trim_audio=config.max_frames is not None) as writer:
+                        trim_audio=cuts_video(info, config.max_frames)) as writer:
         output = MarkedOutput(writer, mark, StageTimer())
         batch = []
         for frame in read_frames(source, limit=config.max_frames):

@@ -41,7 +41,7 @@ from forge.label import (
 from forge.media import is_image, sha256_file
 from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces
 from forge.timing import StageTimer
-from forge.video import VideoWriter, probe, read_frames
+from forge.video import VideoInfo, VideoWriter, probe, read_frames
 
 METHODS = ("model", "fwa-sim")
 
@@ -166,7 +166,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     with watermark or nullcontext(), \
             VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=cfg.crf,
                         metadata=container_metadata(manifest_id, cfg.method),
-                        trim_audio=cfg.max_frames is not None) as writer:
+                        trim_audio=cuts_video(info, cfg.max_frames)) as writer:
         output = MarkedOutput(writer, watermark, timer)
         batch = []
         for frame in timer.iterate("decode", read_frames(source, limit=cfg.max_frames)):
@@ -275,6 +275,12 @@ def _swap_batch(batch, plan, renderer, cfg: VideoConfig, labels: list, timer) ->
                     for (tid, _), r in zip(todo, results)]})
         images.append(image)
     return images
+
+
+def cuts_video(info: VideoInfo, max_frames: int | None) -> bool:
+    """Whether keeping the first ``max_frames`` frames cuts the video short (so its audio must be
+    cut too; a video that ends first keeps all its audio)."""
+    return max_frames is not None and (info.frame_count or 0) > max_frames
 
 
 def watermark_workers(workers: int) -> int:
