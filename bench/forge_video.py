@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     from forge.clikit import resolve_device
-    from forge.forgery import VideoConfig, watermark_workers
+    from forge.forgery import VideoConfig
+    from forge.label import cpu_cores
     from forge.video import probe
 
     device = resolve_device(args.device)
@@ -67,7 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(untrained_model(Path(tmp) / "model"))
         results["model"] = args.model or "untrained swap-ae 64 px"
-        cores = watermark_workers(0)
+        cores = cpu_cores()
         for method, knobs in (("model", {"model": model}), ("fwa-sim", {})):
             for workers in (1, cores):
                 name = f"{method}, {workers} watermark process{'es' if workers > 1 else ''}"

@@ -33,7 +33,7 @@ from forge import __version__
 from forge.atomic import write_text_atomic
 from forge.configfile import read_config_file
 from forge.errors import InputError
-from forge.forgery import MarkedOutput, VideoConfig, cuts_video, forge_video, watermark_workers
+from forge.forgery import MarkedOutput, VideoConfig, forge_video
 from forge.label import (
     Watermarker,
     append_manifest,
@@ -44,8 +44,7 @@ from forge.label import (
 )
 from forge.media import collect_media, is_image, sha256_file
 from forge.swap import CompositeConfig
-from forge.timing import StageTimer
-from forge.video import VideoWriter, probe, read_frames
+from forge.video import VideoWriter, cuts_video, probe, read_frames
 
 VIDEO_KNOBS = {"method", "model", "to", "fwa_size", "smooth", "crf", "min_size"}
 COMPOSITE_KNOBS = {f.name for f in fields(CompositeConfig)}
@@ -189,12 +188,12 @@ def write_real(source: Path, out: Path, root: Path, crf: int, config: DatasetCon
     watermark policy, labelled ``real`` in the manifest and its container."""
     info = probe(source)
     manifest_id = new_manifest_id()
-    mark = Watermarker(manifest_id, watermark_workers(config.workers)) if config.watermark == "both" else None
+    mark = Watermarker(manifest_id, config.workers) if config.watermark == "both" else None
     with mark or nullcontext(), \
             VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
                         metadata=container_metadata(manifest_id, "real"),
                         trim_audio=cuts_video(info, config.max_frames)) as writer:
-        output = MarkedOutput(writer, mark, StageTimer())
+        output = MarkedOutput(writer, mark)
         batch = []
         for frame in read_frames(source, limit=config.max_frames):
             batch.append(frame)

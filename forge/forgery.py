@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +41,7 @@ from forge.label import (
 from forge.media import is_image, sha256_file
 from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces
 from forge.timing import StageTimer
-from forge.video import VideoInfo, VideoWriter, probe, read_frames
+from forge.video import VideoWriter, cuts_video, probe, read_frames
 
 METHODS = ("model", "fwa-sim")
 
@@ -159,7 +159,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
 
     # pass 2: swap in batches of frames, watermark, encode
     manifest_id = new_manifest_id()
-    watermark = Watermarker(manifest_id, watermark_workers(cfg.workers)) if cfg.watermark else None
+    watermark = Watermarker(manifest_id, cfg.workers) if cfg.watermark else None
     labels: list[dict] = []
     if progress:
         progress.start(f"swapping {source.name}", total)
@@ -212,8 +212,8 @@ class MarkedOutput:
     processes when it is put, and is written when the next one is put (or at ``flush``), so
     the workers mark one batch while this process swaps the next."""
 
-    def __init__(self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer) -> None:
-        self.writer, self.watermark, self.timer = writer, watermark, timer
+    def __init__(self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer | None = None) -> None:
+        self.writer, self.watermark, self.timer = writer, watermark, timer or StageTimer()
         self.pending: list[tuple] = []  # (frame, future or image) of the batch being marked
         self.written = 0
 
@@ -236,8 +236,6 @@ class MarkedOutput:
 
 
 def _result(future):
-    from concurrent.futures.process import BrokenProcessPool
-
     try:
         return future.result()
     except BrokenProcessPool as exc:  # most often: a worker re-ran an unguarded calling script
@@ -275,19 +273,6 @@ def _swap_batch(batch, plan, renderer, cfg: VideoConfig, labels: list, timer) ->
                     for (tid, _), r in zip(todo, results)]})
         images.append(image)
     return images
-
-
-def cuts_video(info: VideoInfo, max_frames: int | None) -> bool:
-    """Whether keeping the first ``max_frames`` frames cuts the video short (so its audio must be
-    cut too; a video that ends first keeps all its audio)."""
-    return max_frames is not None and (info.frame_count or 0) > max_frames
-
-
-def watermark_workers(workers: int) -> int:
-    """Processes for the watermark: ``workers``, or one per CPU core this process may use."""
-    if workers:
-        return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _shift(polygons: list, box: tuple[int, int, int, int]) -> list:

@@ -14,6 +14,7 @@ re-encode; 48 bits or a smaller scale failed on small frames; ``rivaGan`` took 1
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -53,9 +54,12 @@ class Watermarker:
     """
 
     def __init__(self, manifest_id: str, workers: int = 1) -> None:
+        """workers: processes for ``submit``; 1 = this process, 0 = one per CPU core."""
+        if workers < 0:
+            raise InputError("--workers must not be negative")
         self._payload = _payload(manifest_id)
         self._encoder = _new_encoder(self._payload)
-        self.workers = max(1, workers)
+        self.workers = workers or cpu_cores()
         self._pool = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -93,6 +97,11 @@ class Watermarker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _check_watermark_size(image: np.ndarray) -> None:

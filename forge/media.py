@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from forge.errors import InputError
-from forge.video import MAX_PIXELS, VIDEO_SUFFIXES
+from forge.video import MAX_PIXELS, is_video
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".webp"}
 
@@ -67,13 +67,13 @@ def collect_media(inputs: list[str | Path]) -> list[Path]:
         if path.is_dir():
             media = sorted(
                 p for p in path.rglob("*")
-                if p.is_file() and (is_image(p) or p.suffix.lower() in VIDEO_SUFFIXES)
+                if p.is_file() and (is_image(p) or is_video(p))
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not media:
                 raise InputError(f"{path}: folder has no images or videos")
             found.extend(media)
-        elif is_image(path) or path.suffix.lower() in VIDEO_SUFFIXES:
+        elif is_image(path) or is_video(path):
             found.append(path)
         else:
             raise InputError(f"{path}: not an image or video (unsupported file type {path.suffix or 'none'})")

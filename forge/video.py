@@ -131,6 +131,12 @@ def read_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
         raise InputError(f"{path}: video is truncated: decoded {index} of {declared} frames")
 
 
+def cuts_video(info: VideoInfo, max_frames: int | None) -> bool:
+    """Whether keeping the first ``max_frames`` frames cuts the video short (so its audio must be
+    cut too; a video that ends first keeps all its audio)."""
+    return max_frames is not None and (info.frame_count or 0) > max_frames
+
+
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
