@@ -10,9 +10,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data(arg: str | None = None) -> Path:
-    path = Path(arg or os.environ.get("SWAPSCOPE_SHARED_DATA") or REPO.parent / "shared" / "data")
-    if not (path / "CARD.md").is_file():
-        raise SystemExit(f"sample data not found at {path}; pass --data or set SWAPSCOPE_SHARED_DATA")
+    from swapscope.shared import find_shared_data
+
+    path = find_shared_data(arg or "")
+    if path is None:
+        raise SystemExit(f"sample data not found (tried {arg or '../shared/data'}); pass --data or set "
+                         "SWAPSCOPE_SHARED_DATA")
     return path
 
 

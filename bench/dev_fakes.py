@@ -28,18 +28,18 @@ def main() -> None:
     parser = bench_parser(__doc__)
     args = parser.parse_args()
     from detect.scan import ScanConfig, scan
-    from forge.media import is_image
+    from swapscope.media.images import is_image
 
     root = shared_data(args.data) / "dev_fakes"
     results = {"machine": machine(), "modes": {}}
     for mode in ("fast", "paper"):
         report = scan([root / "real", root / "fake"], ScanConfig(mode=mode), "cpu")
         rows = []
-        for item in report["inputs"]:
-            label = int("/fake/" in item["path"])
-            rows.append({"path": str(Path(item["path"]).relative_to(root)), "label": label, "score": item["score"],
-                         "verdict": item["verdict"], "frames": [f["score"] for f in item["frames"]],
-                         "image": is_image(Path(item["path"]))})
+        for item in report.inputs:
+            label = int("/fake/" in item.path)
+            rows.append({"path": str(Path(item.path).relative_to(root)), "label": label, "score": item.score,
+                         "verdict": item.verdict, "frames": item.frame_scores,
+                         "image": is_image(Path(item.path))})
         scored = [r for r in rows if r["score"] is not None]
         images = [r for r in scored if r["image"]]
         videos = [r for r in scored if not r["image"]]

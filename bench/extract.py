@@ -41,7 +41,7 @@ def main() -> None:
     parser = bench_parser(__doc__, frames=300)
     args = parser.parse_args()
     from forge.extract import ExtractConfig
-    from forge.video import probe
+    from swapscope.media.video import probe
 
     root = shared_data(args.data)
     results = {"machine": machine(), "frames": args.frames, "clips": {}}

@@ -29,7 +29,7 @@ def untrained_model(folder: Path, arch: str = "swap-ae", size: int = 64) -> Path
     from safetensors.torch import save_file
 
     from forge.models import create_model
-    from forge.train import SWAP_MODEL_KIND
+    from forge.models import SWAP_MODEL_KIND
 
     model = create_model(arch, size)
     folder.mkdir(parents=True)
@@ -41,7 +41,7 @@ def untrained_model(folder: Path, arch: str = "swap-ae", size: int = 64) -> Path
 
 
 def run(source: Path, out: Path, config, device: str) -> dict:
-    from forge.forgery import forge_video
+    from forge.swap_video import forge_video
 
     start = time.perf_counter()
     result = forge_video(source, out, config, device)
@@ -55,10 +55,10 @@ def main() -> None:
     parser.add_argument("--model", help="forge train checkpoint (default: an untrained swap-ae, 64 px)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    from forge.clikit import resolve_device
-    from forge.forgery import VideoConfig
-    from forge.label import cpu_cores
-    from forge.video import probe
+    from swapscope.device import resolve_device
+    from forge.swap_video import VideoConfig
+    from swapscope.device import cpu_cores
+    from swapscope.media.video import probe
 
     device = resolve_device(args.device)
     source = shared_data(args.data) / CLIP

@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "gan_settings"))
     parser.add_argument("--facesets", default=str(REPO / "bench" / "out" / "swap_run" / "facesets"))
     args = parser.parse_args()
-    from forge.train import FaceData, load_swap_model
+    from forge.models import load_swap_model
+    from forge.train import FaceData
 
     facesets = [str(Path(args.facesets) / Path(PEOPLE[side]).name) for side in "ab"]
     results = {"machine": machine(), "settings": {}}

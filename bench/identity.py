@@ -22,7 +22,7 @@ from _common import parser as bench_parser  # noqa: E402
 
 
 def embed_dataset(rows, root, backend, embedder):
-    from forge.media import load_image
+    from swapscope.media.images import load_image
 
     labels, vectors, missed = [], [], []
     for file, identity in rows:
@@ -59,8 +59,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.6)
     args = parser.parse_args()
     root = shared_data(args.data) / "identities"
-    from forge.faces.backends import create_backend
-    from forge.faces.identity import Embedder
+    from swapscope.faces.backends import create_backend
+    from swapscope.faces.identity import Embedder
 
     backend, embedder = create_backend("dlib"), Embedder()
     with open(root / "labels.csv") as handle:

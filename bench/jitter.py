@@ -25,17 +25,17 @@ CLIPS = ["real_videos/lp_d6_woman_hairbun/d6.mp4", "real_videos/lp_d9_man_glasse
 def main() -> None:
     parser = bench_parser(__doc__, frames=300)
     args = parser.parse_args()
-    from forge.extract import ExtractConfig, Extractor
-    from forge.faces.track import landmark_jitter, smooth_track
-    from forge.timing import StageTimer
+    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+    from swapscope.faces.track import landmark_jitter, smooth_track
+    from swapscope.timing import StageTimer
 
     root = shared_data(args.data)
-    extractor = Extractor(ExtractConfig(max_frames=args.frames))
+    pipeline = FacePipeline(PipelineConfig(max_frames=args.frames))
     results = {"machine": machine(), "clips": {}}
     for rel in CLIPS:
-        found, _, tracks = extractor.faces_in_video(root / rel, StageTimer())
-        times = {f.frame_index: t for f, _, t in found}
-        track = max(tracks, key=lambda t: len(t.faces))
+        found = pipeline.faces_in_video(root / rel, StageTimer())
+        times = {f.face.frame_index: f.time for f in found.faces}
+        track = max(found.tracks, key=lambda t: len(t.faces))
         raw = np.stack([f.landmarks for f in track.faces])
         smooth = np.stack([f.landmarks for f in smooth_track(
             track, np.array([times[f.frame_index] for f in track.faces])).faces])

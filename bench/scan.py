@@ -39,8 +39,8 @@ def timed_scan(path: Path, config, device: str = "cpu") -> dict:
     result = scanner.scan(path)
     wall = time.perf_counter() - start
     frames = result.frames
-    covered = (frames[-1]["frame"] + 1) if frames else 0
-    from forge.video import probe
+    covered = (frames[-1].frame + 1) if frames else 0
+    from swapscope.media.video import probe
 
     fps = probe(path).fps
     return {"wall_s": wall, "frames_scored": len(frames), "frames_covered": covered,
@@ -60,34 +60,34 @@ def resnet50_checkpoint(folder: Path) -> Path:
 def make_fwa_sim_pair(source: Path, out_dir: Path, frames: int, rng: np.random.Generator) -> tuple[Path, Path]:
     """(real, fake): the first ``frames`` frames re-encoded, and the same with the FWA warp."""
     from detect.artifacts import FwaConfig, warp_artifact
-    from forge.extract import ExtractConfig, Extractor
-    from forge.timing import StageTimer
-    from forge.video import VideoWriter, probe
+    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+    from swapscope.media.video import VideoWriter, probe
+    from swapscope.timing import StageTimer
 
     info = probe(source)
     size = int(rng.integers(64, 128))
     config = FwaConfig(min_size=size, max_size=size, hull_prob=float(rng.random() < 0.5))
-    extractor = Extractor(ExtractConfig(max_frames=frames, embed=False))
+    pipeline = FacePipeline(PipelineConfig(max_frames=frames, embed=False))
     real, fake = out_dir / f"{source.stem}_real.mp4", out_dir / f"{source.stem}_fwa.mp4"
     with VideoWriter(real, info.width, info.height, info.fps) as w_real, \
             VideoWriter(fake, info.width, info.height, info.fps) as w_fake:
-        for frame, faces in extractor.track_frames(source, StageTimer()):
-            image = frame.image
+        for item in pipeline.track_frames(source, StageTimer()):
+            frame, image = item.frame, item.frame.image
             warped = image
-            for face, _ in faces:
-                warped, _ = warp_artifact(warped, face.landmarks, np.random.default_rng(int(rng.integers(1 << 31))),
+            for tracked in item.faces:
+                warped, _ = warp_artifact(warped, tracked.face.landmarks, np.random.default_rng(int(rng.integers(1 << 31))),
                                           config)
             w_real.write(image, frame.time)
             w_fake.write(warped, frame.time)
     return real, fake
 
 
-def segment_scores(frames: list[dict], fps: float, top_fraction: float) -> list[float]:
+def segment_scores(frames: list, fps: float, top_fraction: float) -> list[float]:
     from detect.scan import video_score
 
     segments: dict[int, list[float]] = {}
     for f in frames:
-        segments.setdefault(int(f["frame"] / fps // SEGMENT_SECONDS), []).append(f["score"])
+        segments.setdefault(int(f.frame / fps // SEGMENT_SECONDS), []).append(f.score)
     return [video_score(np.array(v), top_fraction) for v in segments.values()]
 
 
@@ -96,7 +96,7 @@ def auc_comparison(root: Path, frames: int) -> dict:
 
     from detect.checkpoint import read_detector_config
     from detect.scan import DEFAULT_DETECTOR, ScanConfig, Scanner
-    from forge.video import probe
+    from swapscope.media.video import probe
 
     _, meta = read_detector_config(DEFAULT_DETECTOR)
     held_out = meta["val_identities"]
@@ -113,7 +113,7 @@ def auc_comparison(root: Path, frames: int) -> dict:
                 for label, path in ((0, real), (1, fake)):
                     for mode, scanner in scanners.items():
                         result = scanner.scan(path)
-                        frame_scores = [f["score"] for f in result.frames]
+                        frame_scores = result.frame_scores
                         scores[mode]["frame"][0].extend(frame_scores)
                         scores[mode]["frame"][1].extend([label] * len(frame_scores))
                         segs = segment_scores(result.frames, fps, scanner.config.top_fraction)
@@ -133,7 +133,7 @@ def main() -> None:
     import torch
 
     from detect.scan import ScanConfig
-    from forge.video import probe
+    from swapscope.media.video import probe
 
     torch.set_num_threads(torch.get_num_threads())
     root = shared_data(args.data)

@@ -58,7 +58,7 @@ def embeddings(embedder, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
 def identity_check(model, data: dict, device: str) -> dict:
     import torch
 
-    from forge.faces.identity import Embedder
+    from swapscope.faces.identity import Embedder
 
     embedder = Embedder()
     faces = {side: faces_at_model_size(data[side]) for side in "ab"}
@@ -105,7 +105,7 @@ def high_frequency(faces: np.ndarray) -> float:
 def contact_sheet(original: Path, swapped: Path, out: Path, count: int = 4, width: int = 192) -> Path:
     import cv2
 
-    from forge.video import probe, read_frames
+    from swapscope.media.video import probe, read_frames
 
     total = probe(swapped).frame_count
     picks = set(np.linspace(0, total - 1, count).round().astype(int).tolist())
@@ -119,7 +119,7 @@ def contact_sheet(original: Path, swapped: Path, out: Path, count: int = 4, widt
     return out
 
 
-def clip_identity(clip: Path, fake: Path, labels: list[dict], out: Path) -> dict:
+def clip_identity(clip: Path, fake: Path, labels: list, out: Path) -> dict:
     """eval's realism row for the swapped clip, every swapped frame measured, and a plot of each
     frame's cosine similarity to A's and B's centroids (original vs swapped frame)."""
     import matplotlib
@@ -128,7 +128,7 @@ def clip_identity(clip: Path, fake: Path, labels: list[dict], out: Path) -> dict
     import matplotlib.pyplot as plt
 
     from eval.realism import RealismMeter, cosine
-    from forge.atomic import write_figure_atomic
+    from swapscope.files import write_figure_atomic
 
     root = clip.parents[2]
     names = {side: Path(person).name for side, person in PEOPLE.items()}
@@ -169,11 +169,12 @@ def main() -> None:
     parser.add_argument("--video-frames", type=int, default=150)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    from forge.clikit import resolve_device
+    from swapscope.device import resolve_device
     from forge.extract import ExtractConfig, extract
-    from forge.forgery import VideoConfig, forge_video
-    from forge.label import read_labels
-    from forge.train import FaceData, load_swap_model
+    from forge.swap_video import VideoConfig, forge_video
+    from swapscope.formats.manifest import read_labels
+    from forge.models import load_swap_model
+    from forge.train import FaceData
 
     device = resolve_device(args.device)
     root, out = shared_data(args.data), Path(args.out)

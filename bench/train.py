@@ -77,7 +77,7 @@ def main() -> None:
         spec = json.loads(args.one)
         print(json.dumps(one(**spec)))
         return
-    from forge.clikit import resolve_device
+    from swapscope.device import resolve_device
     from forge.extract import ExtractConfig, extract
 
     device = resolve_device(args.device)

@@ -31,7 +31,7 @@ CANDIDATES = [  # (method, bits, options)
 
 
 def roundtrip(frames: list[np.ndarray], crfs: tuple[int, ...], folder: Path) -> list[np.ndarray]:
-    from forge.video import VideoWriter, read_frames
+    from swapscope.media.video import VideoWriter, read_frames
 
     height, width = frames[0].shape[:2]
     for i, crf in enumerate(crfs):
@@ -68,8 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     from skimage import data
 
-    from forge.sample import moving_face_frames
-    from forge.video import read_frames
+    from swapscope.media.sample import moving_face_frames
+    from swapscope.media.video import read_frames
 
     root = shared_data(args.data)
     clips = {"astronaut 320x320 (self-made)": moving_face_frames(data.astronaut(), args.frames)}

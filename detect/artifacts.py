@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from forge.faces.align import face_affine, unwarp_face, warp_face
+from swapscope.faces.align import face_affine, unwarp_face, warp_face
 
 HULL_POINTS = np.r_[np.arange(17, 27), [48, 59, 58, 57, 56, 55, 54]]  # brows + lower lip arc
 

@@ -1,20 +1,27 @@
-"""Detector checkpoints: a folder with ``weights.safetensors`` and ``config.json``.
+"""Detector checkpoints: a folder with ``weights.safetensors`` and ``config.json``, and the
+``Detector`` record that loading one returns (read, hashed and built once; shared by detect
+scan, eval report and eval harden).
 
-Nothing here unpickles: weights are safetensors, everything else JSON (see forge.checkpoint).
-Optimiser state for resuming is split the same way. A checkpoint of another kind, or a pickle
-handed to us, is refused with one line.
+Nothing here unpickles: weights are safetensors, everything else JSON (see
+swapscope.checkpoint). A checkpoint of another kind, or a pickle handed to us, is refused with
+one line. Loading never imports the training code.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from forge import __version__
-from forge.checkpoint import fresh_folder, load_optimizer, load_weights, read_config, save_optimizer, swap_in
-from forge.errors import InputError
+from detect.models import DataConfig, to_tensor
+from swapscope import __version__
+from swapscope.checkpoint import fresh_folder, load_weights, read_config, swap_in
+from swapscope.device import autocast_for
+from swapscope.files import sha256_file
+from swapscope.formats.scan import DetectorInfo
 
 DETECTOR_KIND = "swapscope.detector"
 
@@ -39,52 +46,51 @@ def read_detector_config(path: str | Path) -> tuple[Path, dict]:
     return read_config(path, DETECTOR_KIND, "detector")
 
 
-def load_detector(path: str | Path, device: str = "cpu"):
-    """(model in eval mode, DataConfig, config dict) of a detector checkpoint."""
-    from detect.models import DataConfig, create_detector
+@dataclass(frozen=True, slots=True, eq=False)
+class Detector:
+    """A loaded detector: its network in eval mode and what it came with."""
+
+    folder: Path  # the checkpoint folder
+    sha256: str  # of weights.safetensors
+    arch: str
+    data_config: DataConfig  # input size and normalisation the network was trained with
+    module: torch.nn.Module  # (B, 3, S, S) normalised -> (B, 2) logits; eval mode, on ``device``
+    meta: dict  # the checkpoint's config.json
+    device: str
+
+    @property
+    def info(self) -> DetectorInfo:
+        return DetectorInfo(path=str(self.folder), sha256=self.sha256, arch=self.arch,
+                            val_auc=self.meta.get("val_auc"))
+
+    @torch.no_grad()
+    def probabilities(self, rois: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """(N,) fake probabilities of (S, S, 3) uint8 RGB ROI crops, ``batch_size`` per call."""
+        out = []
+        cfg = self.data_config
+        for start in range(0, len(rois), batch_size):
+            batch = torch.stack([to_tensor(r, cfg.mean, cfg.std) for r in rois[start:start + batch_size]])
+            with autocast_for(self.device):
+                logits = self.module(batch.to(self.device))  # (B, 2)
+            out.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def load_detector(path: str | Path, device: str = "cpu") -> Detector:
+    """Read, check, hash and build a detector checkpoint, once."""
+    from detect.models import create_detector
 
     folder, config = read_detector_config(path)
     model, _ = create_detector(config["arch"], pretrained=False)
     load_weights(folder, model, config["arch"])
-    return model.to(device).eval(), DataConfig.from_json(config["data_config"]), config
+    return Detector(folder=folder, sha256=sha256_file(folder / "weights.safetensors"), arch=config["arch"],
+                    data_config=DataConfig.from_json(config["data_config"]), module=model.to(device).eval(),
+                    meta=config, device=device)
 
 
 def export_detector(source: str | Path, out: str | Path, half: bool = True) -> Path:
     """Re-save a detector (e.g. as fp16 for release), recording the source weights' hash."""
-    from forge.media import sha256_file
-
-    folder, config = read_detector_config(source)
-    model, _, _ = load_detector(folder)
-    meta = {k: v for k, v in config.items() if k not in ("kind", "code_version", "dtype")}
-    meta["exported_from"] = {"sha256": sha256_file(folder / "weights.safetensors"), "dtype": config.get("dtype")}
-    return save_detector(Path(out), model, meta, half=half)
-
-
-def save_resume_state(out: Path, model, optimizer, scheduler, epoch: int, history: list, identity: dict) -> None:
-    from safetensors.torch import save_file
-
-    final = Path(out) / "resume"
-    tmp = fresh_folder(final)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
-    optimizer_rest = save_optimizer(optimizer, tmp / "optimizer.safetensors")
-    state = {"epoch": epoch, "history": history, "identity": identity, "optimizer": optimizer_rest,
-             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state().tolist()}
-    (tmp / "state.json").write_text(json.dumps(state, default=float))
-    swap_in(tmp, final)
-
-
-def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict) -> dict | None:
-    from safetensors.torch import load_file
-
-    folder = Path(out) / "resume"
-    if not (folder / "state.json").is_file():
-        return None
-    state = json.loads((folder / "state.json").read_text())
-    if state["identity"] != expected:
-        raise InputError(f"{out}: holds a different training run ({state['identity']}); use another --out")
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    load_optimizer(optimizer, folder / "optimizer.safetensors", state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-    return state
+    detector = load_detector(source)
+    meta = {k: v for k, v in detector.meta.items() if k not in ("kind", "code_version", "dtype")}
+    meta["exported_from"] = {"sha256": detector.sha256, "dtype": detector.meta.get("dtype")}
+    return save_detector(Path(out), detector.module, meta, half=half)

@@ -15,8 +15,6 @@ Splits are by identity, and so by source video; ``split_by_identity`` asserts bo
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +23,13 @@ import numpy as np
 import torch
 
 from detect.artifacts import FwaConfig, training_sample
-from forge.errors import InputError
-from forge.faceset import FaceSet, read_jsonl
-from forge.media import is_image, load_image
-from forge.video import h264_roundtrip, read_frames
+from detect.models import to_tensor
+from swapscope.errors import InputError
+from swapscope.files import read_jsonl, write_jsonl_atomic
+from swapscope.formats.faceset import FaceRow, FaceSet
+from swapscope.formats.manifest import read_labels, read_manifest
+from swapscope.media.images import is_image, load_image
+from swapscope.media.video import h264_roundtrip, read_frames
 
 CONTEXT_MARGIN = 0.35  # of the landmarks' larger side, on every side: > the ROI's h/5 and w/8
 
@@ -58,32 +59,31 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress
     index_path = cache / "items.jsonl"
     if index_path.is_file():
         return [_item_from_json(cache, row) for row in read_jsonl(index_path)]
-    tracks: dict[tuple[str, int], list[dict]] = {}
+    tracks: dict[tuple[str, int], list[FaceRow]] = {}
     for row in faceset.rows:
-        tracks.setdefault((row["source_id"], row["track_id"]), []).append(row)
+        tracks.setdefault((row.source_id, row.track_id), []).append(row)
     rows = [r for group in tracks.values()
-            for r in sorted(group, key=lambda r: r["frame_index"])[::stride]]
-    by_source: dict[str, list[dict]] = {}
+            for r in sorted(group, key=lambda r: r.frame_index)[::stride]]
+    by_source: dict[str, list[FaceRow]] = {}
     for row in rows:
-        by_source.setdefault(row["source_path"], []).append(row)
+        by_source.setdefault(row.source_path, []).append(row)
     items_json = []
     for source, source_rows in by_source.items():
         if not Path(source).is_file():
             raise InputError(f"{source}: source of face set {faceset.root} is missing; "
                              "FWA negatives are made from the original frames")
-        wanted: dict[int, list[dict]] = {}
+        wanted: dict[int, list[FaceRow]] = {}
         for row in source_rows:
-            wanted.setdefault(row["frame_index"], []).append(row)
+            wanted.setdefault(row.frame_index, []).append(row)
         frames = ([(0, load_image(source))] if is_image(source)
                   else ((f.index, f.image) for f in read_frames(source) if f.index in wanted))
         for index, image in frames:
             for row in wanted.get(index, []):
-                lms = np.asarray(row["landmarks"], np.float32)
-                x1, y1, x2, y2 = _context_box(lms, image.shape)
-                name = f"{row['source_id'][:16]}_{index:06d}_t{row['track_id']}.png"
+                x1, y1, x2, y2 = _context_box(row.landmarks, image.shape)
+                name = f"{row.source_id[:16]}_{index:06d}_t{row.track_id}.png"
                 cv2.imwrite(str(cache / name), image[y1:y2, x1:x2][..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                items_json.append({"context": name, "landmarks": np.round(lms - [x1, y1], 2).tolist(),
-                                   "identity": row.get("identity") or "", "source_id": row["source_id"],
+                items_json.append({"context": name, "landmarks": np.round(row.landmarks - [x1, y1], 2).tolist(),
+                                   "identity": row.identity, "source_id": row.source_id,
                                    "frame_index": index})
                 if progress:
                     progress(1)
@@ -92,12 +92,7 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress
 
 def _write_items(cache: Path, items_json: list[dict]) -> list[FaceItem]:
     """Commit a cache's index (atomically: a killed build leaves no index, so it is rebuilt)."""
-    index_path = cache / "items.jsonl"
-    tmp = index_path.with_name(f".items.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        for row in items_json:
-            handle.write(json.dumps(row) + "\n")
-    os.replace(tmp, index_path)
+    write_jsonl_atomic(cache / "items.jsonl", items_json)
     return [_item_from_json(cache, row) for row in items_json]
 
 
@@ -121,9 +116,8 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
     counterpart 0. Faces are re-detected in the output frames (dlib); the label's box picks the
     swapped one. Identity and source id come from the source video, so a fake and its real
     counterpart always fall in the same split."""
-    from forge.faces.backends import create_backend
-    from forge.faces.track import box_iou
-    from forge.label import read_labels, read_manifest
+    from swapscope.faces.backends import create_backend
+    from swapscope.faces.track import box_iou
 
     cache.mkdir(parents=True, exist_ok=True)
     index_path = cache / "items.jsonl"
@@ -135,23 +129,23 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
     backend = create_backend("dlib")
     items_json = []
     for row in rows:
-        video = folder / row["output"]
+        video = folder / row.output
         if not video.is_file():
             raise InputError(f"{video}: output listed in {manifest} is missing")
-        identity = row.get("source_identity") or Path(row["source"]).parent.name
+        fake = row.label == "fake"
         boxes: dict[int, list] = {}
-        if row["label"] == "fake":
+        if fake:
             labels = read_labels(folder, row)[::stride]
-            boxes = {lab["frame"]: [f["box"] for f in lab["faces"]] for lab in labels}
+            boxes = {lab.frame: [f.box for f in lab.faces] for lab in labels}
         for frame in read_frames(video):
-            if row["label"] == "fake" and frame.index not in boxes:
+            if fake and frame.index not in boxes:
                 continue
-            if row["label"] != "fake" and frame.index % stride:
+            if not fake and frame.index % stride:
                 continue
             found, _ = backend.detect(frame.image)
             if not len(found):
                 continue
-            if row["label"] == "fake":
+            if fake:
                 overlap = box_iou(found, np.asarray(boxes[frame.index], np.float32))
                 pick = [int(i) for i in np.flatnonzero(overlap.max(1) > 0.2)]
             else:
@@ -161,12 +155,12 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
             points = backend.landmarks(frame.image, found[pick])
             for k, lms in zip(pick, points):
                 x1, y1, x2, y2 = _context_box(lms, frame.image.shape)
-                name = f"{row['id'][:12]}_{frame.index:06d}_{k}.png"
+                name = f"{row.id[:12]}_{frame.index:06d}_{k}.png"
                 cv2.imwrite(str(cache / name), frame.image[y1:y2, x1:x2][..., ::-1],
                             [cv2.IMWRITE_PNG_COMPRESSION, 1])
                 items_json.append({"context": name, "landmarks": np.round(lms - [x1, y1], 2).tolist(),
-                                   "identity": identity, "source_id": row["source_sha256"],
-                                   "frame_index": frame.index, "label": int(row["label"] == "fake")})
+                                   "identity": row.identity, "source_id": row.source_sha256,
+                                   "frame_index": frame.index, "label": int(fake)})
                 if progress:
                     progress(1)
     if not items_json:
@@ -177,7 +171,7 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
 def faceset_cache_key(faceset: FaceSet, stride: int) -> str:
     """Stable name for a face set's context cache: its sources' hashes and the stride."""
     digest = hashlib.sha256()
-    for sid in sorted({r["source_id"] for r in faceset.rows}):
+    for sid in sorted({r.source_id for r in faceset.rows}):
         digest.update(sid.encode())
     digest.update(f"{len(faceset.rows)}/{stride}".encode())
     return digest.hexdigest()[:16]
@@ -234,13 +228,6 @@ class Degrade:
         else:
             image = h264_roundtrip(image, int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1)))
         return np.ascontiguousarray(image)
-
-
-def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised."""
-    x = image.astype(np.float32) / 255.0
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(x.transpose(2, 0, 1).copy())
 
 
 class FwaDataset(torch.utils.data.Dataset):

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from forge.errors import InputError
+from swapscope.errors import InputError
 
 # name -> timm model name. Register only what is tested.
 ARCHITECTURES = {
@@ -45,6 +46,13 @@ class DataConfig:
     def from_json(cls, payload: dict) -> DataConfig:
         return cls(int(payload["input_size"]), tuple(payload["mean"]), tuple(payload["std"]),
                    payload["interpolation"])
+
+
+def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised."""
+    x = image.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())
 
 
 def architecture_names() -> list[str]:

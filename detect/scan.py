@@ -8,30 +8,30 @@ random ROIs; a frame scores the max over its faces; a video scores the mean of t
 - ``fast`` (default): every 5th frame, detection every 6th scored frame with boxes tracked
   between, one ROI per face, and ROIs of many frames batched into one network call.
 
-Videos are decoded once: faces are found, cropped and scored in the same pass.
-``bench/scan.py`` measures what the fast preset gains in speed and costs in AUC.
+Videos are decoded once: faces are found, cropped and scored in the same pass. Results are
+``swapscope.formats.scan`` records. ``bench/scan.py`` measures what the fast preset gains in
+speed and costs in AUC.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 
 from detect.artifacts import crop_roi, random_roi
-from detect.checkpoint import load_detector, read_detector_config
-from detect.data import to_tensor
-from forge.atomic import write_image_atomic
-from forge.errors import InputError, require_at_least_one
-from forge.extract import ExtractConfig, Extractor
-from forge.label import read_provenance
-from forge.media import collect_media, is_image, load_image, sha256_file
-from forge.timing import StageTimer
-from forge.video import VideoWriter, probe
+from detect.checkpoint import Detector, load_detector
+from swapscope.errors import InputError, require_at_least_one
+from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+from swapscope.faces.records import Face
+from swapscope.files import sha256_file
+from swapscope.formats.provenance import read_provenance
+from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
+from swapscope.media.images import collect_media, is_image, load_image
+from swapscope.timing import StageTimer
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_lite0"
 
@@ -77,18 +77,6 @@ class ScanConfig:
         return config
 
 
-@dataclass
-class InputScan:
-    path: str
-    sha256: str
-    score: float | None  # video (or image) score; None if no face was found
-    verdict: str  # fake | real | no face | error
-    frames: list[dict] = field(default_factory=list)  # {frame, time, score, faces: [{box, roi, score}]}
-    timings: dict = field(default_factory=dict)
-    error: str = ""
-    provenance: dict = field(default_factory=dict)  # swapscope's own labels, read before scoring
-
-
 def video_score(frame_scores: np.ndarray, top_fraction: float) -> float:
     """Mean of the highest ``top_fraction`` of frame scores (at least one frame)."""
     ranked = np.sort(np.asarray(frame_scores, np.float64))[::-1]
@@ -100,186 +88,112 @@ def face_score(roi_probs: np.ndarray, top_k: int) -> float:
     return float(np.sort(roi_probs)[::-1][:top_k].mean())
 
 
+@dataclass(slots=True)
+class _FaceWork:
+    """A face while its ROIs wait for their batched network call."""
+
+    box: list[float]
+    rois: list[np.ndarray]  # (4,) int boxes, frame px
+    score: float | None = None
+
+
 class Scanner:
     """Holds the detector and the face pipeline; ``scan`` one input at a time."""
 
-    def __init__(self, config: ScanConfig, device: str) -> None:
+    def __init__(self, config: ScanConfig, device: str, detector: Detector | None = None) -> None:
         self.config = config = config.resolved()
-        self.device = device
-        self.model, self.data_cfg, self.meta = load_detector(config.model, device)
-        self.extractor = Extractor(ExtractConfig(
+        self.detector = detector or load_detector(config.model, device)
+        self.pipeline = FacePipeline(PipelineConfig(
             every=config.every, detect_every=config.detect_every, detect_size=config.detect_size,
             min_size=32, embed=False, max_frames=config.max_frames))
-
-    @torch.no_grad()
-    def probabilities(self, rois: list[np.ndarray]) -> np.ndarray:
-        """(N,) fake probabilities of (S, S, 3) uint8 ROI crops, ``batch_size`` per call."""
-        out = []
-        for start in range(0, len(rois), self.config.batch_size):
-            batch = torch.stack([to_tensor(r, self.data_cfg.mean, self.data_cfg.std)
-                                 for r in rois[start:start + self.config.batch_size]]).to(self.device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-                logits = self.model(batch)  # (B, 2)
-            out.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def scan(self, path: Path) -> InputScan:
         cfg = self.config
         timer = StageTimer()
         rng = np.random.default_rng(cfg.seed)
-        pending = _PendingRois()
-        records: list[dict] = []
+        pending: list[_FaceWork] = []  # faces whose ROIs are not scored yet
+        crops: list[np.ndarray] = []  # their ROI crops, in order
+        frames: list[tuple[int, float, list[_FaceWork]]] = []
         marked_frames: list[np.ndarray] = []
-        writer = _HeatmapWriter(cfg.heatmap, path, self) if cfg.heatmap else None
+        writer = None
+        if cfg.heatmap:
+            from detect.heatmap import HeatmapWriter
+
+            writer = HeatmapWriter(cfg.heatmap, path, self.detector)
         try:
             for index, time_s, image, faces in self._frames(path, timer):
                 if not faces:
                     continue
-                record = {"frame": index, "time": round(time_s, 4), "score": None, "faces": []}
-                records.append(record)
                 if len(marked_frames) < cfg.label_frames:
                     marked_frames.append(image)
                 with timer("roi"):
-                    for face in faces:
-                        boxes = [random_roi(face.landmarks, image.shape, rng) for _ in range(cfg.rois)]
-                        record["faces"].append({"box": [round(float(v), 1) for v in face.box],
-                                                "roi": [int(v) for v in boxes[0]], "score": None})
-                        pending.add(record["faces"][-1], [crop_roi(image, b, self.data_cfg.input_size)
-                                                          for b in boxes])
+                    work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
+                                      rois=[random_roi(face.landmarks, image.shape, rng) for _ in range(cfg.rois)])
+                            for face in faces]
+                    for face in work:
+                        crops += [crop_roi(image, b, self.detector.data_config.input_size) for b in face.rois]
+                frames.append((index, time_s, work))
+                pending += work
                 if writer is not None:
                     with timer("heatmap"):
-                        writer.write(image, time_s, faces, record)
-                if writer is not None or pending.count >= cfg.batch_size:
+                        writer.write(image, time_s, [[int(v) for v in face.rois[0]] for face in work])
+                if writer is not None or len(crops) >= cfg.batch_size:
                     with timer("classify"):
-                        pending.flush(self)
+                        self._score(pending, crops)
+                    pending, crops = [], []
             with timer("classify"):
-                pending.flush(self)
+                self._score(pending, crops)
             if writer is not None:
                 with timer("heatmap"):
                     writer.close()
         finally:
             if writer is not None:
                 writer.abort()
-        for record in records:
-            record["score"] = max(f["score"] for f in record["faces"])
         with timer("labels"):
             provenance = read_provenance(path, marked_frames)
+        return self._result(path, frames, timer, provenance.to_json())
+
+    def _score(self, faces: list[_FaceWork], crops: list[np.ndarray]) -> None:
+        if not crops:
+            return
+        probs = self.detector.probabilities(crops, self.config.batch_size)
+        start = 0
+        for face in faces:
+            face.score = face_score(probs[start:start + len(face.rois)], self.config.top_k)
+            start += len(face.rois)
+
+    def _result(self, path: Path, frames: list, timer: StageTimer, provenance: dict) -> InputScan:
+        scored = [FrameScore(frame=index, time=round(time_s, 4), score=max(f.score for f in work),
+                             faces=[FaceScore(box=f.box, roi=[int(v) for v in f.rois[0]], score=f.score)
+                                    for f in work])
+                  for index, time_s, work in frames]
         result = InputScan(path=str(path), sha256=sha256_file(path), score=None, verdict="no face",
-                           frames=records, timings=timer.as_dict(), provenance=provenance.to_json())
-        if records:
-            result.score = video_score(np.array([r["score"] for r in records]), cfg.top_fraction)
-            result.verdict = "fake" if result.score >= cfg.threshold else "real"
+                           frames=scored, timings=timer.as_dict(), provenance=provenance)
+        if scored:
+            result.score = video_score(np.array(result.frame_scores), self.config.top_fraction)
+            result.verdict = "fake" if result.score >= self.config.threshold else "real"
         return result
 
-    def _frames(self, path: Path, timer: StageTimer):
+    def _frames(self, path: Path, timer: StageTimer) -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
         """(frame index, time s, image, faces) per scored frame, from one decode pass."""
         if is_image(path):
-            found, _ = self.extractor.faces_in_image(path, timer)
-            yield 0, 0.0, load_image(path), [face for face, _, _ in found]
+            with timer("decode"):
+                image = load_image(path)
+            found = self.pipeline.faces_in_image(image, timer)
+            yield 0, 0.0, image, [f.face for f in found.faces]
             return
-        for frame, faces in self.extractor.track_frames(path, timer):
-            yield frame.index, frame.time, frame.image, [face for face, _ in faces]
+        for item in self.pipeline.track_frames(path, timer):
+            yield item.frame.index, item.frame.time, item.frame.image, [f.face for f in item.faces]
 
 
-class _PendingRois:
-    """ROI crops waiting for a batched network call, and the face records their scores go to."""
-
-    def __init__(self) -> None:
-        self.faces: list[tuple[dict, int]] = []  # (face record, number of ROIs)
-        self.crops: list[np.ndarray] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.crops)
-
-    def add(self, face_record: dict, crops: list[np.ndarray]) -> None:
-        self.faces.append((face_record, len(crops)))
-        self.crops += crops
-
-    def flush(self, scanner: Scanner) -> None:
-        if not self.crops:
-            return
-        probs = scanner.probabilities(self.crops)
-        start = 0
-        for record, n in self.faces:
-            record["score"] = face_score(probs[start:start + n], scanner.config.top_k)
-            start += n
-        self.faces, self.crops = [], []
-
-
-def grad_cam(model: torch.nn.Module, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM (Selvaraju et al. 2017) of the "fake" logit on the backbone's last feature map.
-
-    batch (N, 3, S, S) normalised -> (maps (N, S, S) float32 in [0, 1], fake probabilities (N,)).
-    Uses timm's ``forward_features`` / ``forward_head`` split, which every timm model has.
-    """
-    with torch.enable_grad():
-        features = model.forward_features(batch).detach().requires_grad_(True)  # (N, C, h, w)
-        logits = model.forward_head(features)  # (N, 2)
-        logits[:, 1].sum().backward()
-    weights = features.grad.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
-    cam = torch.relu((weights * features).sum(1, keepdim=True))  # (N, 1, h, w)
-    cam = torch.nn.functional.interpolate(cam, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    peak = cam.flatten(1).amax(1).clamp_min(1e-8)[:, None, None]
-    probs = logits.detach().float().softmax(-1)[:, 1]
-    return (cam / peak).detach().cpu().numpy().astype(np.float32), probs.cpu().numpy()
-
-
-class _HeatmapWriter:
-    """The scored frames with each face's ROI, score, and Grad-CAM map, at their own times."""
-
-    def __init__(self, out: str, source: Path, scanner: Scanner) -> None:
-        self.out, self.scanner = Path(out), scanner
-        self.image_input = is_image(source)
-        expected = {".png", ".jpg", ".jpeg"} if self.image_input else {".mp4"}
-        if self.out.suffix.lower() not in expected:
-            raise InputError(f"--heatmap {out}: for {'an image' if self.image_input else 'a video'} "
-                             f"input, write {' or '.join(sorted(expected))}")
-        self.fps = 25.0 if self.image_input else probe(source).fps
-        self._video: VideoWriter | None = None
-
-    def write(self, image: np.ndarray, time_s: float, faces, record: dict) -> None:
-        scanner = self.scanner
-        canvas = image.copy()
-        rois = [crop_roi(image, np.array(f["roi"]), scanner.data_cfg.input_size) for f in record["faces"]]
-        batch = torch.stack([to_tensor(r, scanner.data_cfg.mean, scanner.data_cfg.std) for r in rois])
-        maps, probs = grad_cam(scanner.model, batch.to(scanner.device))
-        for face, cam, prob in zip(record["faces"], maps, probs):
-            x1, y1, x2, y2 = face["roi"]
-            if x2 <= x1 or y2 <= y1:
-                continue
-            heat = cv2.applyColorMap((cv2.resize(cam, (x2 - x1, y2 - y1)) * 255).astype(np.uint8),
-                                     cv2.COLORMAP_JET)[..., ::-1]
-            canvas[y1:y2, x1:x2] = cv2.addWeighted(canvas[y1:y2, x1:x2], 0.6, heat, 0.4, 0)
-            colour = (int(255 * prob), int(255 * (1 - prob)), 0)  # green (real) to red (fake)
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
-            cv2.putText(canvas, f"{prob:.2f}", (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX,
-                        max(0.5, (x2 - x1) / 250), colour, 2, cv2.LINE_AA)
-        if self.image_input:
-            write_image_atomic(self.out, canvas)
-            return
-        if self._video is None:
-            self._video = VideoWriter(self.out, canvas.shape[1], canvas.shape[0], fps=self.fps)
-        self._video.write(canvas, time_s)
-
-    def close(self) -> None:
-        if self._video is not None:
-            self._video.close()
-            self._video = None
-
-    def abort(self) -> None:
-        if self._video is not None:
-            self._video.abort()
-            self._video = None
-
-
-def scan(inputs: list[str | Path], config: ScanConfig, device: str, progress=None) -> dict:
-    """Scan every input; returns the scan result (DESIGN.md section 4)."""
+def scan(inputs: list[str | Path], config: ScanConfig, device: str,
+         on_result: Callable[[InputScan], None] | None = None) -> ScanResult:
+    """Scan every input; ``on_result`` sees each input's result as soon as it is made. One bad
+    input is one result with verdict "error", not a failed scan."""
     media = collect_media(inputs)
     if config.heatmap and len(media) != 1:
         raise InputError(f"--heatmap draws one input; got {len(media)}")
     scanner = Scanner(config, device)
-    folder, _ = read_detector_config(scanner.config.model)
     results = []
     for path in media:
         started = time.perf_counter()
@@ -289,9 +203,7 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str, progress=Non
             item = InputScan(path=str(path), sha256="", score=None, verdict="error", error=str(exc))
         item.timings["total"] = round(time.perf_counter() - started, 3)
         results.append(item)
-        if progress:
-            progress(item)
+        if on_result:
+            on_result(item)
     rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig) if f.name != "model"}
-    return {"detector": {"path": str(folder), "sha256": sha256_file(folder / "weights.safetensors"),
-                         "arch": scanner.meta["arch"], "val_auc": scanner.meta.get("val_auc")},
-            "rules": rules, "inputs": [asdict(r) for r in results]}
+    return ScanResult(detector=scanner.detector.info, rules=rules, inputs=results)

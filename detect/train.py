@@ -9,6 +9,7 @@ lr 1e-3 decayed x0.95 per epoch, batch 64, 20 epochs (fewer fit a CPU).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detect.checkpoint import load_resume_state, save_detector, save_resume_state
+from detect.checkpoint import read_detector_config, save_detector
 from detect.data import (
     FwaDataset,
     build_context_cache,
@@ -26,9 +27,15 @@ from detect.data import (
     split_by_identity,
 )
 from detect.models import create_detector
-from forge.atomic import write_figure_atomic
-from forge.errors import InputError, require_at_least_one
-from forge.faceset import FaceSet
+from swapscope.checkpoint import fresh_folder, load_optimizer, load_weights, save_optimizer, swap_in
+from swapscope.cli import NoProgress, Progress
+from swapscope.device import autocast_for
+from swapscope.errors import InputError, require_at_least_one
+from swapscope.files import write_figure_atomic, write_text_atomic
+from swapscope.formats.faceset import FaceSet
+from swapscope.formats.manifest import manifest_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +56,6 @@ class TrainConfig:
     stride: int = 3  # every N-th face of each track: neighbouring frames are near-duplicates
     steps_per_epoch: int | None = None  # cap for quick runs; default: one pass over the data
     workers: int = 0
-    device: str = "auto"
     seed: int = 0
     cache: str | None = None  # context-crop cache folder; default OUT/cache
 
@@ -74,7 +80,7 @@ def evaluate(model, loader, device: str) -> tuple[float, float]:
     losses, labels, scores = [], [], []
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+        with autocast_for(device):
             logits = model(x)
         losses.append(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum").item())
         scores.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
@@ -101,37 +107,17 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(config: TrainConfig, device: str, progress=None) -> dict:
-    """Train a detector; returns the summary. Re-running with the same OUT resumes."""
+def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
+    """Train a detector; returns the summary. Re-running with the same OUT resumes. Each
+    epoch's losses and AUC are logged."""
     config.check()
+    progress = progress or NoProgress()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-
-    # --- data: context crops of real faces, split by identity ---
-    items, hashes = [], []
-    for path in config.facesets:
-        faceset = FaceSet.open(path)
-        key = faceset_cache_key(faceset, config.stride)
-        cache = Path(config.cache or out / "cache") / key
-        items += build_context_cache(faceset, cache, config.stride)
-        hashes.append(key)
-    for manifest in config.fakes:
-        key = manifest_cache_key(_manifest_file(manifest), config.stride)
-        items += build_manifest_cache(_manifest_file(manifest), Path(config.cache or out / "cache") / key,
-                                      config.stride)
-        hashes.append(key)
+    items, hashes = collect_items(config, out)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
-    model, data_cfg = create_detector(config.arch, pretrained=config.pretrained and not config.init)
-    if config.init:
-        from detect.checkpoint import read_detector_config
-        from forge.checkpoint import load_weights
-
-        folder, init_meta = read_detector_config(config.init)
-        if init_meta["arch"] != config.arch:
-            raise InputError(f"--init {config.init} is a {init_meta['arch']}, not a {config.arch}")
-        load_weights(folder, model, config.arch)
-    model.to(device)
+    model, data_cfg = _create_model(config, device)
     train_set = FwaDataset(train_items, data_cfg.mean, data_cfg.std, seed=config.seed)
     val_set = FwaDataset(val_items, data_cfg.mean, data_cfg.std, seed=config.seed + 1, fixed=True)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
@@ -140,9 +126,7 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
 
-    # --- resume ---
     state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config))
-    start_epoch = state["epoch"] if state else 0
     history: list[dict] = state["history"] if state else []
     best_auc = max([h["val_auc"] for h in history if not np.isnan(h["val_auc"])], default=-1.0)
     meta = {"arch": config.arch, "data_config": data_cfg.to_json(), "config": asdict(config),
@@ -151,29 +135,15 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
             "train_identities": sorted({i.identity for i in train_items}),
             "val_identities": sorted({i.identity for i in val_items})}
 
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
+    for epoch in range(state["epoch"] if state else 0, config.epochs):
         train_set.epoch = epoch
         generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         loader = torch.utils.data.DataLoader(train_set, shuffle=True, generator=generator, **loader_args)
-        steps = min(len(loader), config.steps_per_epoch or len(loader))
-        if progress:
-            progress.start(f"epoch {epoch + 1}/{config.epochs}", steps)
-        started, losses = time.perf_counter(), []
-        for step, (x, y) in enumerate(loader):
-            if step >= steps:
-                break
-            x, y = x.to(device), y.to(device)  # (B, 3, S, S) float32, (B,) int64
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-                logits = model(x)  # (B, 2)
-            loss = torch.nn.functional.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            losses.append(loss.item())
-            if progress:
-                progress.advance(1, loss=float(np.mean(losses[-20:])))
+        started = time.perf_counter()
+        progress.start(f"epoch {epoch + 1}/{config.epochs}", min(len(loader), config.steps_per_epoch or len(loader)),
+                       loss=float("nan"))
+        losses = train_epoch(model, loader, optimizer, device, config.steps_per_epoch, progress)
+        progress.stop()
         scheduler.step()
         val_loss, val_auc = evaluate(model, val_loader, device)
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
@@ -185,16 +155,59 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
             save_detector(out / "best", model, {**meta, "epoch": epoch + 1, "val_auc": val_auc})
         save_resume_state(out, model, optimizer, scheduler, epoch + 1, history, _identity(config))
         plot_curves(history, out / "curves.png")
-        (out / "history.json").write_text(json.dumps(history, indent=2))
-        if progress:
-            progress.finish(record)
+        write_text_atomic(out / "history.json", json.dumps(history, indent=2))
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.0f s)", record["epoch"],
+                 record["train_loss"], val_loss, val_auc, record["seconds"])
     return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc, "history": history,
             **{k: meta[k] for k in ("train_faces", "val_faces", "train_identities", "val_identities")}}
 
 
-def _manifest_file(path: str) -> Path:
-    path = Path(path)
-    return path / "manifest.jsonl" if path.is_dir() else path
+def collect_items(config: TrainConfig, out: Path) -> tuple[list, list[str]]:
+    """The training faces: context crops of each face set's real faces and of each manifest's
+    fakes and reals, cached under ``config.cache`` (default OUT/cache). Returns (items, cache keys)."""
+    items, hashes = [], []
+    cache = Path(config.cache or out / "cache")
+    for path in config.facesets:
+        faceset = FaceSet.open(path)
+        key = faceset_cache_key(faceset, config.stride)
+        items += build_context_cache(faceset, cache / key, config.stride)
+        hashes.append(key)
+    for manifest in config.fakes:
+        key = manifest_cache_key(manifest_file(manifest), config.stride)
+        items += build_manifest_cache(manifest_file(manifest), cache / key, config.stride)
+        hashes.append(key)
+    return items, hashes
+
+
+def _create_model(config: TrainConfig, device: str):
+    """The network: ImageNet-initialised, or ``--init``'s weights (fine-tuning)."""
+    model, data_cfg = create_detector(config.arch, pretrained=config.pretrained and not config.init)
+    if config.init:
+        folder, init_meta = read_detector_config(config.init)
+        if init_meta["arch"] != config.arch:
+            raise InputError(f"--init {config.init} is a {init_meta['arch']}, not a {config.arch}")
+        load_weights(folder, model, config.arch)
+    return model.to(device), data_cfg
+
+
+def train_epoch(model, loader, optimizer, device: str, max_steps: int | None, progress: Progress) -> list[float]:
+    """One pass (or ``max_steps`` steps) over ``loader``; returns the step losses."""
+    model.train()
+    losses: list[float] = []
+    for step, (x, y) in enumerate(loader):
+        if max_steps and step >= max_steps:
+            break
+        x, y = x.to(device), y.to(device)  # (B, 3, S, S) float32, (B,) int64
+        with autocast_for(device):
+            logits = model(x)  # (B, 2)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        losses.append(loss.item())
+        progress.advance(1, loss=float(np.mean(losses[-20:])))
+    return losses
 
 
 def _identity(config: TrainConfig) -> dict:
@@ -203,3 +216,35 @@ def _identity(config: TrainConfig) -> dict:
             "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
             "fakes": sorted(str(Path(p).resolve()) for p in config.fakes),
             "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride}
+
+
+# --- resume state: weights, optimiser and scheduler as safetensors + JSON, never a pickle ---
+
+def save_resume_state(out: Path, model, optimizer, scheduler, epoch: int, history: list, identity: dict) -> None:
+    from safetensors.torch import save_file
+
+    final = Path(out) / "resume"
+    tmp = fresh_folder(final)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(tmp / "model.safetensors"))
+    optimizer_rest = save_optimizer(optimizer, tmp / "optimizer.safetensors")
+    state = {"epoch": epoch, "history": history, "identity": identity, "optimizer": optimizer_rest,
+             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state().tolist()}
+    (tmp / "state.json").write_text(json.dumps(state, default=float))
+    swap_in(tmp, final)
+
+
+def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict) -> dict | None:
+    from safetensors.torch import load_file
+
+    folder = Path(out) / "resume"
+    if not (folder / "state.json").is_file():
+        return None
+    state = json.loads((folder / "state.json").read_text())
+    if state["identity"] != expected:
+        raise InputError(f"{out}: holds a different training run ({state['identity']}); use another --out")
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    load_optimizer(optimizer, folder / "optimizer.safetensors", state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    return state

@@ -4,25 +4,34 @@ A configuration is a fake's method and knobs (without the seed). Its fakes are s
 the real counterparts of the same set encoded at the same CRF. Scan results and realism are
 cached under ``cache`` by the output's sha256, the detector's sha256 and the rules, so a re-run
 only computes what changed.
+
+Phases: ``collect`` (read the manifests, check every output against its recorded hash),
+``scan_all`` (frame scores per detector and output), ``measure`` (realism of every fake, with
+identities enrolled from the real counterparts), ``tabulate`` (one ``BenchmarkRow`` per
+configuration).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from eval.metrics import Scores, detectability
 from eval.realism import RealismMeter
-from forge.errors import InputError
-from forge.label import read_labels, read_manifest
+from swapscope.errors import InputError
+from swapscope.files import sha256_file, write_text_atomic
+from swapscope.formats.manifest import ManifestRow, manifest_file, read_labels, read_manifest
+
+log = logging.getLogger(__name__)
 
 REALISM_FIELDS = ("identity_to_target", "identity_to_source", "top1_target", "pose_error_deg",
                   "expression_error", "frechet", "flicker")
+SHIPPED_NAME = "shipped fwa_lite0"
 
 
 @dataclass
@@ -36,14 +45,62 @@ class BenchmarkConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Entry:
+    """One output of a forgery set."""
+
+    folder: Path  # the set's folder (outputs and labels are relative to it)
+    row: ManifestRow
+
+    @property
+    def video(self) -> Path:
+        return self.folder / self.row.output
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BenchmarkRow:
+    """One forgery configuration: its realism and, per detector, its detectability."""
+
+    config: str  # the configuration's name
+    method: str
+    knobs: dict
+    fakes: int
+    reals: int
+    realism: dict[str, float | None]  # REALISM_FIELDS, means over the configuration's fakes
+    detectors: dict[str, dict]  # detector name -> {"frame": metrics, "video": metrics}
+    example: Entry  # one of its fakes
+    config_full: str | None = None  # every knob, where ``config`` names only the varying ones
+
+    def to_json(self) -> dict:
+        out = {"config": self.config, "method": self.method, "knobs": self.knobs, "fakes": self.fakes,
+               "reals": self.reals, "realism": self.realism, "detectors": self.detectors,
+               "example": {"folder": str(self.example.folder), "row": self.example.row.to_json()}}
+        if self.config_full is not None:
+            out["config_full"] = self.config_full
+        return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BenchmarkResult:
+    rows: list[BenchmarkRow]
+    roc: dict  # detector name -> configuration -> {"labels": [...], "scores": [...]} per frame
+    detectors: list[dict]  # {"name", "sha256", "arch"}
+    config: BenchmarkConfig
+
+    def to_json(self) -> dict:
+        """What ``report.json`` holds (and ``roc``, which the plots read)."""
+        return {"rows": [r.to_json() for r in self.rows], "roc": self.roc, "detectors": self.detectors,
+                "config": asdict(self.config)}
+
+
 def detector_name(path: str, folder: Path) -> str:
     """How a detector is named in tables: the shipped one, else its run folder / checkpoint folder."""
-    return "shipped fwa_lite0" if not path else f"{Path(folder).parent.name}/{Path(folder).name}"
+    return SHIPPED_NAME if not path else f"{Path(folder).parent.name}/{Path(folder).name}"
 
 
-def config_key(row: dict) -> str:
-    knobs = {k: v for k, v in sorted(row.get("knobs", {}).items()) if k not in ("seed",)}
-    return f"{row['method']} " + " ".join(f"{k}={v}" for k, v in knobs.items() if k != "method")
+def config_key(row: ManifestRow) -> str:
+    knobs = {k: v for k, v in sorted(row.knobs.items()) if k not in ("seed",)}
+    return f"{row.method} " + " ".join(f"{k}={v}" for k, v in knobs.items() if k != "method")
 
 
 def _cached(cache: Path, key: str, compute):
@@ -51,10 +108,7 @@ def _cached(cache: Path, key: str, compute):
     if path.is_file():
         return json.loads(path.read_text())
     value = compute()
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(value))
     return value
 
 
@@ -62,129 +116,143 @@ def _rules_key(mode: str) -> str:
     return hashlib.sha256(mode.encode()).hexdigest()[:8]
 
 
-def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu", progress=None) -> dict:
-    """Scan and measure every output; returns {"rows": [...], "roc": {...}, "examples": [...]}."""
-    from detect.checkpoint import read_detector_config
-    from detect.scan import DEFAULT_DETECTOR, ScanConfig, Scanner
-    from forge.media import sha256_file
+def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu") -> BenchmarkResult:
+    """Scan and measure every output of the forgery sets with every detector; progress is logged."""
+    from detect.checkpoint import load_detector
+    from detect.scan import DEFAULT_DETECTOR
 
     cache = Path(config.cache or out / "cache")
-    entries = []  # (folder, row)
-    for location in config.sets:
-        location = Path(location)
-        folder = location.parent if location.is_file() else location  # a set folder or one of its manifests
-        rows = read_manifest(location)
-        if not rows:
-            raise InputError(f"{folder}: manifest has no rows")
-        for row in rows:
-            video = folder / row.get("output", "")
-            if not video.is_file():
-                raise InputError(f"{video}: output listed in {folder / 'manifest.jsonl'} is missing")
-            row["output_sha256"] = sha256_file(video)  # cache by what is on disk, not what was written
-        entries += [(folder, row) for row in rows]
-    if not any(r["label"] == "fake" for _, r in entries) or not any(r["label"] == "real" for _, r in entries):
-        raise InputError("the forgery sets need both fakes and real counterparts")
+    entries = collect(config.sets)
     detectors = {}
     for path in config.detectors:
-        folder, meta = read_detector_config(path or DEFAULT_DETECTOR)
-        detectors[str(folder)] = {"name": detector_name(path, folder),
-                                  "sha256": sha256_file(folder / "weights.safetensors"), "arch": meta["arch"]}
+        detector = load_detector(path or DEFAULT_DETECTOR, device)
+        detectors[detector_name(path, detector.folder)] = detector
+    frame_scores = scan_all(entries, detectors, config.mode, cache, device)
+    realism = measure(entries, config.realism_frames, cache)
+    rows, roc = tabulate(entries, list(detectors), frame_scores, realism, config)
+    infos = [{"name": name, "sha256": d.sha256, "arch": d.arch} for name, d in detectors.items()]
+    return BenchmarkResult(rows=rows, roc=roc, detectors=infos, config=config)
 
-    # detector scores per output, cached
-    frame_scores: dict[tuple[str, str], list[float]] = {}
-    for det_path, det in detectors.items():
+
+def collect(sets: list[str]) -> list[Entry]:
+    """Every row of every forgery set, with its output checked against the recorded hash."""
+    entries: list[Entry] = []
+    for location in sets:
+        path = manifest_file(location)
+        rows = read_manifest(path)
+        if not rows:
+            raise InputError(f"{path.parent}: manifest has no rows")
+        for row in rows:
+            entry = Entry(folder=path.parent, row=row)
+            if not entry.video.is_file():
+                raise InputError(f"{entry.video}: output listed in {path} is missing")
+            if sha256_file(entry.video) != row.output_sha256:
+                raise InputError(f"{entry.video}: does not match the sha256 its manifest row {row.id[:8]} "
+                                 "recorded (changed since the forge wrote it)")
+            entries.append(entry)
+    if not any(e.row.label == "fake" for e in entries) or not any(e.row.label == "real" for e in entries):
+        raise InputError("the forgery sets need both fakes and real counterparts")
+    return entries
+
+
+def scan_all(entries: list[Entry], detectors: dict, mode: str, cache: Path, device: str
+             ) -> dict[tuple[str, str], list[float]]:
+    """(detector name, row id) -> frame scores; cached by output, detector and rules."""
+    from detect.scan import ScanConfig, Scanner
+
+    scores: dict[tuple[str, str], list[float]] = {}
+    for name, detector in detectors.items():
         scanner = None
-        for folder, row in entries:
-            key = f"scan-{row['output_sha256'][:20]}-{det['sha256'][:12]}-{_rules_key(config.mode)}"
+        for entry in entries:
+            key = f"scan-{entry.row.output_sha256[:20]}-{detector.sha256[:12]}-{_rules_key(mode)}"
 
-            def compute(folder=folder, row=row, det_path=det_path):
+            def compute(entry=entry, detector=detector):
                 nonlocal scanner
                 if scanner is None:
-                    scanner = Scanner(ScanConfig(model=det_path, mode=config.mode), device)
-                result = scanner.scan(folder / row["output"])
-                return {"frames": [f["score"] for f in result.frames]}
+                    scanner = Scanner(ScanConfig(model=str(detector.folder), mode=mode), device, detector)
+                return {"frames": scanner.scan(entry.video).frame_scores}
 
-            frame_scores[(det_path, row["id"])] = _cached(cache, key, compute)["frames"]
-            if progress:
-                progress(f"scanned {row['output']} with {det['name']}")
-
-    for folder in {f for f, _ in entries}:
-        if not any(frame_scores[(d, r["id"])] for d in detectors for f, r in entries if f == folder):
+            scores[(name, entry.row.id)] = _cached(cache, key, compute)["frames"]
+            log.info("scanned %s with %s", entry.row.output, name)
+    for folder in {e.folder for e in entries}:
+        if not any(scores[(d, e.row.id)] for d in detectors for e in entries if e.folder == folder):
             raise InputError(f"{folder}: no faces found in any of its outputs")
+    return scores
 
-    # realism per fake, cached; identities are enrolled from the real counterparts first
+
+def measure(entries: list[Entry], frames: int, cache: Path) -> dict[str, dict]:
+    """Row id -> realism of each fake; identities are enrolled from the real counterparts first."""
     meter = RealismMeter()
-    for folder, row in entries:
-        if row["label"] == "real":
-            key = f"enrol-{row['output_sha256'][:20]}"
-            embeddings = _cached(cache, key, lambda folder=folder, row=row: meter.real_embeddings(
-                folder / row["output"]).tolist())
-            meter.enrol(row.get("source_identity") or Path(row["source"]).parent.name, np.array(embeddings))
+    for entry in entries:
+        if entry.row.label == "real":
+            embeddings = _cached(cache, f"enrol-{entry.row.output_sha256[:20]}",
+                                 lambda entry=entry: meter.real_embeddings(entry.video).tolist())
+            meter.enrol(entry.row.identity, np.array(embeddings))
     run_id = hashlib.sha256(json.dumps(sorted(meter.identities)).encode()).hexdigest()[:8]
     realism: dict[str, dict] = {}
-    for folder, row in entries:
-        if row["label"] != "fake":
+    for entry in entries:
+        row = entry.row
+        if row.label != "fake":
             continue
-        key = f"realism-{row['output_sha256'][:20]}-{config.realism_frames}-{run_id}"
 
-        def compute(folder=folder, row=row):
-            found, _, _ = meter.measure(folder / row["output"], Path(row["source"]), read_labels(folder, row),
-                                        row.get("target_identity"), row.get("source_identity") or "source",
-                                        frames=config.realism_frames)
+        def compute(entry=entry, row=row):
+            found, _, _ = meter.measure(entry.video, Path(row.source), read_labels(entry.folder, row),
+                                        row.target_identity, row.source_identity or "source", frames=frames)
             return found.to_json()
 
-        realism[row["id"]] = _cached(cache, key, compute)
-        if progress:
-            progress(f"measured realism of {row['output']}")
+        realism[row.id] = _cached(cache, f"realism-{row.output_sha256[:20]}-{frames}-{run_id}", compute)
+        log.info("measured realism of %s", row.output)
+    return realism
 
-    # one row per configuration
-    reals_by_crf: dict[int, list[dict]] = {}
-    for _, row in entries:
-        if row["label"] == "real":
-            reals_by_crf.setdefault(row["knobs"].get("crf", 18), []).append(row)
-    all_reals = [r for _, r in entries if r["label"] == "real"]
-    groups: dict[str, list[tuple[Path, dict]]] = {}
-    for folder, row in entries:
-        if row["label"] == "fake":
-            groups.setdefault(config_key(row), []).append((folder, row))
+
+def tabulate(entries: list[Entry], detectors: list[str], frame_scores: dict, realism: dict,
+             config: BenchmarkConfig) -> tuple[list[BenchmarkRow], dict]:
+    """One row per configuration; its fakes against the reals encoded at the same CRF."""
+    reals_by_crf: dict[int, list[ManifestRow]] = {}
+    for e in entries:
+        if e.row.label == "real":
+            reals_by_crf.setdefault(e.row.knobs.get("crf", 18), []).append(e.row)
+    all_reals = [e.row for e in entries if e.row.label == "real"]
+    groups: dict[str, list[Entry]] = {}
+    for e in entries:
+        if e.row.label == "fake":
+            groups.setdefault(config_key(e.row), []).append(e)
     table, roc = [], {}
     for key, fakes in sorted(groups.items()):
-        crf = fakes[0][1]["knobs"].get("crf", 18)
-        reals = reals_by_crf.get(crf, all_reals)
-        measured = [realism[r["id"]] for _, r in fakes if r["id"] in realism]
-        entry = {"config": key, "method": fakes[0][1]["method"], "knobs": fakes[0][1]["knobs"],
-                 "fakes": len(fakes), "reals": len(reals),
-                 "realism": {f: _mean([m.get(f) for m in measured]) for f in REALISM_FIELDS},
-                 "detectors": {}, "example": {"folder": str(fakes[0][0]), "row": fakes[0][1]}}
-        for det_path, det in detectors.items():
-            labels, scores, groups_ = [], [], []
-            for label, rows in ((1, [r for _, r in fakes]), (0, reals)):
+        first = fakes[0].row
+        reals = reals_by_crf.get(first.knobs.get("crf", 18), all_reals)
+        measured = [realism[e.row.id] for e in fakes if e.row.id in realism]
+        per_detector = {}
+        for name in detectors:
+            labels, scores, videos = [], [], []
+            for label, rows in ((1, [e.row for e in fakes]), (0, reals)):
                 for r in rows:
-                    values = frame_scores[(det_path, r["id"])]
+                    values = frame_scores[(name, r.id)]
                     labels += [label] * len(values)
                     scores += values
-                    groups_ += [r["id"]] * len(values)
-            data = Scores(np.array(labels), np.array(scores, float), np.array(groups_))
+                    videos += [r.id] * len(values)
+            data = Scores(np.array(labels), np.array(scores, float), np.array(videos))
             metrics = detectability(data, rounds=config.bootstrap, seed=config.seed)
-            entry["detectors"][det["name"]] = {level: m.to_json() for level, m in metrics.items()}
-            roc.setdefault(det["name"], {})[key] = {"labels": labels, "scores": scores}
-        table.append(entry)
-    _name_by_varying_knobs(table, roc)
-    return {"rows": table, "roc": roc, "detectors": list(detectors.values()), "config": asdict(config)}
+            per_detector[name] = {level: m.to_json() for level, m in metrics.items()}
+            roc.setdefault(name, {})[key] = {"labels": labels, "scores": scores}
+        table.append(BenchmarkRow(config=key, method=first.method, knobs=first.knobs, fakes=len(fakes),
+                                  reals=len(reals), realism={f: _mean([m.get(f) for m in measured])
+                                                             for f in REALISM_FIELDS},
+                                  detectors=per_detector, example=fakes[0]))
+    return _name_by_varying_knobs(table, roc), roc
 
 
-def _name_by_varying_knobs(table: list[dict], roc: dict) -> None:
+def _name_by_varying_knobs(table: list[BenchmarkRow], roc: dict) -> list[BenchmarkRow]:
     """Rename each configuration by its method and only the knobs that differ between rows."""
-    keys = {k for row in table for k in row["knobs"]} - {"seed", "method"}
-    varying = sorted(k for k in keys if len({json.dumps(row["knobs"].get(k)) for row in table}) > 1)
-    names = [" ".join([row["method"]] + [f"{k}={row['knobs'][k]}" for k in varying if k in row["knobs"]])
-             for row in table]
+    keys = {k for row in table for k in row.knobs} - {"seed", "method"}
+    varying = sorted(k for k in keys if len({json.dumps(row.knobs.get(k)) for row in table}) > 1)
+    names = [" ".join([row.method] + [f"{k}={row.knobs[k]}" for k in varying if k in row.knobs]) for row in table]
     if len(set(names)) < len(names):
-        return  # knobs alone do not tell the rows apart: keep the full names
+        return table  # knobs alone do not tell the rows apart: keep the full names
     for row, short in zip(table, names):
         for curves in roc.values():
-            curves[short] = curves.pop(row["config"])
-        row["config_full"], row["config"] = row["config"], short
+            curves[short] = curves.pop(row.config)
+    return [replace(row, config=short, config_full=row.config) for row, short in zip(table, names)]
 
 
 def _mean(values: list) -> float | None:

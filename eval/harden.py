@@ -5,15 +5,22 @@ video AUC for the chosen detector; fine-tune it (``detect train --init``) on the
 and those configurations' fakes of the *train and val* identities of each forgery set; then
 benchmark the old and the new detector on the *test* identities only, and put the two side by
 side. The split comes from the forgery sets' manifests (by identity, so by source video).
+
+Everything it writes goes under ``REPORT/harden``; the forgery sets are only read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from forge.errors import InputError
+from eval.benchmark import BenchmarkConfig, BenchmarkResult, config_key, detector_name, run_benchmark
+from swapscope.errors import InputError
+from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,85 +34,118 @@ class HardenConfig:
     seed: int = 0
 
 
-def _filtered_manifest(folder: Path, rows: list[dict], name: str) -> Path:
-    from forge.atomic import write_text_atomic
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The detector being hardened and the configurations it is hardened against."""
 
-    path = folder / name
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    name: str
+    folder: Path
+    arch: str
+    chosen: set[str]  # short configuration names, as the report shows them
+    chosen_full: set[str]  # the same, with every knob (config_key of a manifest row)
 
 
-def harden(config: HardenConfig, device: str, say=print) -> dict:
-    from detect.train import TrainConfig
-    from detect.train import train as train_detector
-    from eval.benchmark import BenchmarkConfig, run_benchmark
-    from eval.report import evaders
-    from forge.extract import ExtractConfig, extract
-    from forge.label import read_manifest
-
+def harden(config: HardenConfig, device: str) -> dict:
+    """Run the loop; returns the before/after table, the hardened detector and the benchmark."""
     report_dir = Path(config.report)
+    report, bench = _read_report(report_dir)
+    target = _choose(report, config)
+    log.info("hardening %s against: %s", target.name, sorted(target.chosen))
+    work = report_dir / "harden"
+    train_manifests, test_sets, real_videos = split_sets(bench.sets, target.chosen_full, work / "sets")
+    summary = fine_tune(target, config, train_manifests, real_videos, work, device)
+    log.info("benchmarking both detectors on the test identities")
+    before_after = BenchmarkConfig(sets=test_sets, detectors=[config.detector, summary["best"]],
+                                   mode=bench.mode, realism_frames=bench.realism_frames, bootstrap=bench.bootstrap,
+                                   cache=str(report_dir / "cache"))
+    result = run_benchmark(before_after, work, device)
+    return {"detector": target.name, "hardened": summary["best"], "trained_on": sorted(target.chosen),
+            "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
+            "rows": compare(result, target), "result": result}
+
+
+def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
     report_path = report_dir / "report.json"
     if not report_path.is_file():
         raise InputError(f"{report_dir}: no report.json; run eval report --out {report_dir} first")
-    report = json.loads(report_path.read_text())
-    names = [d["name"] for d in report["detectors"]]
-    bench = BenchmarkConfig(**report["config"])
+    try:
+        report = json.loads(report_path.read_text())
+        return report, BenchmarkConfig(**report["config"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise InputError(f"{report_path}: not an eval report") from None
+
+
+def _choose(report: dict, config: HardenConfig) -> _Target:
     from detect.checkpoint import read_detector_config
     from detect.scan import DEFAULT_DETECTOR
-    from eval.benchmark import detector_name as name_of
+    from eval.report import evaders
 
-    detector_folder, detector_meta = read_detector_config(config.detector or DEFAULT_DETECTOR)
-    detector_name = name_of(config.detector, detector_folder)
-    if detector_name not in names:
-        raise InputError(f"detector {detector_name!r} is not in the report; choose from {names}")
-    worst = evaders(report, config.top)[detector_name]
-    chosen = {e["config"] for e in worst}
+    folder, meta = read_detector_config(config.detector or DEFAULT_DETECTOR)
+    name = detector_name(config.detector, folder)
+    names = [d["name"] for d in report["detectors"]]
+    if name not in names:
+        raise InputError(f"detector {name!r} is not in the report; choose from {names}")
+    chosen = {e["config"] for e in evaders(report, config.top)[name]}
     full_names = {r["config"]: r.get("config_full", r["config"]) for r in report["rows"]}
-    chosen_full = {full_names[c] for c in chosen}
-    say(f"hardening {detector_name} against: {sorted(chosen)}")
+    return _Target(name=name, folder=folder, arch=meta["arch"], chosen=chosen,
+                   chosen_full={full_names[c] for c in chosen})
 
-    from eval.benchmark import config_key
 
+def split_sets(sets: list[str], chosen_full: set[str], out: Path) -> tuple[list[str], list[str], list[Path]]:
+    """Per forgery set, a manifest of its train/val reals and chosen fakes and one of its test
+    rows, written under ``out`` (their paths made absolute, so they point into the set), and
+    the train/val real videos. Returns (train manifests, test manifests, real videos)."""
     train_manifests, test_sets, real_videos = [], [], []
-    for folder in map(Path, bench.sets):
-        rows = read_manifest(folder)
-        keep = [r for r in rows if r["split"] in ("train", "val")
-                and (r["label"] == "real" or config_key(r) in chosen_full)]
-        test = [r for r in rows if r["split"] == "test"]
-        if not any(r["label"] == "fake" for r in keep):
+    for i, folder in enumerate(map(Path, sets)):
+        rows = [_absolute(folder, r) for r in read_manifest(folder)]
+        keep = [r for r in rows if r.split in ("train", "val") and (r.label == "real" or config_key(r) in chosen_full)]
+        test = [r for r in rows if r.split == "test"]
+        if not any(r.label == "fake" for r in keep):
             raise InputError(f"{folder}: no fakes of the evading configurations in its train/val splits")
-        if not any(r["label"] == "fake" for r in test) or not any(r["label"] == "real" for r in test):
+        if not any(r.label == "fake" for r in test) or not any(r.label == "real" for r in test):
             raise InputError(f"{folder}: its test split needs fakes and reals to compare on")
-        train_manifests.append(str(_filtered_manifest(folder, keep, "manifest.harden-train.jsonl")))
-        test_sets.append(str(_filtered_manifest(folder, test, "manifest.harden-test.jsonl")))
-        real_videos += [folder / r["output"] for r in keep if r["label"] == "real"]
-    work = report_dir / "harden"
+        named = out / f"{i:02d}_{folder.name}"
+        train_manifests.append(str(write_manifest(named / "train" / "manifest.jsonl", keep)))
+        test_sets.append(str(write_manifest(named / "test" / "manifest.jsonl", test)))
+        real_videos += [Path(r.output) for r in keep if r.label == "real"]
+    return train_manifests, test_sets, real_videos
+
+
+def _absolute(folder: Path, row: ManifestRow) -> ManifestRow:
+    labels = str((folder / row.labels).resolve()) if row.labels else None
+    return replace(row, output=str((folder / row.output).resolve()), labels=labels)
+
+
+def fine_tune(target: _Target, config: HardenConfig, train_manifests: list[str], real_videos: list[Path],
+              work: Path, device: str) -> dict:
+    """Fine-tune the detector being hardened (what it knew is the starting point) on the real
+    faces and the chosen fakes; returns detect train's summary."""
+    from detect.train import TrainConfig
+    from detect.train import train as train_detector
+    from forge.extract import ExtractConfig, extract
+
     faces = work / "real_faces"
     if not faces.exists():
-        say(f"extracting real faces of {len(real_videos)} training videos")
+        log.info("extracting real faces of %d training videos", len(real_videos))
         extract(real_videos, faces, ExtractConfig())
-    say("training the hardened detector")
-    # fine-tune the detector being hardened, so what it already knew is the starting point
-    summary = train_detector(TrainConfig(facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
-                                         init=str(detector_folder), arch=detector_meta["arch"], epochs=config.epochs,
-                                         batch_size=config.batch_size, stride=config.stride, seed=config.seed),
-                             device)
-    before_after = BenchmarkConfig(sets=test_sets, detectors=[config.detector, str(work / "detector" / "best")],
-                                   mode=bench.mode, realism_frames=bench.realism_frames, bootstrap=bench.bootstrap,
-                                   cache=str(report_dir / "cache"))
-    say("benchmarking both detectors on the test identities")
-    result = run_benchmark(before_after, work, device, progress=None)
-    hardened_name = next(d["name"] for d in result["detectors"] if d["name"] != detector_name)
+    log.info("training the hardened detector")
+    return train_detector(TrainConfig(facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
+                                      init=str(target.folder), arch=target.arch, epochs=config.epochs,
+                                      batch_size=config.batch_size, stride=config.stride, seed=config.seed),
+                          device)
+
+
+def compare(result: BenchmarkResult, target: _Target) -> list[dict]:
+    """Per configuration of the test identities: video and frame AUC before and after."""
+    hardened = next(d["name"] for d in result.detectors if d["name"] != target.name)
     table = []
-    for row in result["rows"]:
-        before, after = row["detectors"][detector_name], row["detectors"][hardened_name]
-        table.append({"config": row["config"], "trained_on": row.get("config_full", row["config"]) in chosen_full,
-                      "fakes": row["fakes"], "reals": row["reals"],
+    for row in result.rows:
+        before, after = row.detectors[target.name], row.detectors[hardened]
+        table.append({"config": row.config, "trained_on": (row.config_full or row.config) in target.chosen_full,
+                      "fakes": row.fakes, "reals": row.reals,
                       "before": {"video_auc": before["video"]["auc"], "frame_auc": before["frame"]["auc"]},
                       "after": {"video_auc": after["video"]["auc"], "frame_auc": after["frame"]["auc"]}})
-    return {"detector": detector_name, "hardened": str(work / "detector" / "best"), "trained_on": sorted(chosen),
-            "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
-            "rows": table, "result": result}
+    return table
 
 
 def before_after_markdown(outcome: dict) -> str:

@@ -9,11 +9,16 @@ fakes at several knob settings with real counterparts (forge dataset), then the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from eval.benchmark import BenchmarkConfig
-from forge.errors import InputError
+from swapscope.config import read_config_file, relative_to_config
+from swapscope.errors import InputError
+from swapscope.shared import find_shared_data
+
+log = logging.getLogger(__name__)
 
 SHARED_PEOPLE = ["lp_d6_woman_hairbun", "lp_d9_man_glasses", "lp_d3_woman_hoops", "lp_d12_man_glasses_curly"]
 
@@ -29,23 +34,11 @@ class LoopConfig:
     detectors: list[str] = field(default_factory=lambda: [""])
 
 
-def find_shared_data(hint: str = "") -> Path | None:
-    import os
-
-    candidates = [hint, os.environ.get("SWAPSCOPE_SHARED_DATA", ""),
-                  str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-                  str(Path.cwd().parent / "shared" / "data")]
-    for c in candidates:
-        if c and (Path(c) / "CARD.md").is_file():
-            return Path(c)
-    return None
-
-
 def _self_made_videos(folder: Path) -> list[Path]:
     import numpy as np
     from skimage import data
 
-    from forge.sample import moving_face_frames, write_clip
+    from swapscope.media.sample import moving_face_frames, write_clip
 
     out = []
     for person, image in (("astronaut", data.astronaut()), ("astronaut_mirrored", np.ascontiguousarray(
@@ -58,8 +51,9 @@ def _self_made_videos(folder: Path) -> list[Path]:
     return out
 
 
-def make_default_data(work: Path, config: LoopConfig, device: str, say=print) -> BenchmarkConfig:
-    """Build (or reuse) the forgery set under ``work``; returns the benchmark config for it."""
+def make_default_data(work: Path, config: LoopConfig, device: str) -> BenchmarkConfig:
+    """Build (or reuse) the forgery set under ``work``; returns the benchmark config for it.
+    Each step is logged."""
     from forge.dataset import DatasetConfig, build_dataset
     from forge.extract import ExtractConfig, extract
     from forge.train import TrainConfig, train
@@ -67,19 +61,19 @@ def make_default_data(work: Path, config: LoopConfig, device: str, say=print) ->
     shared = None if config.shared_data == "none" else find_shared_data(config.shared_data)
     if shared is not None:
         videos = [next((shared / "real_videos" / p).glob("*.mp4")) for p in SHARED_PEOPLE]
-        say(f"sample data: {shared} ({', '.join(SHARED_PEOPLE)})")
+        log.info(f"sample data: {shared} ({', '.join(SHARED_PEOPLE)})")
     else:
         videos = _self_made_videos(work / "videos")
-        say("no sample data found: using clips made from scikit-image's astronaut photo")
+        log.info("no sample data found: using clips made from scikit-image's astronaut photo")
     facesets = []
     for video in videos[:2]:
         out = work / "facesets" / video.parent.name
         if not out.exists():
-            say(f"extracting {video.parent.name}")
+            log.info(f"extracting {video.parent.name}")
             extract([video], out, ExtractConfig(max_frames=config.train_frames))
         facesets.append(str(out))
     model = work / "model"
-    say(f"training a swap model {Path(facesets[0]).name} <-> {Path(facesets[1]).name} ({config.train_steps} steps)")
+    log.info(f"training a swap model {Path(facesets[0]).name} <-> {Path(facesets[1]).name} ({config.train_steps} steps)")
     train(TrainConfig(facesets=(facesets[0], facesets[1]), out=str(model), arch="swap-ae-lite", gan=False,
                       steps=config.train_steps, save_every=config.train_steps, preview_every=config.train_steps),
           device)
@@ -87,7 +81,7 @@ def make_default_data(work: Path, config: LoopConfig, device: str, say=print) ->
     sweeps = [{"method": ["fwa-sim"], "fwa_size": config.fwa_sizes},
               {"method": ["model"], "model": [str(model)], "blend": config.blends}]
     for sweep in sweeps:
-        say(f"forging {sweep}")
+        log.info(f"forging {sweep}")
         build_dataset(DatasetConfig(out=str(root), videos=[str(v) for v in videos], sweep=sweep,
                                     watermark="both", max_frames=config.max_frames), device)
     return BenchmarkConfig(sets=[str(root)], detectors=config.detectors)
@@ -96,20 +90,14 @@ def make_default_data(work: Path, config: LoopConfig, device: str, say=print) ->
 def load_config(path: str | Path) -> tuple[BenchmarkConfig | None, LoopConfig]:
     """An eval config (TOML or JSON): ``sets`` and ``detectors`` to benchmark existing forgery
     sets, or ``[loop]`` settings for the default loop. Unknown keys are errors."""
-    from dataclasses import fields
-
-    from forge.configfile import read_config_file
-
     path = Path(path)
     raw = read_config_file(path, {f.name for f in fields(BenchmarkConfig)} | {"loop"})
     loop = raw.pop("loop", {})
     unknown = set(loop) - {f.name for f in fields(LoopConfig)}
     if unknown:
         raise InputError(f"{path}: unknown config keys {sorted('loop.' + k for k in unknown)}")
-    base = path.parent
-    if "sets" in raw:
-        raw["sets"] = [str(base / s) if not Path(s).is_absolute() else s for s in raw["sets"]]
-    if "detectors" in raw:
-        raw["detectors"] = [str(base / d) if d and not Path(d).is_absolute() else d for d in raw["detectors"]]
+    for key in ("sets", "detectors"):
+        if key in raw:
+            raw[key] = relative_to_config(path, raw[key])
     bench = BenchmarkConfig(**raw) if raw.get("sets") else None
     return bench, LoopConfig(**loop)

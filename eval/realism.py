@@ -24,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from forge.errors import InputError
+from swapscope.errors import InputError
+from swapscope.formats.manifest import FrameLabel, fill_polygons
 
 # 3D mean face for solvePnP (mm; nose tip at the origin), and its 68-landmark indices
 MODEL_POINTS = np.array([
@@ -57,7 +58,7 @@ def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray
 
 def expression_vector(landmarks: np.ndarray) -> np.ndarray:
     """(32, 2) eye and mouth landmarks in template units, pose and scale removed."""
-    from forge.faces.align import transform_points, umeyama_to_template
+    from swapscope.faces.align import transform_points, umeyama_to_template
 
     return transform_points(landmarks, umeyama_to_template(landmarks))[EXPRESSION_LANDMARKS]
 
@@ -102,13 +103,13 @@ class RealismMeter:
 
     @functools.cached_property
     def backend(self):  # loaded on first use: a fully cached benchmark needs no face models
-        from forge.faces.backends import create_backend
+        from swapscope.faces.backends import create_backend
 
         return create_backend("dlib")
 
     @functools.cached_property
     def embedder(self):
-        from forge.faces.identity import Embedder
+        from swapscope.faces.identity import Embedder
 
         return Embedder()
 
@@ -118,7 +119,7 @@ class RealismMeter:
 
     def real_embeddings(self, video: Path, frames: int = 8) -> np.ndarray:
         """(K, 128) embeddings of the largest face in ``frames`` frames spread over a real video."""
-        from forge.video import probe, read_frames
+        from swapscope.media.video import probe, read_frames
 
         total = probe(video).frame_count or 1
         wanted = set(np.linspace(0, total - 1, frames).round().astype(int).tolist())
@@ -134,7 +135,7 @@ class RealismMeter:
 
     def face_in(self, image: np.ndarray, box) -> np.ndarray | None:
         """(68, 2) landmarks of the detected face that overlaps ``box`` most, or None."""
-        from forge.faces.track import box_iou
+        from swapscope.faces.track import box_iou
 
         found, _ = self.backend.detect(image)
         if not len(found):
@@ -144,15 +145,14 @@ class RealismMeter:
             return None
         return self.backend.landmarks(image, found[[int(overlap.argmax())]])[0]
 
-    def measure(self, fake: Path, source: Path, labels: list[dict], target: str | None, source_name: str,
+    def measure(self, fake: Path, source: Path, labels: list[FrameLabel], target: str | None, source_name: str,
                 frames: int = 8, flicker_frames: int = 30) -> tuple[Realism, np.ndarray, np.ndarray]:
         """Realism of one fake; also returns the swapped and the original faces' embeddings."""
-        from forge.label import fill_polygons
-        from forge.video import read_frames
+        from swapscope.media.video import read_frames
 
         if not labels:
             raise InputError(f"{fake}: no swapped frames in its labels")
-        by_frame = {lab["frame"]: lab for lab in labels}
+        by_frame = {lab.frame: lab for lab in labels}
         measured = set(np.array(sorted(by_frame))[np.linspace(0, len(by_frame) - 1, min(frames, len(by_frame)))
                                                   .round().astype(int)].tolist())
         flicker_set = set(sorted(by_frame)[:flicker_frames])
@@ -165,16 +165,16 @@ class RealismMeter:
                 previous = None
                 continue
             if f_fake.index in flicker_set:
-                mask = fill_polygons([p for face in lab["faces"] for p in face["mask"]], f_fake.image.shape)
+                mask = fill_polygons([p for face in lab.faces for p in face.mask], f_fake.image.shape)
                 if previous is not None and mask.any():
                     flicker_fake.append(np.abs(f_fake.image.astype(np.int16) - previous[0])[mask].mean())
                     flicker_real.append(np.abs(f_real.image.astype(np.int16) - previous[1])[mask].mean())
                 previous = (f_fake.image.astype(np.int16), f_real.image.astype(np.int16))
             if f_fake.index not in measured:
                 continue
-            for face in lab["faces"]:
-                lms_fake = self.face_in(f_fake.image, face["box"])
-                lms_real = self.face_in(f_real.image, face["box"])
+            for face in lab.faces:
+                lms_fake = self.face_in(f_fake.image, face.box)
+                lms_real = self.face_in(f_real.image, face.box)
                 if lms_fake is None or lms_real is None:
                     continue
                 swapped_emb.append(self.embedder.embed(f_fake.image, lms_fake[None])[0])

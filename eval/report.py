@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from forge.atomic import write_bytes_atomic, write_text_atomic
+from eval.benchmark import BenchmarkResult, Entry
+from swapscope.files import write_bytes_atomic, write_text_atomic
+from swapscope.formats.manifest import fill_polygons, read_labels
 
 REALISM_AXIS = "identity_to_target"  # y of the realism/detectability plot: higher = more like the target
 
@@ -111,24 +113,22 @@ def plot_tradeoff(result: dict) -> bytes:
     return png
 
 
-def example_png(row: dict) -> bytes | None:
+def example_png(entry: Entry) -> bytes | None:
     """Real frame, fake frame and the labelled mask, side by side, for one configuration."""
     import cv2
 
-    from forge.label import fill_polygons, read_labels
-    from forge.video import read_frames
+    from swapscope.media.video import read_frames
 
-    folder, manifest_row = Path(row["example"]["folder"]), row["example"]["row"]
-    labels = read_labels(folder, manifest_row)
+    labels = read_labels(entry.folder, entry.row)
     if not labels:
         return None
     label = labels[len(labels) // 2]
-    fake = next((f.image for f in read_frames(folder / manifest_row["output"]) if f.index == label["frame"]), None)
-    real = next((f.image for f in read_frames(Path(manifest_row["source"])) if f.index == label["frame"]), None)
+    fake = next((f.image for f in read_frames(entry.video) if f.index == label.frame), None)
+    real = next((f.image for f in read_frames(Path(entry.row.source)) if f.index == label.frame), None)
     if fake is None or real is None:
         return None
-    mask = fill_polygons([p for face in label["faces"] for p in face["mask"]], fake.shape)
-    x1, y1, x2, y2 = label["faces"][0]["box"]
+    mask = fill_polygons([p for face in label.faces for p in face.mask], fake.shape)
+    x1, y1, x2, y2 = label.faces[0].box
     pad = int(0.3 * (x2 - x1))
     box = (slice(max(0, y1 - pad), y2 + pad), slice(max(0, x1 - pad), x2 + pad))
     tiles = [real[box], fake[box], np.repeat((mask[box] * 255).astype(np.uint8)[..., None], 3, -1)]
@@ -163,18 +163,20 @@ def _table(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def write_report(result: dict, out: Path, title: str = "swapscope benchmark", extra_md: str = "") -> dict[str, Path]:
+def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope benchmark",
+                 extra_md: str = "") -> dict[str, Path]:
     """Write report.md, report.csv, report.html, report.json and the plot PNGs into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    result = benchmark.to_json()
     header, rows = _table(result)
     pngs = {"tradeoff.png": plot_tradeoff(result)}
     for det in result["detectors"]:
         pngs[f"roc_{_slug(det['name'])}.png"] = plot_roc(result, det["name"])
     examples = {}
-    for i, row in enumerate(result["rows"]):
-        png = example_png(row)
+    for i, row in enumerate(benchmark.rows):
+        png = example_png(row.example)
         if png:
-            examples[row["config"]] = png
+            examples[row.config] = png
             pngs[f"example_{i:02d}.png"] = png
     for name, data in pngs.items():
         write_bytes_atomic(out / name, data)
@@ -196,8 +198,7 @@ def write_report(result: dict, out: Path, title: str = "swapscope benchmark", ex
     writer.writerow(header)
     writer.writerows(rows)
     write_text_atomic(out / "report.csv", buffer.getvalue())
-    write_text_atomic(out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2,
-                                                default=str))
+    write_text_atomic(out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))
     write_text_atomic(out / "report.html", _html(title, header, rows, pngs, examples, worst, result, extra_md))
     return {"md": out / "report.md", "csv": out / "report.csv", "html": out / "report.html"}
 

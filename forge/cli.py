@@ -1,4 +1,5 @@
-"""The ``forge`` command: extract faces (train, video and dataset arrive with their issues)."""
+"""The ``forge`` command: extract face sets, train swap models, make labelled fake videos and
+datasets, and write a sample clip. Option defaults come from each command's config dataclass."""
 
 from __future__ import annotations
 
@@ -6,31 +7,30 @@ from pathlib import Path
 
 import typer
 
-from forge.clikit import ProgressBar, err_console, fail, handle_errors, make_app, print_json, resolve_device
+from forge.dataset import DatasetConfig
+from forge.extract import ExtractConfig
+from forge.swap import CompositeConfig
+from forge.swap_video import VideoConfig
+from forge.train import TrainConfig
+from swapscope.cli import (
+    AUTO,
+    DeviceOption,
+    IdentityOption,
+    IdentityThresholdOption,
+    JsonOption,
+    MaxFramesOption,
+    ProgressBar,
+    SeedOption,
+    err_console,
+    fail,
+    handle_errors,
+    make_app,
+    print_json,
+)
+from swapscope.device import resolve_device
 
 app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
-
-
-class _ExtractProgress(ProgressBar):
-    """Progress over the frames of each input, plus one line per finished input."""
-
-    def __init__(self, enabled: bool) -> None:
-        super().__init__(enabled, unit="fps")
-
-    def start(self, path: Path, total: int | None) -> None:
-        super().start(Path(path).name, total)
-
-    def finish(self, result) -> None:
-        self.stop()
-        if result.status == "failed":
-            return  # reported once, in the closing error line
-        if result.status == "skipped":
-            err_console.print(f"[dim]skipped[/] {result.path} (already in the face set)", soft_wrap=True)
-        else:
-            err_console.print(
-                f"[green]done[/] {result.path}: {result.faces} faces in {result.frames_with_face}"
-                f"/{result.frames} frames, {result.kept_tracks}/{result.tracks} tracks, "
-                f"label {result.label!r}", highlight=False, soft_wrap=True)
+E, T, V, C = ExtractConfig, TrainConfig, VideoConfig, CompositeConfig  # where the defaults live
 
 
 @app.command()
@@ -38,32 +38,32 @@ class _ExtractProgress(ProgressBar):
 def extract(
     inputs: list[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Face set folder to create or extend."),
-    backend: str = typer.Option("dlib", help="Face backend: dlib (offline, CPU) or fan."),
-    device: str = typer.Option("auto", help="Where the fan backend runs: auto, cpu, cuda, mps."),
-    batch_size: int = typer.Option(8, help="Frames per detector call (fan)."),
-    crop_size: int = typer.Option(256, help="Aligned crop size in px."),
-    padding: float = typer.Option(0.25, help="Crop margin around the mean face, fraction per side."),
-    every: int = typer.Option(1, help="Process every N-th frame."),
-    min_size: int = typer.Option(64, help="Drop faces smaller than this (px, box side)."),
-    detect_size: int = typer.Option(480, help="Long side of the frame copy the detector sees (0: the frame as it is)."),
-    detect_every: int = typer.Option(5, help="Run the detector every N processed frames; track boxes between."),
-    embed_every: int = typer.Option(15, help="Compute identity embeddings every N processed frames (and for new faces)."),
-    identity: list[Path] | None = typer.Option(None, help="Keep only this person: photo, folder, face set or reference .json (repeatable)."),
-    identity_threshold: float = typer.Option(0.6, help="Max embedding distance for --identity."),
-    label: str | None = typer.Option(None, help="Identity label for the rows (default: the reference's name, else each file's folder)."),
-    max_frames: int | None = typer.Option(None, help="Stop each video after this many frames."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    backend: str = typer.Option(E.backend, help="Face backend: dlib (offline, CPU) or fan."),
+    device: DeviceOption = AUTO,
+    batch_size: int = typer.Option(E.batch_size, help="Frames per detector call (fan)."),
+    crop_size: int = typer.Option(E.crop_size, help="Aligned crop size in px."),
+    padding: float = typer.Option(E.padding, help="Crop margin around the mean face, fraction per side."),
+    every: int = typer.Option(E.every, help="Process every N-th frame."),
+    min_size: int = typer.Option(E.min_size, help="Drop faces smaller than this (px, box side)."),
+    detect_size: int = typer.Option(E.detect_size, help="Long side of the frame copy the detector sees (0: the frame as it is)."),
+    detect_every: int = typer.Option(E.detect_every, help="Run the detector every N processed frames; track boxes between."),
+    embed_every: int = typer.Option(E.embed_every, help="Compute identity embeddings every N processed frames (and for new faces)."),
+    identity: IdentityOption = None,
+    identity_threshold: IdentityThresholdOption = E.identity_threshold,
+    label: str | None = typer.Option(E.label, help="Identity label for the rows (default: the reference's name, else each file's folder)."),
+    max_frames: MaxFramesOption = E.max_frames,
+    json_out: JsonOption = False,
 ) -> None:
     """Detect, align and save every face of the inputs as a face set (resumable)."""
-    from forge.extract import ExtractConfig
     from forge.extract import extract as run_extract
 
     config = ExtractConfig(
-        backend=backend, device=resolve_device(device) if backend == "fan" else "cpu", batch_size=batch_size, detect_size=detect_size, detect_every=detect_every, embed_every=embed_every, crop_size=crop_size,
+        backend=backend, device=resolve_device(device) if backend == "fan" else "cpu", batch_size=batch_size,
+        detect_size=detect_size, detect_every=detect_every, embed_every=embed_every, crop_size=crop_size,
         padding=padding, every=every, min_size=min_size, identity=[str(p) for p in identity or []],
         identity_threshold=identity_threshold, label=label, max_frames=max_frames,
     )
-    with _ExtractProgress(enabled=err_console.is_terminal) as progress:
+    with ProgressBar(err_console.is_terminal, unit="fps") as progress:
         summary = run_extract(inputs, out, config, progress=progress)
     if json_out:
         print_json(summary.to_json())
@@ -83,30 +83,29 @@ def train(
     faceset_a: Path = typer.Argument(..., help="Face set of identity A (forge extract)."),
     faceset_b: Path = typer.Argument(..., help="Face set of identity B."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder (checkpoint; re-run to resume)."),
-    arch: str = typer.Option("swap-ae", help="swap-ae, or swap-ae-lite for fast CPU runs."),
-    size: int = typer.Option(64, help="Aligned face size: 64, 128 or 256."),
-    padding: float = typer.Option(0.125, help="Model crop margin per side (fraction)."),
-    batch_size: int = typer.Option(16),
-    steps: int = typer.Option(10000, help="Total training steps (a resumed run continues to this)."),
-    lr: float = typer.Option(2e-4, help="Generator learning rate (Adam)."),
-    lr_d: float = typer.Option(2e-4, help="Discriminator learning rate (Adam)."),
-    gan: bool = typer.Option(True, help="The CycleGAN part (adversarial, cycle, identity losses)."),
-    gan_warmup: int = typer.Option(1000, help="Steps of reconstruction only before the CycleGAN part starts."),
-    rec_weight: float = typer.Option(1.0, help="Reconstruction (L1 + SSIM) weight."),
-    ssim_weight: float = typer.Option(1.0, help="SSIM share of the reconstruction loss."),
-    mask_weight: float = typer.Option(0.5, help="Mask loss weight."),
-    adv_weight: float = typer.Option(0.02, help="Least-squares adversarial loss weight."),
-    cycle_weight: float = typer.Option(1.0, help="Cycle-consistency weight (A->B->A, B->A->B)."),
-    identity_weight: float = typer.Option(0.5, help="Identity loss weight (B->B returns B)."),
-    stride: int = typer.Option(1, help="Use every N-th face of each face set."),
-    save_every: int = typer.Option(500, help="Checkpoint every N steps (and at the end)."),
-    preview_every: int = typer.Option(100, help="Preview grid and loss record every N steps."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
-    seed: int = typer.Option(0),
-    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    arch: str = typer.Option(T.arch, help="swap-ae, or swap-ae-lite for fast CPU runs."),
+    size: int = typer.Option(T.size, help="Aligned face size: 64, 128 or 256."),
+    padding: float = typer.Option(T.padding, help="Model crop margin per side (fraction)."),
+    batch_size: int = typer.Option(T.batch_size, help="Faces of each identity per step."),
+    steps: int = typer.Option(T.steps, help="Total training steps (a resumed run continues to this)."),
+    lr: float = typer.Option(T.lr, help="Generator learning rate (Adam)."),
+    lr_d: float = typer.Option(T.lr_d, help="Discriminator learning rate (Adam)."),
+    gan: bool = typer.Option(T.gan, help="The CycleGAN part (adversarial, cycle, identity losses)."),
+    gan_warmup: int = typer.Option(T.gan_warmup, help="Steps of reconstruction only before the CycleGAN part starts."),
+    rec_weight: float = typer.Option(T.rec_weight, help="Reconstruction (L1 + SSIM) weight."),
+    ssim_weight: float = typer.Option(T.ssim_weight, help="SSIM share of the reconstruction loss."),
+    mask_weight: float = typer.Option(T.mask_weight, help="Mask loss weight."),
+    adv_weight: float = typer.Option(T.adv_weight, help="Least-squares adversarial loss weight."),
+    cycle_weight: float = typer.Option(T.cycle_weight, help="Cycle-consistency weight (A->B->A, B->A->B)."),
+    identity_weight: float = typer.Option(T.identity_weight, help="Identity loss weight (B->B returns B)."),
+    stride: int = typer.Option(T.stride, help="Use every N-th face of each face set."),
+    save_every: int = typer.Option(T.save_every, help="Checkpoint every N steps (and at the end)."),
+    preview_every: int = typer.Option(T.preview_every, help="Preview grid and loss record every N steps."),
+    device: DeviceOption = AUTO,
+    seed: SeedOption = T.seed,
+    json_out: JsonOption = False,
 ) -> None:
     """Train a shared-encoder face-swap autoencoder with CycleGAN losses (resumable)."""
-    from forge.train import TrainConfig
     from forge.train import train as run_train
 
     config = TrainConfig(
@@ -130,29 +129,29 @@ def video(
     source: Path = typer.Argument(..., help="The real video to swap a face in."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .mp4 (default: SOURCE-STEM.fake.mp4 here). Labels go beside it."),
     model: Path | None = typer.Option(None, "--model", "-m", help="forge train checkpoint; without it the method is fwa-sim."),
-    method: str = typer.Option("", help="model or fwa-sim (default: model if --model is given, else fwa-sim)."),
-    to: str = typer.Option("b", help="The model identity (a or b) the target face becomes."),
-    identity: list[Path] | None = typer.Option(None, help="Swap only this person: photo, folder, face set or reference .json (repeatable). Default: the largest face."),
-    identity_threshold: float = typer.Option(0.6, help="Max embedding distance for --identity."),
-    mask: str = typer.Option("learned", help="learned (the model's mask) or hull (landmark hull; always for fwa-sim)."),
-    erode: float = typer.Option(0.03, help="Mask erosion, fraction of the face crop."),
-    feather: float = typer.Option(0.05, help="Mask feathering, fraction of the face crop."),
-    colour: str = typer.Option("reinhard", help="Colour transfer: none, reinhard or histogram."),
-    blend: str = typer.Option("alpha", help="alpha (feathered) or poisson (seamless cloning)."),
-    smooth: bool = typer.Option(True, help="Smooth the target's landmarks over time (One-Euro)."),
-    fwa_size: int = typer.Option(0, help="fwa-sim render size in px (0: drawn from 64-127 by --seed)."),
-    crf: int = typer.Option(18, help="Output H.264 CRF."),
-    batch_size: int = typer.Option(8, help="Frames per model call."),
-    min_size: int = typer.Option(48, help="Do not swap faces smaller than this (px)."),
-    max_frames: int | None = typer.Option(None, help="Only the first N frames (the audio is cut with them)."),
-    workers: int = typer.Option(0, help="Processes that embed the watermark (0: one per CPU core)."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
-    json_out: bool = typer.Option(False, "--json", help="Print the manifest row and timings as JSON."),
+    method: str = typer.Option(V.method, help="model or fwa-sim (default: model if --model is given, else fwa-sim)."),
+    to: str = typer.Option(V.to, help="The model identity (a or b) the target face becomes."),
+    identity: IdentityOption = None,
+    identity_threshold: IdentityThresholdOption = V.identity_threshold,
+    mask: str = typer.Option(C.mask, help="learned (the model's mask) or hull (landmark hull; always for fwa-sim)."),
+    erode: float = typer.Option(C.erode, help="Mask erosion, fraction of the face crop."),
+    feather: float = typer.Option(C.feather, help="Mask feathering, fraction of the face crop."),
+    colour: str = typer.Option(C.colour, help="Colour transfer: none, reinhard or histogram."),
+    blend: str = typer.Option(C.blend, help="alpha (feathered) or poisson (seamless cloning)."),
+    smooth: bool = typer.Option(V.smooth, help="Smooth the target's landmarks over time (One-Euro)."),
+    fwa_size: int = typer.Option(V.fwa_size, help="fwa-sim render size in px (0: drawn from 64-127 by --seed)."),
+    crf: int = typer.Option(V.crf, help="Output H.264 CRF."),
+    batch_size: int = typer.Option(V.batch_size, help="Frames per model call."),
+    min_size: int = typer.Option(V.min_size, help="Do not swap faces smaller than this (px)."),
+    max_frames: MaxFramesOption = V.max_frames,
+    workers: int = typer.Option(V.workers, help="Processes that embed the watermark (0: one per CPU core)."),
+    seed: SeedOption = V.seed,
+    device: DeviceOption = AUTO,
+    json_out: JsonOption = False,
 ) -> None:
-    """Swap one person's face in a video and label the result (manifest, metadata, watermark)."""
-    from forge.forgery import VideoConfig, forge_video
-    from forge.swap import CompositeConfig
+    """Swap one person's face in a video and label the result (manifest, metadata, watermark).
+    Without --identity the largest face's person is swapped; the audio is cut with --max-frames."""
+    from forge.swap_video import forge_video
 
     config = VideoConfig(
         method=method, model=str(model) if model else "", to=to, identity=[str(p) for p in identity or []],
@@ -163,29 +162,25 @@ def video(
     with ProgressBar(err_console.is_terminal, unit="fps") as progress:
         result = forge_video(source, target, config, resolve_device(device), progress=progress)
     if json_out:
-        print_json({"row": result.row, "timings": result.timings, "target_tracks": result.target_tracks})
+        print_json({"row": result.row.to_json(), "timings": result.timings, "target_tracks": result.target_tracks})
     else:
         typer.echo(f"{result.output}: {result.swapped_frames}/{result.frames} frames swapped "
-                   f"({result.row['method']}), labelled {result.id}")
+                   f"({result.row.method}), labelled {result.id}")
 
 
 @app.command()
 @handle_errors
 def dataset(
     config: Path = typer.Argument(..., help="Dataset config (.toml or .json): videos, sweep of knobs, watermark policy, splits."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    device: DeviceOption = AUTO,
+    json_out: JsonOption = False,
 ) -> None:
     """Sweep realism knobs over real videos into one labelled forgery set with real counterparts (resumable)."""
-    from forge.dataset import DatasetConfig, build_dataset
+    from forge.dataset import build_dataset
 
     settings = DatasetConfig.load(config)
-
-    def report(line: str) -> None:
-        err_console.print(f"[green]made[/] {line}", highlight=False, soft_wrap=True)
-
     with ProgressBar(err_console.is_terminal, unit="fps") as progress:
-        summary = build_dataset(settings, resolve_device(device), progress=progress, report=report)
+        summary = build_dataset(settings, resolve_device(device), progress=progress)
     if json_out:
         print_json(summary)
     else:
@@ -202,7 +197,7 @@ def sample(
     frames: int = typer.Option(48, help="Number of frames."),
 ) -> None:
     """Write a short real-face test clip (scikit-image's astronaut, panned, with a tone)."""
-    from forge.sample import write_sample
+    from swapscope.media.sample import write_sample
 
     if frames < 1:
         fail("--frames must be at least 1")

@@ -23,28 +23,24 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from contextlib import nullcontext
+import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from forge import __version__
-from forge.atomic import write_text_atomic
-from forge.configfile import read_config_file
-from forge.errors import InputError
-from forge.forgery import MarkedOutput, VideoConfig, forge_video
-from forge.label import (
-    Watermarker,
-    append_manifest,
-    container_metadata,
-    data_card,
-    new_manifest_id,
-    read_manifest,
-)
-from forge.media import collect_media, is_image, sha256_file
 from forge.swap import CompositeConfig
-from forge.video import VideoWriter, cuts_video, probe, read_frames
+from forge.swap_video import VideoConfig, encode_labelled, forge_video
+from swapscope import __version__
+from swapscope.cli import Progress
+from swapscope.config import read_config_file, relative_to_config
+from swapscope.errors import InputError
+from swapscope.files import write_text_atomic
+from swapscope.formats.manifest import ManifestRow, append_manifest, new_manifest_id, read_manifest, write_data_card
+from swapscope.media.images import collect_media, is_image
+from swapscope.media.video import probe
+
+log = logging.getLogger(__name__)
 
 VIDEO_KNOBS = {"method", "model", "to", "fwa_size", "smooth", "crf", "min_size"}
 COMPOSITE_KNOBS = {f.name for f in fields(CompositeConfig)}
@@ -67,12 +63,10 @@ class DatasetConfig:
     def load(cls, path: str | Path) -> DatasetConfig:
         path = Path(path)
         config = cls(**read_config_file(path, {f.name for f in fields(cls)}))
-        base = path.parent  # relative paths in a config are relative to the config file
-        config.videos = [str(base / v) if not Path(v).is_absolute() else v for v in config.videos]
-        config.out = str(base / config.out) if not Path(config.out).is_absolute() else config.out
+        config.videos = relative_to_config(path, config.videos)
+        config.out = relative_to_config(path, [config.out])[0]
         if "model" in config.sweep:
-            config.sweep["model"] = [str(base / m) if m and not Path(m).is_absolute() else m
-                                     for m in config.sweep["model"]]
+            config.sweep["model"] = relative_to_config(path, config.sweep["model"])
         config.check()
         return config
 
@@ -132,8 +126,9 @@ def knob_id(knobs: dict) -> str:
     return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def build_dataset(config: DatasetConfig, device: str = "cpu", progress=None, report=None) -> dict:
-    """Make every (video, knob combination) fake and every real counterpart; returns a summary."""
+def build_dataset(config: DatasetConfig, device: str = "cpu", progress: Progress | None = None) -> dict:
+    """Make every (video, knob combination) fake and every real counterpart; returns a summary.
+    Each output made is logged; outputs the manifest already holds are skipped."""
     config.check()
     root = Path(config.out)
     root.mkdir(parents=True, exist_ok=True)
@@ -142,7 +137,7 @@ def build_dataset(config: DatasetConfig, device: str = "cpu", progress=None, rep
         raise InputError("the config's videos hold no video files")
     identity_of = {v: v.parent.name for v in videos}
     split_of = split_identities(sorted(set(identity_of.values())), config.splits, config.seed)
-    done = {row["output"] for row in _rows(root)}
+    done = {row.output for row in _rows(root)}
     made, skipped, failed = 0, 0, []
     combos = config.combinations()
     for video in videos:
@@ -152,10 +147,9 @@ def build_dataset(config: DatasetConfig, device: str = "cpu", progress=None, rep
             if rel in done and (root / rel).is_file():
                 skipped += 1
                 continue
-            write_real(video, root / rel, root, crf, config, identity, split)
+            write_real(video, rel, root, crf, config, identity, split)
             made += 1
-            if report:
-                report(f"real  {rel}")
+            log.info("[green]made[/] real  %s", rel)
         for knobs in combos:
             rel = f"fake/{knob_id(knobs)}/{identity}__{video.stem}.mp4"
             if rel in done and (root / rel).is_file():
@@ -167,46 +161,33 @@ def build_dataset(config: DatasetConfig, device: str = "cpu", progress=None, rep
                 failed.append(f"{rel}: {exc}")
                 continue
             made += 1
-            if report:
-                report(f"fake  {rel}  {knobs}")
+            log.info("[green]made[/] fake  %s  %s", rel, knobs)
     rows = _rows(root)
-    write_text_atomic(root / "data_card.md", data_card(rows))
+    write_data_card(root)
     write_text_atomic(root / "dataset.json", json.dumps({"config": asdict(config), "code_version": __version__,
                                                          "splits": split_of}, indent=2))
     return {"out": str(root), "made": made, "skipped": skipped, "failed": failed, "rows": len(rows),
-            "fakes": sum(r["label"] == "fake" for r in rows), "reals": sum(r["label"] == "real" for r in rows),
+            "fakes": sum(r.label == "fake" for r in rows), "reals": sum(r.label == "real" for r in rows),
             "splits": split_of}
 
 
-def _rows(root: Path) -> list[dict]:
+def _rows(root: Path) -> list[ManifestRow]:
     return read_manifest(root) if (root / "manifest.jsonl").is_file() else []
 
 
-def write_real(source: Path, out: Path, root: Path, crf: int, config: DatasetConfig, identity: str,
-               split: str) -> dict:
+def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConfig, identity: str,
+               split: str) -> ManifestRow:
     """The real counterpart: the same frames and encoder settings as the fakes, the same
     watermark policy, labelled ``real`` in the manifest and its container."""
     info = probe(source)
     manifest_id = new_manifest_id()
-    mark = Watermarker(manifest_id, config.workers) if config.watermark == "both" else None
-    with mark or nullcontext(), \
-            VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
-                        metadata=container_metadata(manifest_id, "real"),
-                        trim_audio=cuts_video(info, config.max_frames)) as writer:
-        output = MarkedOutput(writer, mark)
-        batch = []
-        for frame in read_frames(source, limit=config.max_frames):
-            batch.append(frame)
-            if len(batch) == config.batch_size:
-                output.put(batch, [f.image for f in batch])
-                batch = []
-        output.put(batch, [f.image for f in batch])
-        frames = output.flush()
-    row = {"id": manifest_id, "label": "real", "method": "real", "split": split, "source": str(source.resolve()),
-           "source_sha256": sha256_file(source), "output": str(out.relative_to(root)),
-           "output_sha256": sha256_file(out), "checkpoint": None, "checkpoint_sha256": None,
-           "source_identity": identity, "target_identity": identity, "knobs": {"crf": crf},
-           "frames": frames, "swapped_frames": 0, "fps": float(info.fps), "width": info.width,
-           "height": info.height, "watermark": mark is not None, "labels": None, "code_version": __version__}
+    watermark = config.watermark == "both"
+    frames = encode_labelled(source, root / rel, info, manifest_id=manifest_id, method="real", crf=crf,
+                             watermark=watermark, workers=config.workers, max_frames=config.max_frames,
+                             batch_size=config.batch_size)
+    row = ManifestRow.new(manifest_id=manifest_id, label="real", method="real", split=split, source=source,
+                          output=rel, folder=root, source_identity=identity, target_identity=identity,
+                          knobs={"crf": crf}, frames=frames, swapped_frames=0, fps=info.fps, width=info.width,
+                          height=info.height, watermark=watermark, labels=None)
     append_manifest(root, row)
     return row

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from swapscope.checkpoint import load_weights, read_config
+from swapscope.errors import InputError
 
 SIZES = (64, 128, 256)
 IDENTITIES = ("a", "b")
@@ -143,3 +147,29 @@ class SwapModel(nn.Module):
 
     def describe(self) -> dict:
         return {"arch": self.name, "size": self.size, "spec": asdict(self.spec)}
+
+
+# --- checkpoints: loading only (forge train saves them) ------------------------------------
+
+SWAP_MODEL_KIND = "swapscope.swap-model"
+
+
+def read_swap_config(path: str | Path) -> tuple[Path, dict]:
+    """Find and check a ``forge train`` checkpoint: (folder, config)."""
+    return read_config(path, SWAP_MODEL_KIND, "swap model")
+
+
+def swap_model_from(folder: Path, config: dict, device: str = "cpu") -> SwapModel:
+    """The model of a checked checkpoint (``read_swap_config``), in eval mode on ``device``."""
+    try:
+        model = create_model(config["arch"], config["size"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{folder}: swap model config is not usable ({exc})") from None
+    load_weights(folder, model, config["arch"])
+    return model.to(device).eval()
+
+
+def load_swap_model(path: str | Path, device: str = "cpu") -> tuple[SwapModel, dict]:
+    """(model in eval mode, config) of a ``forge train`` checkpoint."""
+    folder, config = read_swap_config(path)
+    return swap_model_from(folder, config, device), config

@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import torch
 
-from forge.errors import InputError
-from forge.faces.align import invert_affine, landmarks_to_crop, transform_points
+from swapscope.device import autocast_for
+from swapscope.errors import InputError
+from swapscope.faces.align import invert_affine, landmarks_to_crop, transform_points
 
 MASKS = ("learned", "hull")
 COLOURS = ("none", "reinhard", "histogram")
@@ -46,11 +47,12 @@ class ModelRenderer:
     name = "model"
 
     def __init__(self, path: str, to: str, device: str) -> None:
-        from forge.train import load_swap_model
+        from forge.models import read_swap_config, swap_model_from
 
         if to not in ("a", "b"):
             raise InputError(f"unknown --to {to!r}; choose from ['a', 'b']")
-        self.model, self.config = load_swap_model(path, device)
+        self.folder, self.config = read_swap_config(path)
+        self.model = swap_model_from(self.folder, self.config, device)
         self.size, self.padding = int(self.config["size"]), float(self.config["padding"])
         self.to, self.device = to, device
         self.has_mask = True
@@ -59,7 +61,7 @@ class ModelRenderer:
     def render(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S, 3) uint8 -> (faces (N, S, S, 3) uint8, masks (N, S, S) float32 in [0, 1])."""
         x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).to(self.device).float() / 255
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+        with autocast_for(self.device):
             rgb, mask = self.model(x, self.to)
         faces = (rgb.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return faces, mask.float()[:, 0].cpu().numpy()
@@ -165,7 +167,7 @@ def composite(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, affine: np.
 def align_faces(frame: np.ndarray, faces: list[np.ndarray], renderer) -> tuple[list[np.ndarray], np.ndarray]:
     """Affines (2, 3) frame px -> crop px and aligned crops (N, S, S, 3) of the faces with
     these (68, 2) frame-px landmarks, at the renderer's size and padding."""
-    from forge.faces.align import face_affine, warp_face
+    from swapscope.faces.align import face_affine, warp_face
 
     affines = [face_affine(lms, renderer.size, renderer.padding) for lms in faces]
     crops = np.stack([warp_face(frame, a, renderer.size) for a in affines]) if affines else \

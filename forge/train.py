@@ -30,15 +30,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forge import __version__
-from forge.atomic import write_figure_atomic, write_image_atomic
-from forge.checkpoint import fresh_folder, load_optimizer, load_weights, read_config, save_optimizer, swap_in
-from forge.errors import InputError, require_at_least_one
-from forge.faceset import FaceSet
-from forge.media import sha256_file
-from forge.models import IDENTITIES, SIZES, SwapModel, create_model, model_names
+from forge.models import (
+    IDENTITIES,
+    SIZES,
+    SWAP_MODEL_KIND,
+    SwapModel,
+    create_model,
+    model_names,
+    read_swap_config,
+)
+from swapscope import __version__
+from swapscope.checkpoint import fresh_folder, load_optimizer, load_weights, save_optimizer, swap_in
+from swapscope.cli import NoProgress, Progress
+from swapscope.device import autocast_for
+from swapscope.errors import InputError, require_at_least_one
+from swapscope.faces.align import hflip_affine, recrop_affine
+from swapscope.files import sha256_file, write_figure_atomic, write_image_atomic
+from swapscope.formats.faceset import FaceSet
 
-SWAP_MODEL_KIND = "swapscope.swap-model"
 
 
 @dataclass
@@ -105,10 +114,10 @@ class FaceData:
         self.label = labels[0] if len(labels) == 1 else Path(path).name
         # store each crop at the scale where the model's crop is `size` px wide
         big, pad = faceset.crop_size, faceset.padding
-        scale = size * (1 - 2 * padding) / (big * (1 - 2 * pad))
-        stored = round(big * scale)
-        offset = padding * size - pad * stored
-        self.base = np.array([[1, 0, offset], [0, 1, offset], [0, 0, 1]], np.float64)  # stored px -> model px
+        stored = round(big * size * (1 - 2 * padding) / (big * (1 - 2 * pad)))
+        crop_to_model = recrop_affine(np.eye(2, 3, dtype=np.float32), big, pad, size, padding)
+        self.base = np.vstack([crop_to_model.astype(np.float64) @ np.diag([big / stored, big / stored, 1.0]),
+                               [0, 0, 1]])  # (3, 3) stored px -> model px
         indices = range(0, len(faceset), stride)
         self.images = np.stack([cv2.resize(faceset.crop(i), (stored, stored), interpolation=cv2.INTER_AREA)
                                 for i in indices])  # (N, D, D, 3) uint8
@@ -134,10 +143,10 @@ class FaceData:
                             [zoom * math.sin(angle), zoom * math.cos(angle), 0], [0, 0, 1]])
             about = np.array([[1, 0, c + shift[0]], [0, 1, c + shift[1]], [0, 0, 1]]) @ rot @ \
                 np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]])
-            if rng.random() < cfg.flip:
-                about = np.array([[-1, 0, s], [0, 1, 0], [0, 0, 1]]) @ about
             matrix = about @ self.base
         affine = matrix[:2].astype(np.float32)
+        if rng is not None and rng.random() < cfg.flip:
+            affine = hflip_affine(affine, s)
         target = cv2.warpAffine(self.images[index], affine, (s, s), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT101).astype(np.float32) / 255.0
         points = self.landmarks[index] @ affine[:, :2].T + affine[:, 2]
@@ -262,12 +271,20 @@ def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
 
 # --- the loop -----------------------------------------------------------------------------
 
-def train(config: TrainConfig, device: str, progress=None) -> dict:
-    """Train (or resume) a swap model; returns the summary."""
-    config.check()
-    out = Path(config.out)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+@dataclass
+class _Run:
+    """Everything one training run holds: data, networks, optimisers, image pools, and the
+    metadata saved into every checkpoint."""
+
+    data: dict[str, FaceData]
+    model: SwapModel
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    pools: dict[str, ImagePool]
+    meta: dict
+
+
+def _setup(config: TrainConfig, device: str) -> _Run:
     data = {side: FaceData(path, config.size, config.padding, config.stride)
             for side, path in zip(IDENTITIES, config.facesets)}
     if data["a"].hash == data["b"].hash:
@@ -275,72 +292,87 @@ def train(config: TrainConfig, device: str, progress=None) -> dict:
     model = create_model(config.arch, config.size).to(device)
     opt_g = torch.optim.Adam(model.generator_parameters(), lr=config.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(model.discriminators.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
-    pools = {side: ImagePool(config.pool_size) for side in IDENTITIES}
     meta = {"arch": config.arch, "size": config.size, "padding": config.padding,
             "identities": {side: data[side].label for side in IDENTITIES},
             "facesets": {side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side])}
                          for side in IDENTITIES},
             "spec": model.describe()["spec"], "config": asdict(config)}
+    return _Run(data, model, opt_g, opt_d, {side: ImagePool(config.pool_size) for side in IDENTITIES}, meta)
 
-    state = _load_resume(out, model, opt_g, opt_d, pools, meta)
+
+def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
+    """Train (or resume) a swap model; returns the summary."""
+    config.check()
+    progress = progress or NoProgress()
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    run = _setup(config, device)
+    state = _load_resume(out, run)
     step = state["step"] if state else 0
     history: list[dict] = state["history"] if state else []
     if state:
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-    autocast = {"device_type": "cuda", "dtype": torch.bfloat16, "enabled": device.startswith("cuda")}
-    if progress:
-        progress.start(f"{data['a'].label} <-> {data['b'].label}", config.steps, completed=step, loss=float("nan"))
+    ids = run.meta["identities"]
+    progress.start(f"{ids['a']} <-> {ids['b']}", config.steps, completed=step, loss=float("nan"))
     window: list[dict] = []
     started = time.perf_counter()
     while step < config.steps:
-        model.train()
-        batch = {side: data[side].batch(rng, config, device) for side in IDENTITIES}
-
-        # generator: encoder + decoders, discriminators frozen
-        _set_requires_grad(model.discriminators, False)
-        gan = config.gan_at(step)
-        with torch.autocast(**autocast):
-            loss_g, parts, swaps = generator_losses(model, batch, config, gan)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 5.0)
-        opt_g.step()
-
-        # discriminators: real faces of their identity vs a pool of past swaps into it
-        if gan:
-            _set_requires_grad(model.discriminators, True)
-            with torch.autocast(**autocast):
-                loss_d = 0.0
-                for side, other in (("a", "b"), ("b", "a")):
-                    fake = pools[other].query(swaps[side], rng)  # swaps into `other`
-                    disc = model.discriminators[other]
-                    d = 0.5 * (_lsgan(disc(batch[other][1]).float(), True) + _lsgan(disc(fake).float(), False))
-                    parts[f"d_{other}"] = float(d.detach())
-                    loss_d = loss_d + d
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-
+        window.append(train_step(run, config, rng, device, gan=config.gan_at(step)))
         step += 1
-        window.append({"total": float(loss_g.detach()), **parts})
-        if progress:
-            progress.advance(1, loss=window[-1]["total"])
+        progress.advance(1, loss=window[-1]["total"])
         if step % config.preview_every == 0 or step == config.steps:
-            terms = dict.fromkeys(k for w in window for k in w)  # the GAN terms may start mid-window
-            history.append({"step": step, **{k: float(np.mean([w[k] for w in window if k in w])) for k in terms},
-                            "seconds": round(time.perf_counter() - started, 2)})
+            history.append(_summary(window, step, started))
             window = []
             write_image_atomic(out.with_name(out.name + ".previews") / "preview.png",
-                              preview_grid(model, data, config, device))
+                               preview_grid(run.model, run.data, config, device))
         if step % config.save_every == 0 or step == config.steps:
-            _save(out, model, opt_g, opt_d, pools, meta, step, history, rng)
-    if progress:
-        progress.stop()
+            _save(out, run, step, history, rng)
+    progress.stop()
     shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)  # the last one is in OUT
-    return {"out": str(out), "step": step, "identities": meta["identities"],
-            "faces": {side: len(data[side]) for side in IDENTITIES},
+    return {"out": str(out), "step": step, "identities": ids,
+            "faces": {side: len(run.data[side]) for side in IDENTITIES},
             "last": history[-1] if history else None}
+
+
+def train_step(run: _Run, config: TrainConfig, rng: np.random.Generator, device: str, gan: bool) -> dict:
+    """One step: the generator with the discriminators frozen, then (with ``gan``) each
+    discriminator on real faces of its identity against a pool of past swaps into it.
+    Returns the step's losses."""
+    model = run.model
+    model.train()
+    batch = {side: run.data[side].batch(rng, config, device) for side in IDENTITIES}
+
+    _set_requires_grad(model.discriminators, False)
+    with autocast_for(device):
+        loss_g, parts, swaps = generator_losses(model, batch, config, gan)
+    run.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 5.0)
+    run.opt_g.step()
+
+    if gan:
+        _set_requires_grad(model.discriminators, True)
+        with autocast_for(device):
+            loss_d = 0.0
+            for side, other in (("a", "b"), ("b", "a")):
+                fake = run.pools[other].query(swaps[side], rng)  # swaps into `other`
+                disc = model.discriminators[other]
+                d = 0.5 * (_lsgan(disc(batch[other][1]).float(), True) + _lsgan(disc(fake).float(), False))
+                parts[f"d_{other}"] = float(d.detach())
+                loss_d = loss_d + d
+        run.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        run.opt_d.step()
+    return {"total": float(loss_g.detach()), **parts}
+
+
+def _summary(window: list[dict], step: int, started: float) -> dict:
+    """The mean of each loss over the steps since the last record."""
+    terms = dict.fromkeys(k for w in window for k in w)  # the GAN terms may start mid-window
+    return {"step": step, **{k: float(np.mean([w[k] for w in window if k in w])) for k in terms},
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 @torch.no_grad()
@@ -394,11 +426,11 @@ def _run_identity(meta: dict) -> dict:
             "batch_size": c["batch_size"], "seed": c["seed"], "stride": c["stride"], "gan": c["gan"]}
 
 
-def _save(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, ImagePool], meta: dict, step: int,
-          history: list[dict], rng: np.random.Generator) -> None:
+def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.Generator) -> None:
     """Write the whole run folder beside ``out`` and swap it in: a kill leaves the old or the new."""
     from safetensors.torch import save_file
 
+    model, meta, pools = run.model, run.meta, run.pools
     tmp = fresh_folder(out)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               str(tmp / "weights.safetensors"), metadata={"kind": SWAP_MODEL_KIND})
@@ -409,8 +441,8 @@ def _save(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, ImagePool]
     pool_tensors = {f"{side}/{i}": img.contiguous() for side, p in pools.items() for i, img in enumerate(p.images)}
     save_file(pool_tensors or {"_empty": torch.zeros(1)}, str(resume / "pools.safetensors"))
     state = {"step": step, "identity": _run_identity(meta), "history": history,
-             "opt_g": save_optimizer(opt_g, resume / "opt_g.safetensors"),
-             "opt_d": save_optimizer(opt_d, resume / "opt_d.safetensors"),
+             "opt_g": save_optimizer(run.opt_g, resume / "opt_g.safetensors"),
+             "opt_d": save_optimizer(run.opt_d, resume / "opt_d.safetensors"),
              "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist()}
     (resume / "state.json").write_text(json.dumps(state))
     (tmp / "history.json").write_text(json.dumps(history, indent=2))
@@ -422,7 +454,7 @@ def _save(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, ImagePool]
     swap_in(tmp, out)
 
 
-def _load_resume(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, ImagePool], meta: dict) -> dict | None:
+def _load_resume(out: Path, run: _Run) -> dict | None:
     from safetensors.torch import load_file
 
     if not out.exists():
@@ -432,28 +464,13 @@ def _load_resume(out: Path, model: SwapModel, opt_g, opt_d, pools: dict[str, Ima
     if not state_path.is_file():
         raise InputError(f"{out}: a finished model without resume state; choose another --out")
     state = json.loads(state_path.read_text())
-    if state["identity"] != _run_identity(meta):
+    if state["identity"] != _run_identity(run.meta):
         raise InputError(f"{out}: holds a different training run; choose another --out")
-    load_weights(folder, model, meta["arch"])
-    load_optimizer(opt_g, folder / "resume" / "opt_g.safetensors", state["opt_g"])
-    load_optimizer(opt_d, folder / "resume" / "opt_d.safetensors", state["opt_d"])
+    load_weights(folder, run.model, run.meta["arch"])
+    load_optimizer(run.opt_g, folder / "resume" / "opt_g.safetensors", state["opt_g"])
+    load_optimizer(run.opt_d, folder / "resume" / "opt_d.safetensors", state["opt_d"])
     for key, image in sorted(load_file(str(folder / "resume" / "pools.safetensors")).items(),
                              key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[-1]))):
         if key != "_empty":
-            pools[key.split("/")[0]].images.append(image)
+            run.pools[key.split("/")[0]].images.append(image)
     return state
-
-
-def read_swap_config(path: str | Path) -> tuple[Path, dict]:
-    return read_config(path, SWAP_MODEL_KIND, "swap model")
-
-
-def load_swap_model(path: str | Path, device: str = "cpu") -> tuple[SwapModel, dict]:
-    """(model in eval mode, config) of a ``forge train`` checkpoint."""
-    folder, config = read_swap_config(path)
-    try:
-        model = create_model(config["arch"], config["size"])
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"{folder}: swap model config is not usable ({exc})") from None
-    load_weights(folder, model, config["arch"])
-    return model.to(device).eval(), config

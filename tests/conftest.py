@@ -9,26 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from swapscope.shared import find_shared_data
+
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded in tests
 os.environ.setdefault("SWAPSCOPE_OFFLINE", "1")
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _shared_data_dir() -> Path | None:
-    env = os.environ.get("SWAPSCOPE_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared" / "data", REPO / ".." / ".." / "shared" / "data"]
-    for cand in candidates:
-        if (cand / "CARD.md").is_file():
-            return cand.resolve()
-    return None
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data: real videos, identity photos and dev fakes (never committed)."""
-    found = _shared_data_dir()
+    found = find_shared_data()
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("CI=true but ../shared/data is missing: the sample data must be present in CI")
@@ -47,7 +37,7 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="session")
 def face_video(tmp_path_factory, astronaut) -> Path:
     """A 24-frame 320x320 clip of the astronaut's face moving, with a sine-tone audio track."""
-    from forge.sample import moving_face_frames, write_clip
+    from swapscope.media.sample import moving_face_frames, write_clip
 
     path = tmp_path_factory.mktemp("media") / "astronaut.mp4"
     return write_clip(path, moving_face_frames(astronaut, 24), fps=25, audio_seconds=1.0)
@@ -55,7 +45,7 @@ def face_video(tmp_path_factory, astronaut) -> Path:
 
 @pytest.fixture(scope="session")
 def dlib_backend():
-    from forge.faces.backends import create_backend
+    from swapscope.faces.backends import create_backend
 
     return create_backend("dlib")
 
@@ -66,7 +56,7 @@ def two_facesets(tmp_path_factory, astronaut) -> list[Path]:
     from typer.testing import CliRunner
 
     from forge.cli import app
-    from forge.sample import moving_face_frames, write_clip
+    from swapscope.media.sample import moving_face_frames, write_clip
 
     root = tmp_path_factory.mktemp("facesets")
     sets = []

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from forge.faces.align import (
+from swapscope.faces.align import (
     TEMPLATE,
     TEMPLATE_INDICES,
     face_affine,

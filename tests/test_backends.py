@@ -3,8 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from forge.errors import InputError
-from forge.faces.backends import BackendUnavailable, backend_names, create_backend
+from swapscope.errors import InputError
+from swapscope.faces.backends import BackendUnavailable, backend_names, create_backend
 
 
 def test_dlib_finds_the_astronaut_with_68_landmarks(astronaut, dlib_backend):

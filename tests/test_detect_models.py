@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from detect.models import architecture_names, create_detector, packaged_efficientnet_lite0_state
-from forge.errors import InputError
+from swapscope.errors import InputError
 
 
 def _imagenet_top(model, image, data):

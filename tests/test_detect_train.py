@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 from detect.checkpoint import load_detector, read_detector_config
 from detect.cli import app as detect_app
 from detect.data import FwaDataset, build_context_cache, split_by_identity
-from forge.errors import InputError
-from forge.faceset import FaceSet
-from forge.sample import write_clip
+from swapscope.errors import InputError
+from swapscope.formats.faceset import FaceSet
+from swapscope.media.sample import write_clip
 
 runner = CliRunner()
 
@@ -63,10 +63,10 @@ def test_train_save_reload_resume_and_infer(two_facesets, tmp_path):
     history = json.loads(second.stdout)["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0] == summary["history"][0]
-    model, data_cfg, config = load_detector(out / "best")
-    assert config["arch"] == "efficientnet_lite0" and data_cfg.input_size == 224
+    detector = load_detector(out / "best")
+    assert detector.meta["arch"] == "efficientnet_lite0" and detector.data_config.input_size == 224
     with torch.no_grad():
-        assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 2)
+        assert detector.module(torch.zeros(1, 3, 224, 224)).shape == (1, 2)
 
 
 def test_pickles_and_other_kinds_are_refused(tmp_path):
@@ -132,14 +132,14 @@ def test_batched_scores_equal_one_roi_at_a_time(tiny_detector, face_video):
 
     one = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=1), "cpu").scan(face_video)
     many = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=64), "cpu").scan(face_video)
-    assert [f["frame"] for f in one.frames] == [f["frame"] for f in many.frames]
-    np.testing.assert_allclose([f["score"] for f in one.frames], [f["score"] for f in many.frames], atol=1e-5)
+    assert [f.frame for f in one.frames] == [f.frame for f in many.frames]
+    np.testing.assert_allclose(one.frame_scores, many.frame_scores, atol=1e-5)
 
 
 def test_heatmap_writes_the_scored_frames_with_grad_cam(tiny_detector, face_video, tmp_path, astronaut):
     import cv2
 
-    from forge.video import probe
+    from swapscope.media.video import probe
 
     out = tmp_path / "heat.mp4"
     result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
@@ -164,9 +164,9 @@ def test_heatmap_writes_the_scored_frames_with_grad_cam(tiny_detector, face_vide
 
 
 def test_grad_cam_maps_are_normalised_and_probabilities_match_the_model(tiny_detector):
-    from detect.scan import grad_cam
+    from detect.heatmap import grad_cam
 
-    model, _, _ = load_detector(tiny_detector)
+    model = load_detector(tiny_detector).module
     batch = torch.randn(2, 3, 224, 224)
     maps, probs = grad_cam(model, batch)
     assert maps.shape == (2, 224, 224) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
@@ -183,8 +183,8 @@ def test_export_halves_the_weights_and_keeps_the_predictions(tiny_detector, tmp_
     assert size < 0.55 * (tiny_detector / "weights.safetensors").stat().st_size
     _, config = read_detector_config(out)
     assert config["dtype"] == "float16" and len(config["exported_from"]["sha256"]) == 64
-    source, _, _ = load_detector(tiny_detector)
-    exported, _, _ = load_detector(out)
+    source = load_detector(tiny_detector).module
+    exported = load_detector(out).module
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         np.testing.assert_allclose(exported(x).softmax(-1), source(x).softmax(-1), atol=2e-2)
@@ -218,7 +218,7 @@ def test_scan_bad_inputs_exit_2(tiny_detector, tmp_path):
 
 def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronaut):
     from forge.cli import app as forge_app
-    from forge.sample import moving_face_frames
+    from swapscope.media.sample import moving_face_frames
 
     videos = tmp_path / "videos"
     for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):

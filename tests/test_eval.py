@@ -77,7 +77,7 @@ def test_pareto_front_keeps_the_undominated_configurations():
 @pytest.fixture(scope="module")
 def forgery_set(tmp_path_factory, astronaut):
     from forge.cli import app as forge_app
-    from forge.sample import moving_face_frames, write_clip
+    from swapscope.media.sample import moving_face_frames, write_clip
 
     root = tmp_path_factory.mktemp("eval")
     for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
@@ -157,11 +157,18 @@ def test_bad_inputs_exit_2(forgery_set, tmp_path):
     shutil.copytree(forgery_set, empty)
     from skimage import data
 
-    from forge.sample import write_clip
+    from swapscope.files import sha256_file
+    from swapscope.media.sample import write_clip
 
-    for row in [json.loads(line) for line in (empty / "manifest.jsonl").read_text().splitlines()]:
+    rows = [json.loads(line) for line in (empty / "manifest.jsonl").read_text().splitlines()]
+    for row in rows:
         write_clip(empty / row["output"], [data.coffee()[:320, :320]] * 4, fps=25)  # faces gone
     config.write_text(f'sets = ["{empty}"]\n')
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "does not match the sha256" in result.stderr  # tampered outputs
+    for row in rows:  # the same outputs, honestly recorded
+        row["output_sha256"] = sha256_file(empty / row["output"])
+    (empty / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no faces" in result.stderr
     config.write_text('sets = ["x"]\ncolour = 1\n')
@@ -173,7 +180,7 @@ def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, a
     import cv2
 
     from forge.cli import app as forge_app
-    from forge.sample import moving_face_frames, write_clip
+    from swapscope.media.sample import moving_face_frames, write_clip
 
     grey = np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, -1)
     people = {"eileen": astronaut, "mirror": np.ascontiguousarray(astronaut[:, ::-1]), "grey": grey}

@@ -1,7 +1,7 @@
 import numpy as np
 
-from forge.extract import ExtractConfig, Extractor
-from forge.timing import StageTimer
+from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+from swapscope.timing import StageTimer
 
 
 class _BatchingDlib:
@@ -19,19 +19,21 @@ class _BatchingDlib:
 
 
 def test_batching_backends_get_frames_in_batches_and_give_the_same_tracks(face_video, dlib_backend):
-    per_frame = Extractor(ExtractConfig())
-    expected, processed, tracks = per_frame.faces_in_video(face_video, StageTimer())
+    per_frame = FacePipeline(PipelineConfig())
+    reference = per_frame.faces_in_video(face_video, StageTimer())
+    expected, processed, tracks = reference.faces, reference.frames, reference.tracks
 
-    batched = Extractor(ExtractConfig())
+    batched = FacePipeline(PipelineConfig())
     batched.backend = _BatchingDlib(dlib_backend, batch_size=5)
     timer = StageTimer()
-    found, batched_processed, batched_tracks = batched.faces_in_video(face_video, timer)
+    result = batched.faces_in_video(face_video, timer)
+    found, batched_processed, batched_tracks = result.faces, result.frames, result.tracks
 
     assert batched.backend.calls == [list(range(i, min(i + 5, 24))) for i in range(0, 24, 5)]
     assert "detect+landmarks" in timer.as_dict()
     assert batched_processed == processed == 24
     assert [len(t.faces) for t in batched_tracks] == [len(t.faces) for t in tracks]  # the clip jumps back at frame 20
-    assert [f.frame_index for f, _, _ in found] == [f.frame_index for f, _, _ in expected]
+    assert [f.face.frame_index for f in found] == [f.face.frame_index for f in expected]
     # every frame detected vs boxes tracked between detections: the landmarks agree closely
-    gap = [np.abs(a.landmarks - b.landmarks).max() for (a, _, _), (b, _, _) in zip(found, expected)]
-    assert max(gap) < 0.05 * expected[0][0].size
+    gap = [np.abs(a.face.landmarks - b.face.landmarks).max() for a, b in zip(found, expected)]
+    assert max(gap) < 0.05 * expected[0].face.size

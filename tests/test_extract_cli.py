@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli import app
-from forge.faces.align import template_points
-from forge.faceset import FaceSet
+from swapscope.faces.align import template_points
+from swapscope.formats.faceset import FaceSet
 
 runner = CliRunner()
 
@@ -27,8 +27,8 @@ def test_extract_video_writes_an_aligned_face_set(tmp_path, face_video):
     faceset = FaceSet.open(out)
     assert len(faceset) == 24 and faceset.crop_size == 256
     row = faceset.rows[5]
-    assert len(row["source_id"]) == 64 and row["frame_index"] == 5 and row["backend"] == "dlib"
-    assert np.asarray(row["landmarks"]).shape == (68, 2) and np.asarray(row["affine"]).shape == (2, 3)
+    assert len(row.source_id) == 64 and row.frame_index == 5 and row.backend == "dlib"
+    assert np.asarray(row.landmarks).shape == (68, 2) and np.asarray(row.affine).shape == (2, 3)
     crop = faceset.crop(5)
     assert crop.shape == (256, 256, 3)
     # eyes and mouth of every crop sit where the template puts them

@@ -6,9 +6,10 @@ import torch
 from typer.testing import CliRunner
 
 from forge.cli import app
-from forge.errors import InputError
+from swapscope.errors import InputError
 from forge.models import SIZES, create_model, model_names
-from forge.train import FaceData, TrainConfig, generator_losses, load_swap_model, random_warp
+from forge.models import load_swap_model
+from forge.train import FaceData, TrainConfig, generator_losses, random_warp
 
 runner = CliRunner()
 FAST = ["--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu", "--preview-every", "1"]

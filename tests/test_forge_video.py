@@ -5,8 +5,10 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli import app
-from forge.label import Watermarker, fill_polygons, read_manifest, read_provenance, read_tags
-from forge.video import VideoWriter, probe, read_frames
+from swapscope.formats.manifest import fill_polygons, read_manifest
+from swapscope.formats.provenance import read_provenance, read_tags
+from swapscope.formats.watermark import Watermarker
+from swapscope.media.video import VideoWriter, probe, read_frames
 
 runner = CliRunner()
 
@@ -73,8 +75,8 @@ def test_pixels_outside_the_manifest_masks_are_unchanged_up_to_codec_noise(fwa_f
     out, report = fwa_fake
     folder = out.parent
     row = read_manifest(folder)[-1]
-    labels = [json.loads(line) for line in (folder / row["labels"]).read_text().splitlines()]
-    mark = Watermarker(row["id"])
+    labels = [json.loads(line) for line in (folder / row.labels).read_text().splitlines()]
+    mark = Watermarker(row.id)
     # the watermark touches every pixel on purpose: compare with the watermarked original, and
     # measure the codec's own noise by encoding that at the forge's CRF
     expected = [mark(f) for f in _frames(face_video)]
@@ -135,8 +137,8 @@ def test_data_card_and_manifest_beside_the_output(fwa_fake, face_video):
     card = (out.parent / "data_card.md").read_text()
     assert "compositeWithTrainedAlgorithmicMedia" in card and report["row"]["id"][:8] in card
     row = read_manifest(out.parent)[-1]
-    assert row["label"] == "fake" and row["output"] == "fake.mp4" and len(row["source_sha256"]) == 64
-    assert row["knobs"]["mask"] == "hull" and row["knobs"]["fwa_size"] == 48
+    assert row.label == "fake" and row.output == "fake.mp4" and len(row.source_sha256) == 64
+    assert row.knobs["mask"] == "hull" and row.knobs["fwa_size"] == 48
 
 
 def test_model_method_swaps_with_a_trained_model(two_facesets, face_video, tmp_path):
@@ -160,7 +162,7 @@ def test_bad_inputs_exit_2_and_leave_nothing(tmp_path, face_video, astronaut):
     import cv2
     from skimage import data
 
-    from forge.sample import write_clip
+    from swapscope.media.sample import write_clip
 
     def run(*args):
         result = runner.invoke(app, ["video", *map(str, args)])
@@ -190,7 +192,7 @@ def test_bad_inputs_exit_2_and_leave_nothing(tmp_path, face_video, astronaut):
 
 
 def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tmp_path, face_video, astronaut):
-    from forge.sample import moving_face_frames, write_clip
+    from swapscope.media.sample import moving_face_frames, write_clip
 
     videos = tmp_path / "videos"
     for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
@@ -206,15 +208,15 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tm
     assert (summary["fakes"], summary["reals"]) == (2 * 4, 2 * 2)  # 2 videos x 4 knob sets; x 2 CRFs
     assert sorted(summary["splits"].values()) == ["test", "train"]
     rows = read_manifest(tmp_path / "set")
-    splits_per_source = {src: {r["split"] for r in rows if r["source"] == src} for src in {r["source"] for r in rows}}
+    splits_per_source = {src: {r.split for r in rows if r.source == src} for src in {r.source for r in rows}}
     assert all(len(s) == 1 for s in splits_per_source.values())  # a video's fakes and reals share a split
-    assert all(not r["watermark"] for r in rows)  # the policy covers reals and fakes alike
+    assert all(not r.watermark for r in rows)  # the policy covers reals and fakes alike
     for r in rows:
-        assert probe(tmp_path / "set" / r["output"]).frame_count == 6
-        assert abs(_audio_end(tmp_path / "set" / r["output"]) - 6 / 25) < 0.03  # not the source's 0.4 s
-    real = next(r for r in rows if r["label"] == "real")
-    found = read_provenance(tmp_path / "set" / real["output"], _frames(tmp_path / "set" / real["output"]))
-    assert found.metadata["manifest_id"] == real["id"] and found.metadata["digital_source_type"] is None
+        assert probe(tmp_path / "set" / r.output).frame_count == 6
+        assert abs(_audio_end(tmp_path / "set" / r.output) - 6 / 25) < 0.03  # not the source's 0.4 s
+    real = next(r for r in rows if r.label == "real")
+    found = read_provenance(tmp_path / "set" / real.output, _frames(tmp_path / "set" / real.output))
+    assert found.metadata["manifest_id"] == real.id and found.metadata["digital_source_type"] is None
     assert found.frames_marked == 0
     again = runner.invoke(app, ["dataset", str(config), "--json"])
     assert json.loads(again.stdout)["made"] == 0 and json.loads(again.stdout)["skipped"] == 12

@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from forge.errors import InputError
-from forge.faces.identity import Embedder, Reference, distance, enrol, match_track
-from forge.faces.types import FaceTrack
+from swapscope.errors import InputError
+from swapscope.faces.identity import REFERENCE_KIND, Embedder, Reference, distance, enrol, match_track
+from swapscope.faces.records import FaceTrack
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def embedder():
 
 
 def test_embedding_is_stable_under_resize_and_differs_between_people(astronaut, dlib_backend, embedder, shared_data):
-    from forge.media import load_image
+    from swapscope.media.images import load_image
 
     face = dlib_backend.faces(astronaut)[0]
     a = embedder.embed_faces(astronaut, [face])[0]
@@ -34,7 +34,10 @@ def test_reference_round_trips_and_matches_its_person(tmp_path, astronaut, dlib_
     cv2.imwrite(str(photo), astronaut[..., ::-1])
     ref = enrol([photo], dlib_backend, embedder)
     assert ref.name == "eileen" and ref.embeddings.shape == (1, 128)
-    loaded = Reference.load(ref.save(tmp_path / "ref.json"))
+    saved = tmp_path / "ref.json"
+    saved.write_text(json.dumps({"kind": REFERENCE_KIND, "name": ref.name, "sources": list(ref.sources),
+                                 "embeddings": ref.embeddings.tolist()}))
+    loaded = Reference.load(saved)
     np.testing.assert_allclose(loaded.embeddings, ref.embeddings, atol=1e-5)
     flipped = np.ascontiguousarray(astronaut[:, ::-1])
     faces = dlib_backend.faces(flipped)

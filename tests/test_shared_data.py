@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli import app
-from forge.faceset import FaceSet
-from forge.sample import write_clip
-from forge.video import read_frames
+from swapscope.formats.faceset import FaceSet
+from swapscope.media.sample import write_clip
+from swapscope.media.video import read_frames
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -49,20 +49,21 @@ def test_identity_keeps_one_of_two_people_side_by_side(tmp_path, shared_data):
     result = runner.invoke(app, ["extract", str(both), "--out", str(out), "--identity", str(ref), "--json"])
     assert result.exit_code == 0, result.output
     rows = FaceSet.open(out).rows
-    centres = np.array([(r["box"][0] + r["box"][2]) / 2 for r in rows])
+    centres = np.array([(r.box[0] + r.box[2]) / 2 for r in rows])
     assert (centres < 480).all(), "a face of the other person was kept"
-    assert len({r["frame_index"] for r in rows}) >= 0.95 * count
+    assert len({r.frame_index for r in rows}) >= 0.95 * count
 
 
 def test_forge_video_swaps_her_and_leaves_him_untouched(tmp_path, shared_data):
-    from forge.label import Watermarker, read_manifest
+    from swapscope.formats.manifest import read_manifest
+    from swapscope.formats.watermark import Watermarker
 
     both, ref = _two_people(tmp_path, shared_data, 45)
     out = tmp_path / "fake" / "her_swapped.mp4"
     # fwa-sim at 48 px: a re-render coarse enough to see in every frame
     result = runner.invoke(app, ["video", str(both), "--identity", str(ref), "--out", str(out), "--fwa-size", "48"])
     assert result.exit_code == 0, result.output
-    mark = Watermarker(read_manifest(out.parent)[0]["id"])
+    mark = Watermarker(read_manifest(out.parent)[0].id)
     left, right = [], []
     for original, fake in zip((f.image for f in read_frames(both)), (f.image for f in read_frames(out))):
         diff = np.abs(fake.astype(int) - mark(original).astype(int)).max(-1)

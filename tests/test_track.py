@@ -1,7 +1,7 @@
 import numpy as np
 
-from forge.faces.track import OneEuro, Tracker, box_iou, landmark_jitter, one_euro, smooth_track
-from forge.faces.types import Face, FaceTrack
+from swapscope.faces.track import OneEuro, Tracker, box_iou, landmark_jitter, one_euro, smooth_track
+from swapscope.faces.records import Face, FaceTrack
 
 
 def _face(frame, x, y, size=100, embedding=None):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from forge.errors import InputError
-from forge.video import VideoWriter, _rotate, probe, read_frames
+from swapscope.errors import InputError
+from swapscope.media.video import VideoWriter, _rotate, probe, read_frames
 
 
 def test_decode_gives_every_frame_with_index_and_time(face_video):

@@ -20,7 +20,6 @@ class Face:
     landmarks: np.ndarray  # (68, 2) float32 in frame px, dlib/iBUG 68-point order
     score: float  # detector confidence; backend-specific scale, higher is surer
     backend: str
-    landmarks_3d: np.ndarray | None = None  # (68, 3) float32, x/y in frame px, z relative depth
     embedding: np.ndarray | None = None  # (128,) float32 dlib identity embedding (Euclidean space)
 
     @property

@@ -9,14 +9,13 @@ the project's sample photos.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from forge.errors import InputError
-from forge.faces.types import Face, FaceTrack
+from swapscope.errors import InputError
+from swapscope.faces.records import Face, FaceTrack
 
 DEFAULT_THRESHOLD = 0.6
 EMBEDDING_DIM = 128
@@ -29,7 +28,7 @@ class Embedder:
     def __init__(self, jitter: int = 0) -> None:
         import dlib
 
-        from forge.faces.backends import model_file
+        from swapscope.faces.backends import model_file
 
         self._net = dlib.face_recognition_model_v1(str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
         self._jitter = jitter
@@ -68,11 +67,6 @@ class Reference:
     embeddings: np.ndarray  # (K, 128) float32
     sources: tuple[str, ...]  # where each embedding came from
 
-    @property
-    def centroid(self) -> np.ndarray:
-        """(128,) float32 mean embedding."""
-        return self.embeddings.mean(axis=0).astype(np.float32)
-
     def distance(self, embeddings: np.ndarray) -> np.ndarray:
         """(N, 128) -> (N,) distance to the nearest enrolled embedding.
 
@@ -81,15 +75,6 @@ class Reference:
         """
         emb = np.atleast_2d(embeddings)
         return np.min(np.linalg.norm(emb[:, None, :] - self.embeddings[None], axis=-1), axis=1)
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        payload = {"kind": REFERENCE_KIND, "name": self.name, "sources": list(self.sources),
-                   "embeddings": np.round(self.embeddings.astype(float), 6).tolist()}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:
@@ -111,7 +96,7 @@ def enrol(paths: list[str | Path], backend, embedder: Embedder, name: str | None
     In each photo the largest face is the person; a photo with no face is an error, since a
     reference built from the wrong face would silently select the wrong person.
     """
-    from forge.media import image_files, load_image
+    from swapscope.media.images import image_files, load_image
 
     embeddings: list[np.ndarray] = []
     sources: list[str] = []
@@ -124,13 +109,13 @@ def enrol(paths: list[str | Path], backend, embedder: Embedder, name: str | None
             name = name or ref.name
             continue
         if path.is_dir() and (path / "faces.jsonl").is_file():
-            from forge.faceset import FaceSet
+            from swapscope.formats.faceset import FaceSet
 
             faceset = FaceSet.open(path)
             picked = faceset.sample_embeddings(embedder, limit=32)
             embeddings.extend(picked)
             sources.extend(f"{path}#{i}" for i in range(len(picked)))
-            name = name or faceset.rows[0].get("identity") or path.name
+            name = name or faceset.rows[0].identity or path.name
             continue
         files = image_files(path)
         if not files:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from forge.faces.types import Face, FaceTrack
+from swapscope.faces.records import Face, FaceTrack
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

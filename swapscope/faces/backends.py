@@ -24,8 +24,8 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
-from forge.errors import InputError
-from forge.faces.types import Face
+from swapscope.errors import InputError
+from swapscope.faces.records import Face
 
 
 class BackendUnavailable(InputError):
@@ -238,7 +238,7 @@ def _fa_faces(points: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, f
               name: str) -> list[Face]:
     return [
         Face(frame_index=frame_index, box=box, landmarks=p[:, :2].astype(np.float32), score=float(score),
-             backend=name, landmarks_3d=p.astype(np.float32) if p.shape[1] == 3 else None)
+             backend=name)
         for box, p, score in zip(boxes, points, scores)
     ]
 

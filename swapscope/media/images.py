@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forge.errors import InputError
-from forge.video import MAX_PIXELS, is_video
+from swapscope.errors import InputError
+from swapscope.media.video import MAX_PIXELS, is_video
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".webp"}
 
@@ -78,13 +78,3 @@ def collect_media(inputs: list[str | Path]) -> list[Path]:
         else:
             raise InputError(f"{path}: not an image or video (unsupported file type {path.suffix or 'none'})")
     return found
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

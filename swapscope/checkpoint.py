@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from forge.errors import InputError
+from swapscope.errors import InputError
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tomllib
 
-from forge.errors import InputError
+from swapscope.errors import InputError
 
 
 def read_config_file(path: str | Path, allowed: set[str]) -> dict:
@@ -26,3 +26,10 @@ def read_config_file(path: str | Path, allowed: set[str]) -> dict:
     if unknown:
         raise InputError(f"{path}: unknown config keys {sorted(unknown)}")
     return raw
+
+
+def relative_to_config(path: str | Path, values: list[str]) -> list[str]:
+    """Paths written in a config file are relative to the file's folder; absolute paths and ""
+    (which means "the default") stay as they are."""
+    base = Path(path).parent
+    return [str(base / v) if v and not Path(v).is_absolute() else v for v in values]

@@ -1,17 +1,21 @@
-"""What every swapscope CLI shares: errors as one line + exit 2, progress on stderr, JSON out."""
+"""What every swapscope CLI shares (STYLE.md rules 9 and 14): errors as one line + exit 2, one
+``Progress`` protocol for long work (a rich bar on stderr), ``logging`` for one-line messages
+(to stderr), JSON on stdout, and the options every command declares the same way."""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
 
-from forge.errors import InputError
+from swapscope.errors import InputError
 
 err_console = Console(stderr=True)
 
@@ -56,21 +60,46 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda, mps or cpu; anything else is checked and passed through."""
-    import torch
+class Progress(Protocol):
+    """How long work reports how far it is: one bar at a time. Messages (an input finished, an
+    epoch's losses) go to ``logging`` instead; results go to the caller."""
 
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise InputError(f"unknown --device {device!r}; choose from ['auto', 'cpu', 'cuda', 'mps']")
-    return device
+    def start(self, label: str, total: int | None, completed: int = 0, **fields: Any) -> None: ...
+
+    def advance(self, n: int = 1, **fields: Any) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    """The Progress of a caller that does not want one."""
+
+    def start(self, label: str, total: int | None, completed: int = 0, **fields: Any) -> None:
+        pass
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as plain lines on stderr (rich markup allowed), looked up at each write so
+    that a test runner's captured stderr receives them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(self.format(record), highlight=False, soft_wrap=True)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send swapscope's messages (loggers ``swapscope``, ``forge``, ``detect``, ``eval``) to stderr."""
+    for name in ("swapscope", "forge", "detect", "eval"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+            logger.addHandler(_ConsoleHandler())
+        logger.propagate = False
 
 
 def make_app(name: str, help_text: str) -> typer.Typer:
@@ -80,7 +109,7 @@ def make_app(name: str, help_text: str) -> typer.Typer:
     @app.callback()
     def _group() -> None:
         # a callback keeps subcommands named even while an app has only one
-        pass
+        setup_logging()
 
     _group.__doc__ = help_text
     return app
@@ -125,3 +154,15 @@ class ProgressBar:
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
+
+
+# Options every command declares the same way (STYLE.md rule 14); a command gives the default,
+# taken from its config dataclass.
+DeviceOption = Annotated[str, typer.Option(help="Where models run: auto, cpu, cuda or mps.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed.")]
+MaxFramesOption = Annotated[int | None, typer.Option(help="Stop each video after this many frames.")]
+IdentityOption = Annotated[list[Path] | None, typer.Option(
+    help="This person only: photo, folder, face set or reference .json (repeatable).")]
+IdentityThresholdOption = Annotated[float, typer.Option(help="Max embedding distance for --identity.")]
+AUTO = "auto"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forge.errors import InputError
+from swapscope.errors import InputError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 _CLOCK = Fraction(1, 90000)  # encoder time base: fine enough for any frame rate, MPEG's own clock

@@ -1,0 +1,355 @@
+"""``forge video``: a labelled face-swap video from a real one (and ``forge dataset`` builds on it).
+
+Phases: ``plan_swaps`` finds and tracks every face and picks the target (the tracks that match
+``identity``, else the largest face's track and the same person's other tracks) and One-Euro
+smooths its landmarks along time; ``encode_labelled`` decodes again, swaps the target's faces in
+batches of frames (one renderer call per batch), watermarks each frame and encodes H.264 with
+the input's size, frame times and audio -- the same loop writes the real counterparts of a
+dataset; ``record`` writes the per-frame labels, the manifest row and the data card. Other
+people are never touched.
+
+Outputs, beside ``out``: ``labels/<id>.jsonl`` (per frame: swapped boxes and mask polygons),
+a row in ``manifest.jsonl`` and ``data_card.md``. The video carries the container labels and
+the watermark. Everything is written to temporary names first and renamed at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces
+from swapscope.cli import NoProgress, Progress
+from swapscope.errors import InputError
+from swapscope.faces.identity import DEFAULT_THRESHOLD, Reference, match_track
+from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+from swapscope.faces.records import FaceTrack
+from swapscope.faces.track import smooth_track
+from swapscope.files import sha256_file
+from swapscope.formats.manifest import (
+    FaceLabel,
+    FrameLabel,
+    ManifestRow,
+    append_manifest,
+    mask_polygons,
+    new_manifest_id,
+    write_data_card,
+    write_labels,
+)
+from swapscope.formats.provenance import container_metadata
+from swapscope.formats.watermark import MIN_WATERMARK_SIDE, Watermarker
+from swapscope.media.images import is_image
+from swapscope.media.video import Frame, VideoInfo, VideoWriter, cuts_video, probe, read_frames
+from swapscope.timing import StageTimer
+
+METHODS = ("model", "fwa-sim")
+
+
+@dataclass
+class VideoConfig:
+    method: str = ""  # model | fwa-sim; "" = model when a model is given, else fwa-sim
+    model: str = ""  # forge train checkpoint (method model)
+    to: str = "b"  # the model identity the target face becomes
+    identity: list[str] = field(default_factory=list)  # the person to swap; default: the largest face
+    identity_threshold: float = DEFAULT_THRESHOLD
+    composite: CompositeConfig = field(default_factory=CompositeConfig)
+    smooth: bool = True  # One-Euro smoothing of the target's landmarks along its track
+    fwa_size: int = 0  # fwa-sim render size; 0 = drawn from [64, 127] per video (seeded)
+    crf: int = 18  # output H.264 quality
+    batch_size: int = 8  # frames per renderer call
+    min_size: int = 48  # faces smaller than this (px) are not swapped
+    max_frames: int | None = None  # only the first N frames; the audio is cut with them
+    seed: int = 0
+    split: str = ""  # dataset split the output belongs to
+    watermark: bool = True  # forge video always; forge dataset follows its policy for reals and fakes alike
+    workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
+
+    def resolved(self) -> VideoConfig:
+        method = self.method or ("model" if self.model else "fwa-sim")
+        if method not in METHODS:
+            raise InputError(f"unknown --method {method!r}; choose from {list(METHODS)}")
+        if method == "model" and not self.model:
+            raise InputError("--method model needs --model (a forge train checkpoint)")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+        if not 0 <= self.crf <= 51:
+            raise InputError("--crf must be in [0, 51]")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError("--max-frames must be at least 1")
+        if self.workers < 0:
+            raise InputError("--workers must not be negative")
+        self.composite.check()
+        fwa_size = self.fwa_size or int(np.random.default_rng(self.seed).integers(64, 128))
+        composite = self.composite if method == "model" else CompositeConfig(**{**asdict(self.composite),
+                                                                                 "mask": "hull"})
+        return VideoConfig(**{**asdict(self), "method": method, "fwa_size": fwa_size, "composite": composite})
+
+
+@dataclass
+class VideoResult:
+    id: str
+    output: str
+    frames: int
+    swapped_frames: int
+    target_tracks: list[int]
+    timings: dict
+    row: ManifestRow
+
+
+def _target_tracks(tracks: list[FaceTrack], pipeline: FacePipeline, cfg: VideoConfig, path: Path) -> list[FaceTrack]:
+    """The tracks of the person to swap: those matching the reference, else the largest face's
+    track and every other track of the same person (a cut, a turn away and back)."""
+    reference = pipeline.reference
+    if reference is None:
+        if not tracks:
+            raise InputError(f"{path}: no face found")
+        largest = max(tracks, key=lambda t: (float(np.median([f.size for f in t.faces])), len(t.faces)))
+        embeddings = [f.embedding for f in largest.faces if f.embedding is not None]
+        if not embeddings:
+            return [largest]
+        reference = Reference(name="largest face", embeddings=np.stack(embeddings), sources=(str(path),))
+    chosen = [t for t in tracks if match_track(t, reference, cfg.identity_threshold)[0]]
+    if not chosen:
+        raise InputError(f"{path}: no face matches the identity {reference.name!r}")
+    return chosen
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SwapPlan:
+    """What pass 1 decided: whom to swap, and where their face is in each frame."""
+
+    reference: Reference | None  # the enrolled --identity, if one was given
+    targets: list[FaceTrack]  # the target person's tracks
+    landmarks: dict[int, list[tuple[int, np.ndarray]]]  # frame index -> [(track id, (68, 2) frame px)]
+    frames: int  # frames processed
+
+
+def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device: str = "cpu",
+                progress: Progress | None = None, root: str | Path | None = None) -> VideoResult:
+    """Swap the target face of ``source`` into ``out`` and label it; the manifest, labels and
+    data card go to ``root`` (default: beside ``out``). Raises InputError on bad input."""
+    source, out = Path(source), Path(out)
+    progress = progress or NoProgress()
+    cfg = config.resolved()
+    info = _check_paths(source, out, cfg)
+    renderer = ModelRenderer(cfg.model, cfg.to, device) if cfg.method == "model" else FwaSimRenderer(cfg.fwa_size)
+    timer = StageTimer()
+    plan = plan_swaps(source, info, cfg, timer, progress)
+    manifest_id = new_manifest_id()
+    labels: list[FrameLabel] = []
+    progress.start(f"swapping {source.name}", _frames_to_write(info, cfg.max_frames))
+    written = encode_labelled(
+        source, out, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf, watermark=cfg.watermark,
+        workers=cfg.workers, max_frames=cfg.max_frames, batch_size=cfg.batch_size, timer=timer, progress=progress,
+        render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer))
+    progress.stop()
+    if written != plan.frames:
+        raise InputError(f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first")
+    folder = Path(root) if root is not None else out.parent
+    row = record(folder, manifest_id, source, out, cfg, renderer, plan, labels, info, written)
+    return VideoResult(id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
+                       target_tracks=[t.track_id for t in plan.targets], timings=timer.as_dict(), row=row)
+
+
+def _check_paths(source: Path, out: Path, cfg: VideoConfig) -> VideoInfo:
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    if is_image(source):
+        raise InputError(f"{source}: forge video takes a video, not an image")
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"{out}: the output must be an .mp4 file")
+    if out.resolve() == source.resolve():
+        raise InputError(f"{out}: would overwrite the input")
+    info = probe(source)
+    if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
+        raise InputError(f"{source}: {info.width}x{info.height} is too small to carry the watermark every "
+                         f"fake must have (at least {MIN_WATERMARK_SIDE} px a side)")
+    return info
+
+
+def _frames_to_write(info: VideoInfo, max_frames: int | None) -> int | None:
+    return min(info.frame_count or 0, max_frames or 10**9) or None
+
+
+def plan_swaps(source: Path, info: VideoInfo, cfg: VideoConfig, timer: StageTimer, progress: Progress
+               ) -> SwapPlan:
+    """Pass 1: faces, tracks, the target, and its (smoothed) landmarks in each frame."""
+    pipeline = FacePipeline(PipelineConfig(min_size=cfg.min_size, identity=list(cfg.identity),
+                                           identity_threshold=cfg.identity_threshold, embed=True,
+                                           max_frames=cfg.max_frames))
+    progress.start(f"tracking {source.name}", _frames_to_write(info, cfg.max_frames))
+    found = pipeline.faces_in_video(source, timer, progress)
+    progress.stop()
+    targets = _target_tracks(found.tracks, pipeline, cfg, source)
+    times = {f.face.frame_index: f.time for f in found.faces}
+    landmarks: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for track in targets:
+        if cfg.smooth:
+            track = smooth_track(track, np.array([times[f.frame_index] for f in track.faces]))
+        for face in track.faces:
+            landmarks.setdefault(face.frame_index, []).append((track.track_id, face.landmarks))
+    return SwapPlan(reference=pipeline.reference, targets=targets, landmarks=landmarks, frames=found.frames)
+
+
+def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def encode_labelled(source: Path, out: Path, info: VideoInfo, *, manifest_id: str, method: str, crf: int,
+                    watermark: bool, workers: int, max_frames: int | None, batch_size: int,
+                    timer: StageTimer | None = None, progress: Progress | None = None,
+                    render: Callable[[list[Frame]], list[np.ndarray]] | None = None) -> int:
+    """Decode ``source``, turn each batch of frames into images (``render``; None keeps them as
+    they are: a real counterpart), watermark them and encode them into ``out`` with the
+    source's audio and the container labels. Returns the number of frames written."""
+    timer = timer or StageTimer()
+    progress = progress or NoProgress()
+    mark = Watermarker(manifest_id, workers) if watermark else None
+    with mark or nullcontext(), \
+            VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
+                        metadata=container_metadata(manifest_id, method),
+                        trim_audio=cuts_video(info, max_frames)) as writer:
+        output = MarkedOutput(writer, mark, timer)
+        for batch in _batches(timer.iterate("decode", read_frames(source, limit=max_frames)), batch_size):
+            output.put(batch, render(batch) if render else [f.image for f in batch])
+            progress.advance(len(batch))
+        return output.flush()
+
+
+def record(folder: Path, manifest_id: str, source: Path, out: Path, cfg: VideoConfig, renderer, plan: SwapPlan,
+           labels: list[FrameLabel], info: VideoInfo, written: int) -> ManifestRow:
+    """Write the per-frame labels, the manifest row and the data card of one fake."""
+    labels_rel = f"labels/{manifest_id}.jsonl"
+    write_labels(folder / labels_rel, labels)
+    row = ManifestRow.new(
+        manifest_id=manifest_id, label="fake", method=cfg.method, split=cfg.split, source=source,
+        output=_relative(out, folder), folder=folder, checkpoint=cfg.model or None,
+        checkpoint_sha256=sha256_file(renderer.folder / "weights.safetensors") if cfg.method == "model" else None,
+        source_identity=_source_identity(plan, renderer, cfg, source),
+        target_identity=_target_identity(renderer, cfg), knobs=_knobs(cfg, renderer), frames=written,
+        swapped_frames=len(labels), fps=info.fps, width=info.width, height=info.height,
+        watermark=cfg.watermark, labels=labels_rel)
+    append_manifest(folder, row)
+    write_data_card(folder)
+    return row
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _target_identity(renderer, cfg: VideoConfig) -> str | None:
+    if cfg.method == "model":
+        return renderer.config["identities"][cfg.to]
+    return None  # fwa-sim keeps the person's own identity
+
+
+def _source_identity(plan: SwapPlan, renderer, cfg: VideoConfig, source: Path) -> str:
+    """Who is in the source video: the reference's name, else the model's other identity, else
+    the source's folder name (as forge extract labels faces)."""
+    if plan.reference is not None:
+        return plan.reference.name
+    if cfg.method == "model":
+        return renderer.config["identities"]["a" if cfg.to == "b" else "b"]
+    return source.parent.name
+
+
+class MarkedOutput:
+    """Watermarks and writes batches of frames, in order. A batch goes to the watermark's worker
+    processes when it is put, and is written when the next one is put (or at ``flush``), so
+    the workers mark one batch while this process swaps the next."""
+
+    def __init__(self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer) -> None:
+        self.writer, self.watermark, self.timer = writer, watermark, timer
+        self.pending: list[tuple] = []  # (frame, future or image) of the batch being marked
+        self.written = 0
+
+    def put(self, frames: list, images: list[np.ndarray]) -> None:
+        with self.timer("watermark"):
+            marked = self.watermark.submit(images) if self.watermark is not None else images
+        self.flush()
+        self.pending = list(zip(frames, marked))
+
+    def flush(self) -> int:
+        for frame, item in self.pending:
+            if self.watermark is not None:
+                with self.timer("watermark"):  # with workers: the time spent waiting for them
+                    item = _result(item)
+            with self.timer("encode"):
+                self.writer.write(item, frame.time)
+            self.written += 1
+        self.pending = []
+        return self.written
+
+
+def _result(future):
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:  # most often: a worker re-ran an unguarded calling script
+        raise RuntimeError("the watermark's worker processes stopped; a script that calls forge must start "
+                           "under `if __name__ == '__main__':` (or use workers=1)") from exc
+
+
+def _swap_batch(batch: list[Frame], plan: dict, renderer, cfg: VideoConfig, labels: list[FrameLabel],
+                timer: StageTimer) -> list[np.ndarray]:
+    """The swapped images of a batch of frames; one renderer call for all their faces."""
+    aligned = []
+    with timer("align"):
+        for frame in batch:
+            todo = plan.get(frame.index, [])
+            affines, crops = align_faces(frame.image, [lms for _, lms in todo], renderer)
+            aligned.append((todo, affines, crops))
+    all_crops = [c for _, _, crops in aligned for c in crops]
+    rendered, learned = (None, None)
+    if all_crops:
+        with timer("render"):
+            rendered, learned = renderer.render(np.stack(all_crops))
+    start = 0
+    images = []
+    for frame, (todo, affines, crops) in zip(batch, aligned):
+        image = frame.image
+        if todo:
+            n = len(todo)
+            with timer("blend"):
+                image, results = blend_faces(image, [lms for _, lms in todo], affines, crops,
+                                             rendered[start:start + n],
+                                             None if learned is None else learned[start:start + n],
+                                             renderer.size, cfg.composite)
+            start += n
+            with timer("labels"):
+                labels.append(FrameLabel(frame=frame.index, time=round(frame.time, 4), faces=tuple(
+                    FaceLabel(track=tid, box=r["box"], mask=_shift(mask_polygons(r["mask"]), r["box"]))
+                    for (tid, _), r in zip(todo, results))))
+        images.append(image)
+    return images
+
+
+def _shift(polygons: list, box: tuple[int, int, int, int]) -> list:
+    x1, y1 = box[0], box[1]
+    return [[[x + x1, y + y1] for x, y in polygon] for polygon in polygons]
+
+
+def _knobs(cfg: VideoConfig, renderer) -> dict:
+    knobs = {"method": cfg.method, **asdict(cfg.composite), "smooth": cfg.smooth, "crf": cfg.crf,
+             "min_size": cfg.min_size, "seed": cfg.seed}
+    if cfg.method == "model":
+        knobs.update({"to": cfg.to, "model_size": renderer.size, "model_padding": renderer.padding,
+                      "model_arch": renderer.config["arch"], "model_step": renderer.config["step"]})
+    else:
+        knobs.update({"fwa_size": cfg.fwa_size, "mask": "hull"})
+    return knobs

@@ -1,0 +1,97 @@
+"""Files: atomic writes (a reader, or a killed run, sees the old file or the new one, never half
+of one: write beside it under a temporary name, then rename), JSON lines, sha256."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode())
+
+
+def write_image_atomic(path: str | Path, image: np.ndarray) -> Path:
+    """(H, W, 3) uint8 RGB to PNG or JPEG, by the path's suffix."""
+    import cv2
+
+    ok, buffer = cv2.imencode(Path(path).suffix or ".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:
+        raise ValueError(f"{path}: cannot encode an image of this type")
+    return write_bytes_atomic(path, buffer.tobytes())
+
+
+def write_figure_atomic(path: str | Path, fig, dpi: int = 90) -> Path:
+    """A matplotlib figure as PNG."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a JSON-lines file ([] if there is none). A line that does not parse is an
+    InputError naming the file and line, unless it is the last line and has no newline: that is
+    an append a killed run tore, and it is left out."""
+    import json
+
+    from swapscope.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: a torn final append
+                continue
+            raise InputError(f"{path}:{number}: line does not parse as JSON") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{number}: a row is a JSON object, not {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def append_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Append rows to a JSON-lines file and flush them to disk."""
+    import json
+
+    with open(path, "a") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> Path:
+    import json
+
+    return write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,250 @@
+"""The forgery set's manifest (DESIGN.md section 4): ``manifest.jsonl``, one ``ManifestRow`` per
+output (a fake or its real counterpart), and per-frame labels of each fake in
+``labels/<id>.jsonl``, one ``FrameLabel`` per swapped frame.
+
+Rows are read through ``read_manifest``, which checks every key and type: a manifest is a file
+someone may have edited by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from swapscope import __version__
+from swapscope.errors import InputError
+from swapscope.files import read_jsonl, write_jsonl_atomic, write_text_atomic
+
+LABELS = ("fake", "real")
+
+
+def new_manifest_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class FaceLabel:
+    """One swapped face in one frame."""
+
+    track: int
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in frame px: the area the swap wrote
+    mask: list  # polygons of [x, y] frame px covering every pixel the blend could change
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLabel:
+    """The swapped faces of one frame of a fake."""
+
+    frame: int  # index of the decoded frame
+    time: float  # seconds
+    faces: tuple[FaceLabel, ...]
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "time": self.time,
+                "faces": [{"track": f.track, "box": list(f.box), "mask": f.mask} for f in self.faces]}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> FrameLabel:
+        try:
+            faces = tuple(FaceLabel(track=int(f["track"]), box=tuple(int(v) for v in f["box"]),
+                                    mask=[[[int(x), int(y)] for x, y in poly] for poly in f["mask"]])
+                          for f in raw["faces"])
+            return cls(frame=int(raw["frame"]), time=float(raw["time"]), faces=faces)
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{where}: not a frame label (frame, time, faces with track, box, mask)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRow:
+    """One output of the forge: a fake, or the real counterpart encoded alike."""
+
+    id: str  # manifest id (hex uuid); the watermark and container metadata carry it
+    label: str  # fake | real
+    method: str  # model | fwa-sim | real
+    split: str  # train | val | test, or "" outside a dataset
+    source: str  # absolute path of the real source video
+    source_sha256: str
+    output: str  # the output video, relative to the manifest's folder
+    output_sha256: str
+    checkpoint: str | None  # the swap model (method model)
+    checkpoint_sha256: str | None
+    source_identity: str | None  # who is in the source
+    target_identity: str | None  # who the swapped face became (None: fwa-sim keeps the person)
+    knobs: dict  # the method and every realism knob it was made with
+    frames: int
+    swapped_frames: int
+    fps: float
+    width: int
+    height: int
+    watermark: bool  # every frame carries the watermark
+    labels: str | None  # per-frame labels file, relative to the folder (None for reals)
+    code_version: str
+    created: str  # UTC, ISO 8601
+
+    @classmethod
+    def new(cls, *, label: str, method: str, source: Path, output: str, split: str = "",
+            checkpoint: str | None = None, checkpoint_sha256: str | None = None,
+            source_identity: str | None, target_identity: str | None,
+            knobs: dict, frames: int, swapped_frames: int, fps: float, width: int, height: int,
+            watermark: bool, labels: str | None, folder: Path, manifest_id: str) -> ManifestRow:
+        """The one constructor of fake and real rows: hashes the source and the output
+        (``output`` is relative to ``folder``), and stamps the code version and time."""
+        from swapscope.files import sha256_file
+
+        return cls(id=manifest_id, label=label, method=method, split=split, source=str(Path(source).resolve()),
+                   source_sha256=sha256_file(source), output=output, output_sha256=sha256_file(folder / output),
+                   checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, source_identity=source_identity,
+                   target_identity=target_identity, knobs=knobs, frames=frames, swapped_frames=swapped_frames,
+                   fps=float(fps), width=width, height=height, watermark=watermark, labels=labels,
+                   code_version=__version__,
+                   created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def identity(self) -> str:
+        """The person of the source video: the recorded one, else the source's folder name."""
+        return self.source_identity or Path(self.source).parent.name
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> ManifestRow:
+        """A row from JSON, every key and type checked; InputError naming ``where`` otherwise."""
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: a manifest row is a JSON object")
+        names = {f.name for f in fields(cls)}
+        missing, unknown = names - set(raw) - {"created"}, set(raw) - names
+        if missing or unknown:
+            raise InputError(f"{where}: manifest row has missing keys {sorted(missing)} "
+                             f"or unknown keys {sorted(unknown)}")
+        values = {"created": "", **raw}
+        for name, kinds in _ROW_TYPES.items():
+            if not isinstance(values[name], kinds) or isinstance(values[name], bool) and bool not in kinds:
+                raise InputError(f"{where}: manifest row key {name!r} has the wrong type")
+        if values["label"] not in LABELS:
+            raise InputError(f"{where}: manifest row label must be one of {list(LABELS)}")
+        return cls(**values)
+
+
+_STR, _OPT = (str,), (str, type(None))
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "id": _STR, "label": _STR, "method": _STR, "split": _STR, "source": _STR, "source_sha256": _STR,
+    "output": _STR, "output_sha256": _STR, "checkpoint": _OPT, "checkpoint_sha256": _OPT,
+    "source_identity": _OPT, "target_identity": _OPT, "knobs": (dict,), "frames": (int,),
+    "swapped_frames": (int,), "fps": (float, int), "width": (int,), "height": (int,), "watermark": (bool,),
+    "labels": _OPT, "code_version": _STR, "created": _STR,
+}
+
+
+def mask_polygons(mask: np.ndarray) -> list[list[list[int]]]:
+    """Outer contours of the pixels a blend mask can change, (H, W) float in [0, 1] -> polygons
+    of [x, y] px, grown by a pixel so that the filled polygons cover every such pixel.
+
+    Below 0.5/255 a blend weight cannot move an 8-bit value by a level, so those feather
+    tails are left out.
+    """
+    binary = cv2.dilate((mask >= 0.5 / 255).astype(np.uint8), np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours:
+        hull = cv2.convexHull(contour) if len(contour) > 64 else contour
+        polygons.append(hull.reshape(-1, 2).astype(int).tolist())
+    return polygons
+
+
+def fill_polygons(polygons: list, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool raster of mask polygons from a manifest."""
+    out = np.zeros(shape[:2], np.uint8)
+    for polygon in polygons:
+        cv2.fillPoly(out, [np.asarray(polygon, np.int32).reshape(-1, 1, 2)], 1)
+    return out.astype(bool)
+
+
+def manifest_file(path: str | Path) -> Path:
+    """A manifest given as its file or its folder -> the file."""
+    path = Path(path)
+    return path / "manifest.jsonl" if path.is_dir() else path
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """The rows of a manifest (its file, or the folder holding ``manifest.jsonl``)."""
+    path = manifest_file(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such manifest")
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"{path}:{number}: manifest line does not parse") from None
+        rows.append(ManifestRow.from_json(raw, f"{path}:{number}"))
+    return rows
+
+
+def write_manifest(path: Path, rows: list[ManifestRow]) -> Path:
+    """Write rows as a manifest file, atomically."""
+    return write_jsonl_atomic(path, [row.to_json() for row in rows])
+
+
+def append_manifest(folder: Path, row: ManifestRow) -> Path:
+    """Add one output's row to ``folder/manifest.jsonl`` (rewritten atomically), replacing a row
+    with the same id."""
+    path = folder / "manifest.jsonl"
+    rows = read_manifest(path) if path.is_file() else []
+    return write_manifest(path, [r for r in rows if r.id != row.id] + [row])
+
+
+def write_labels(path: Path, labels: list[FrameLabel]) -> Path:
+    return write_jsonl_atomic(path, [label.to_json() for label in labels])
+
+
+def read_labels(folder: Path, row: ManifestRow) -> list[FrameLabel]:
+    """The per-frame labels of one manifest row ([] for a real counterpart)."""
+    if row.labels is None:
+        return []
+    path = Path(folder) / row.labels
+    if not path.is_file():
+        raise InputError(f"{path}: labels of manifest row {row.id[:8]} are missing")
+    return [FrameLabel.from_json(raw, f"{path}") for raw in read_jsonl(path)]
+
+
+def data_card(rows: list[ManifestRow]) -> str:
+    """``data_card.md`` for a forgery set: what it is, how each output was made, and its labels."""
+    fakes = [r for r in rows if r.label == "fake"]
+    reals = [r for r in rows if r.label == "real"]
+    methods = sorted({r.method for r in fakes})
+    lines = [
+        "# swapscope forgery set",
+        "",
+        "**Every video marked `fake` here is a synthetic face swap made by swapscope's forge** "
+        f"(IPTC digital source type `compositeWithTrainedAlgorithmicMedia`). {len(fakes)} fakes, "
+        f"{len(reals)} real counterparts; methods: {', '.join(methods) or '-'}.",
+        "",
+        "Labels: `manifest.jsonl` (one row per output: hashes of source, output and checkpoint, "
+        "identities, method and every realism knob, split) with per-frame labels in `labels/` "
+        "(swapped face boxes and mask polygons); container metadata naming the source type and "
+        "the manifest id; an invisible watermark (invisible-watermark dwtDctSvd) in every frame "
+        "where the row says `watermark: true`.",
+        "",
+        "Made for detector research. Do not publish swaps of real people, and do not remove the labels.",
+        "",
+        "| id | label | split | method | source | output | watermark |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.id[:8]} | {r.label} | {r.split} | {r.method} "
+                     f"| {Path(r.source).name} | {r.output} | {r.watermark} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_data_card(folder: Path) -> Path:
+    return write_text_atomic(folder / "data_card.md", data_card(read_manifest(folder)))
