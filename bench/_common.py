@@ -14,8 +14,10 @@ def shared_data(arg: str | None = None) -> Path:
 
     path = find_shared_data(arg or "")
     if path is None:
-        raise SystemExit(f"sample data not found (tried {arg or '../shared/data'}); pass --data or set "
-                         "SWAPSCOPE_SHARED_DATA")
+        raise SystemExit(
+            f"sample data not found (tried {arg or '../shared/data'}); pass --data or set "
+            "SWAPSCOPE_SHARED_DATA"
+        )
     return path
 
 
@@ -31,7 +33,8 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} cores, {cpu}, {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores, {cpu}, {gpu}, Python {python}, torch {torch.__version__}"
 
 
 def parser(doc: str, frames: int | None = None):

@@ -37,9 +37,13 @@ def main() -> None:
         rows = []
         for item in report.inputs:
             label = int("/fake/" in item.path)
-            rows.append({"path": str(Path(item.path).relative_to(root)), "label": label, "score": item.score,
-                         "verdict": item.verdict, "frames": item.frame_scores,
-                         "image": is_image(Path(item.path))})
+            rows.append(
+                {
+                    "path": str(Path(item.path).relative_to(root)), "label": label,
+                    "score": item.score, "verdict": item.verdict, "frames": item.frame_scores,
+                    "image": is_image(Path(item.path)),
+                }
+            )
         scored = [r for r in rows if r["score"] is not None]
         images = [r for r in scored if r["image"]]
         videos = [r for r in scored if not r["image"]]
@@ -52,16 +56,24 @@ def main() -> None:
             "auc_video_frames": _auc(frame_labels, frame_scores),
             "videos": {r["path"]: r["score"] for r in videos},
         }
-    print("| rules | AUC, all inputs (n) | AUC, images (n) | frame AUC, film clip vs its swap (frames) "
-          "| video scores real / fake | no face found |")
+    print(
+        "| rules | AUC, all inputs (n) | AUC, images (n) | frame AUC, film clip vs its swap "
+        "(frames) "
+        "| video scores real / fake | no face found |"
+    )
     print("|---|---|---|---|---|---|")
     for mode, r in results["modes"].items():
         scored = [x for x in r["rows"] if x["score"] is not None]
         n_images = sum(x["image"] for x in scored)
         n_frames = sum(len(x["frames"]) for x in scored if not x["image"])
-        videos = " / ".join(f"{v:.3f}" for _, v in sorted(r["videos"].items(), key=lambda kv: "fake" in kv[0]))
-        print(f"| {mode} | {r['auc_inputs']:.3f} ({len(scored)}) | {r['auc_images']:.3f} ({n_images}) "
-              f"| {r['auc_video_frames']:.3f} ({n_frames}) | {videos} | {len(r['no_face'])} |")
+        videos = " / ".join(
+            f"{v:.3f}" for _, v in sorted(r["videos"].items(), key=lambda kv: "fake" in kv[0])
+        )
+        print(
+            f"| {mode} | {r['auc_inputs']:.3f} ({len(scored)}) | {r['auc_images']:.3f} "
+            f"({n_images}) "
+            f"| {r['auc_video_frames']:.3f} ({n_frames}) | {videos} | {len(r['no_face'])} |"
+        )
     for mode, r in results["modes"].items():
         if r["no_face"]:
             print(f"\n{mode}: no face found in {', '.join(r['no_face'])}")

@@ -33,8 +33,10 @@ def run(path: Path, config) -> dict:
         summary = extract([path], Path(tmp) / "fs", config)
         wall = time.perf_counter() - start
     source = summary.sources[0]
-    return {"frames": source.frames, "frames_with_face": source.frames_with_face, "wall_s": wall,
-            "fps": source.frames / wall, "stages_s": {k: summary.timings.get(k, 0.0) for k in STAGES}}
+    return {
+        "frames": source.frames, "frames_with_face": source.frames_with_face, "wall_s": wall,
+        "fps": source.frames / wall, "stages_s": {k: summary.timings.get(k, 0.0) for k in STAGES},
+    }
 
 
 def main() -> None:
@@ -49,14 +51,19 @@ def main() -> None:
         path = root / rel
         long_side = max(probe(path).width, probe(path).height)
         default = ExtractConfig(max_frames=args.frames)
-        naive = ExtractConfig(max_frames=args.frames, detect_size=long_side, detect_every=1, embed_every=1)
+        naive = ExtractConfig(
+            max_frames=args.frames, detect_size=long_side, detect_every=1, embed_every=1
+        )
         results["clips"][name] = {"default": run(path, default), "naive": run(path, naive)}
     print("| clip | path | frames/s | faces found | " + " | ".join(f"{s} s" for s in STAGES) + " |")
     print("|---|---|---|---|" + "---|" * len(STAGES))
     for name, runs in results["clips"].items():
         for label, r in runs.items():
             stages = " | ".join(f"{r['stages_s'][s]:.2f}" for s in STAGES)
-            print(f"| {name} | {label} | {r['fps']:.1f} | {r['frames_with_face']}/{r['frames']} | {stages} |")
+            print(
+                f"| {name} | {label} | {r['fps']:.1f} | {r['frames_with_face']}/{r['frames']} | "
+                f"{stages} |"
+            )
         ratio = runs["default"]["fps"] / runs["naive"]["fps"]
         print(f"| {name} | default / naive | **{ratio:.1f}x** | | |" + " |" * (len(STAGES) - 2))
     print(f"\nmachine: {results['machine']}")

@@ -7,7 +7,8 @@ tracking pass), align, render (the network), blend (mask, colour, warp back), la
 watermark, encode. Each method runs twice, side by side: the watermark embedded in this process
 (``--workers 1``, the baseline) and in one worker process per CPU core (the default).
 
-    python bench/forge_video.py [--data ../shared/data] [--frames 150] [--model MODEL] [--json out.json]
+    python bench/forge_video.py [--data ../shared/data] [--frames 150] [--model MODEL] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ CLIP = "real_videos/lp_d13_man_glasses_office/d13.mp4"  # 720x1280, the only 720
 def untrained_model(folder: Path, arch: str = "swap-ae", size: int = 64) -> Path:
     from safetensors.torch import save_file
 
-    from forge.models import create_model
-    from forge.models import SWAP_MODEL_KIND
+    from forge.models import SWAP_MODEL_KIND, create_model
 
     model = create_model(arch, size)
     folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(folder / "weights.safetensors"),
+    )
     (folder / "config.json").write_text(json.dumps({
         "kind": SWAP_MODEL_KIND, "arch": arch, "size": size, "padding": 0.125, "step": 0,
         "identities": {"a": "a", "b": "b"}, "note": "untrained, for timing only"}))
@@ -52,19 +55,22 @@ def run(source: Path, out: Path, config, device: str) -> dict:
 
 def main() -> None:
     parser = bench_parser(__doc__, frames=150)
-    parser.add_argument("--model", help="forge train checkpoint (default: an untrained swap-ae, 64 px)")
+    parser.add_argument(
+        "--model", help="forge train checkpoint (default: an untrained swap-ae, 64 px)"
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    from swapscope.device import resolve_device
     from forge.swap_video import VideoConfig
-    from swapscope.device import cpu_cores
+    from swapscope.device import cpu_cores, resolve_device
     from swapscope.media.video import probe
 
     device = resolve_device(args.device)
     source = shared_data(args.data) / CLIP
     info = probe(source)
-    results = {"machine": machine(), "clip": CLIP, "size": f"{info.width}x{info.height}", "frames": args.frames,
-               "device": device, "runs": {}}
+    results = {
+        "machine": machine(), "clip": CLIP, "size": f"{info.width}x{info.height}",
+        "frames": args.frames, "device": device, "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(untrained_model(Path(tmp) / "model"))
         results["model"] = args.model or "untrained swap-ae 64 px"
@@ -73,17 +79,26 @@ def main() -> None:
             for workers in (1, cores):
                 name = f"{method}, {workers} watermark process{'es' if workers > 1 else ''}"
                 config = VideoConfig(**knobs, max_frames=args.frames, workers=workers)
-                results["runs"][name] = run(source, Path(tmp) / f"{method}-{workers}" / "out.mp4", config, device)
+                results["runs"][name] = run(
+                    source, Path(tmp) / f"{method}-{workers}" / "out.mp4", config, device
+                )
     stages = sorted({k for r in results["runs"].values() for k in r["stages_s"]})
-    print(f"clip: {CLIP} ({results['size']}), first {args.frames} frames; model: {results['model']}\n")
+    print(
+        f"clip: {CLIP} ({results['size']}), first {args.frames} frames; model: {results['model']}\n"
+    )
     print("| method | frames/s | wall s | " + " | ".join(f"{s} s" for s in stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))
     for name, r in results["runs"].items():
         cells = " | ".join(f"{r['stages_s'].get(s, 0):.2f}" for s in stages)
         print(f"| {name} | {r['fps']:.2f} | {r['wall_s']:.1f} | {cells} |")
     for method in ("model", "fwa-sim"):
-        baseline, parallel = (r for name, r in results["runs"].items() if name.startswith(method + ","))
-        print(f"{method}: {parallel['fps'] / baseline['fps']:.2f}x the frames/s of the in-process watermark")
+        baseline, parallel = (
+            r for name, r in results["runs"].items() if name.startswith(method + ",")
+        )
+        print(
+            f"{method}: {parallel['fps'] / baseline['fps']:.2f}x the frames/s of the in-process "
+            "watermark"
+        )
     print(f"\ndevice {device}; machine: {results['machine']}")
     write_json(args.json, results)
 

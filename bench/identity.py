@@ -70,15 +70,22 @@ def main() -> None:
         subset = [r for r in rows if r[1].startswith(prefix)]
         labels, vectors, missed = embed_dataset(subset, root, backend, embedder)
         stats = verify(labels, vectors, args.threshold)
-        stats.update(photos=len(subset), identities=len({r[1] for r in subset}), no_face=len(missed))
+        stats.update(
+            photos=len(subset), identities=len({r[1] for r in subset}), no_face=len(missed)
+        )
         results["datasets"][name] = stats
-    print(f"| dataset | identities | photos (no face) | same / different pairs | accuracy @ {args.threshold} "
-          "| balanced acc. | TAR | FAR | ROC AUC |")
+    print(
+        "| dataset | identities | photos (no face) | same / different pairs | accuracy @ "
+        f"{args.threshold} "
+        "| balanced acc. | TAR | FAR | ROC AUC |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, s in results["datasets"].items():
-        print(f"| {name} | {s['identities']} | {s['photos']} ({s['no_face']}) | {s['same_pairs']} / "
-              f"{s['different_pairs']} | {s['accuracy']:.3f} | {s['balanced_accuracy']:.3f} | "
-              f"{s['true_accept_rate']:.3f} | {s['false_accept_rate']:.4f} | {s['roc_auc']:.3f} |")
+        print(
+            f"| {name} | {s['identities']} | {s['photos']} ({s['no_face']}) | {s['same_pairs']} / "
+            f"{s['different_pairs']} | {s['accuracy']:.3f} | {s['balanced_accuracy']:.3f} | "
+            f"{s['true_accept_rate']:.3f} | {s['false_accept_rate']:.4f} | {s['roc_auc']:.3f} |"
+        )
     print(f"\nmachine: {results['machine']}")
     write_json(args.json, results)
 

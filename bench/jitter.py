@@ -46,11 +46,17 @@ def main() -> None:
             "jitter_smoothed": landmark_jitter(smooth), "mean_shift": shift,
             "iod_px": float(iod.mean()),
         }
-    print("| clip | frames | IOD px | jitter raw (IOD) | jitter smoothed (IOD) | reduction | mean shift (IOD) |")
+    print(
+        "| clip | frames | IOD px | jitter raw (IOD) | jitter smoothed (IOD) | reduction | mean "
+        "shift (IOD) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results["clips"].items():
-        print(f"| {name} | {r['frames']} | {r['iod_px']:.0f} | {r['jitter_raw']:.4f} | "
-              f"{r['jitter_smoothed']:.4f} | {r['jitter_raw'] / r['jitter_smoothed']:.1f}x | {r['mean_shift']:.4f} |")
+        print(
+            f"| {name} | {r['frames']} | {r['iod_px']:.0f} | {r['jitter_raw']:.4f} | "
+            f"{r['jitter_smoothed']:.4f} | {r['jitter_raw'] / r['jitter_smoothed']:.1f}x | "
+            f"{r['mean_shift']:.4f} |"
+        )
     print(f"\nmachine: {results['machine']}")
     write_json(args.json, results)
 

@@ -11,7 +11,8 @@ the identities held out of that detector's training, and fwa-sim fakes made from
 model would; the same H.264 settings for both classes). Frame AUC over scored frames; video AUC
 over 2-second segments of each clip (the mean of each segment's highest third of frame scores).
 
-    python bench/scan.py [--data ../shared/data] [--frames 150] [--speed-frames 300] [--json out.json]
+    python bench/scan.py [--data ../shared/data] [--frames 150] [--speed-frames 300] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def resnet50_checkpoint(folder: Path) -> Path:
                                          "note": "random weights, for timing only"})
 
 
-def make_fwa_sim_pair(source: Path, out_dir: Path, frames: int, rng: np.random.Generator) -> tuple[Path, Path]:
+def make_fwa_sim_pair(
+    source: Path, out_dir: Path, frames: int, rng: np.random.Generator
+) -> tuple[Path, Path]:
     """(real, fake): the first ``frames`` frames re-encoded, and the same with the FWA warp."""
     from detect.artifacts import FwaConfig, warp_artifact
     from swapscope.faces.pipeline import FacePipeline, PipelineConfig
@@ -75,8 +78,10 @@ def make_fwa_sim_pair(source: Path, out_dir: Path, frames: int, rng: np.random.G
             frame, image = item.frame, item.frame.image
             warped = image
             for tracked in item.faces:
-                warped, _ = warp_artifact(warped, tracked.face.landmarks, np.random.default_rng(int(rng.integers(1 << 31))),
-                                          config)
+                warped, _ = warp_artifact(
+                    warped, tracked.face.landmarks,
+                    np.random.default_rng(int(rng.integers(1 << 31))), config,
+                )
             w_real.write(image, frame.time)
             w_fake.write(warped, frame.time)
     return real, fake
@@ -121,14 +126,18 @@ def auc_comparison(root: Path, frames: int) -> dict:
                         scores[mode]["video"][1].extend([label] * len(segs))
     out = {"held_out_identities": held_out, "clips": clips, "frames_per_clip": frames, "modes": {}}
     for mode, levels in scores.items():
-        out["modes"][mode] = {level: {"auc": float(roc_auc_score(y, s)), "n": len(y), "fakes": int(sum(y))}
-                              for level, (s, y) in levels.items()}
+        out["modes"][mode] = {
+            level: {"auc": float(roc_auc_score(y, s)), "n": len(y), "fakes": int(sum(y))}
+            for level, (s, y) in levels.items()
+        }
     return out
 
 
 def main() -> None:
     parser = bench_parser(__doc__, frames=150)
-    parser.add_argument("--speed-frames", type=int, default=300, help="frames of the 720p clip to time")
+    parser.add_argument(
+        "--speed-frames", type=int, default=300, help="frames of the 720p clip to time"
+    )
     args = parser.parse_args()
     import torch
 
@@ -144,9 +153,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         resnet = resnet50_checkpoint(Path(tmp) / "resnet50")
         results["speed"] = {
-            "default (fast, efficientnet_lite0)": timed_scan(clip, ScanConfig(max_frames=args.speed_frames)),
+            "default (fast, efficientnet_lite0)": timed_scan(
+                clip, ScanConfig(max_frames=args.speed_frames)
+            ),
             "paper (every frame, full-size dlib, 10 ROIs, ResNet50)": timed_scan(
-                clip, ScanConfig(model=str(resnet), mode="paper", max_frames=args.speed_frames)),
+                clip, ScanConfig(model=str(resnet), mode="paper", max_frames=args.speed_frames)
+            ),
         }
     results["auc"] = auc_comparison(root, args.frames)
 
@@ -156,8 +168,11 @@ def main() -> None:
     print("| mode | frames scored | frames scored/s | video frames/s | video s/s | wall s |")
     print("|---|---|---|---|---|---|")
     for name, r in results["speed"].items():
-        print(f"| {name} | {r['frames_scored']} | {r['scored_per_s']:.2f} | {r['video_frames_per_s']:.1f} "
-              f"| {r['video_seconds_per_s']:.2f} | {r['wall_s']:.1f} |")
+        print(
+            f"| {name} | {r['frames_scored']} | {r['scored_per_s']:.2f} | "
+            f"{r['video_frames_per_s']:.1f} "
+            f"| {r['video_seconds_per_s']:.2f} | {r['wall_s']:.1f} |"
+        )
     print(f"| default / paper | | | **{results['speedup']:.1f}x** | | |\n")
     print("stages (s):")
     for name, r in results["speed"].items():
@@ -169,7 +184,10 @@ def main() -> None:
     print("| rules | frame AUC (n) | video AUC, 2 s segments (n) |")
     print("|---|---|---|")
     for mode, r in auc["modes"].items():
-        print(f"| {mode} | {r['frame']['auc']:.3f} ({r['frame']['n']}) | {r['video']['auc']:.3f} ({r['video']['n']}) |")
+        print(
+            f"| {mode} | {r['frame']['auc']:.3f} ({r['frame']['n']}) | {r['video']['auc']:.3f} "
+            f"({r['video']['n']}) |"
+        )
     print(f"\nmachine: {results['machine']}")
     write_json(args.json, results)
 

@@ -17,7 +17,8 @@ Everything goes to --out (default bench/out/swap_run, not committed: the sample 
 forbids publishing swaps of its people). Only the plots, which show no face, are reports and
 may be copied to bench/figures.
 
-    python bench/swap_run.py [--data ../shared/data] [--steps 4000] [--gan-warmup 3400] [--json out.json]
+    python bench/swap_run.py [--data ../shared/data] [--steps 4000] [--gan-warmup 3400] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ PEOPLE = {"a": "real_videos/lp_d6_woman_hairbun", "b": "real_videos/lp_d9_man_gl
 
 
 def faces_at_model_size(data, every: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(N, S, S, 3) uint8 aligned faces and (N, 68, 2) landmarks in their px, every ``every``-th face."""
+    """(N, S, S, 3) uint8 aligned faces and (N, 68, 2) landmarks in their px, every
+    ``every``-th face."""
     from forge.train import TrainConfig
 
     cfg = TrainConfig()
     picks = range(0, len(data), every)
     faces = np.stack([(data.sample(i, None, cfg)[1] * 255).round().astype(np.uint8) for i in picks])
     base = data.base[:2]
-    points = np.stack([data.landmarks[i] @ base[:, :2].T + base[:, 2] for i in picks]).astype(np.float32)
+    points = np.stack([data.landmarks[i] @ base[:, :2].T + base[:, 2] for i in picks]).astype(
+        np.float32
+    )
     return faces, points
 
 
@@ -86,9 +90,14 @@ def identity_check(model, data: dict, device: str) -> dict:
             "swapped_closer_to_target": share_closer_to(swapped, other, side),
             "control_real_closer_to_own": share_closer_to(real[side], side, other),
             "control_reconstruction_closer_to_own": share_closer_to(recon, side, other),
-            "mean_distance_swapped_to_target": float(np.linalg.norm(swapped - centroid[other], axis=1).mean()),
-            "mean_distance_swapped_to_source": float(np.linalg.norm(swapped - centroid[side], axis=1).mean()),
-            "high_frequency_vs_real_target": high_frequency(swapped_images) / high_frequency(faces[other][0]),
+            "mean_distance_swapped_to_target": float(
+                np.linalg.norm(swapped - centroid[other], axis=1).mean()
+            ),
+            "mean_distance_swapped_to_source": float(
+                np.linalg.norm(swapped - centroid[side], axis=1).mean()
+            ),
+            "high_frequency_vs_real_target": high_frequency(swapped_images)
+            / high_frequency(faces[other][0]),
         }
     return out
 
@@ -98,11 +107,19 @@ def high_frequency(faces: np.ndarray) -> float:
     checkerboard an over-weighted adversarial term prints (above 1 x the real faces' level)."""
     import cv2
 
-    return float(np.mean([np.abs(cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_32F)).mean()
-                          for f in faces]))
+    return float(
+        np.mean(
+            [
+                np.abs(cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_32F)).mean()
+                for f in faces
+            ]
+        )
+    )
 
 
-def contact_sheet(original: Path, swapped: Path, out: Path, count: int = 4, width: int = 192) -> Path:
+def contact_sheet(
+    original: Path, swapped: Path, out: Path, count: int = 4, width: int = 192
+) -> Path:
     import cv2
 
     from swapscope.media.video import probe, read_frames
@@ -112,8 +129,12 @@ def contact_sheet(original: Path, swapped: Path, out: Path, count: int = 4, widt
     rows = []
     for path in (original, swapped):
         frames = [f.image for f in read_frames(path, limit=total) if f.index in picks]
-        scaled = [cv2.resize(f, (width, round(f.shape[0] * width / f.shape[1])), interpolation=cv2.INTER_AREA)
-                  for f in frames]
+        scaled = [
+            cv2.resize(
+                f, (width, round(f.shape[0] * width / f.shape[1])), interpolation=cv2.INTER_AREA
+            )
+            for f in frames
+        ]
         rows.append(np.hstack(scaled))
     cv2.imwrite(str(out), np.vstack(rows)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out
@@ -134,8 +155,12 @@ def clip_identity(clip: Path, fake: Path, labels: list, out: Path) -> dict:
     names = {side: Path(person).name for side, person in PEOPLE.items()}
     meter = RealismMeter()
     for side, person in PEOPLE.items():  # centroids from frames spread over each real clip
-        meter.enrol(names[side], meter.real_embeddings(next((root / person).glob("*.mp4")), frames=24))
-    realism, swapped, original = meter.measure(fake, clip, labels, names["b"], names["a"], frames=len(labels))
+        meter.enrol(
+            names[side], meter.real_embeddings(next((root / person).glob("*.mp4")), frames=24)
+        )
+    realism, swapped, original = meter.measure(
+        fake, clip, labels, names["b"], names["a"], frames=len(labels)
+    )
     centroid = {side: meter.identities[names[side]].mean(0) for side in "ab"}
     fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
     for emb, style, what in ((original, "--", "original"), (swapped, "-", "swapped")):
@@ -149,14 +174,18 @@ def clip_identity(clip: Path, fake: Path, labels: list, out: Path) -> dict:
     fig.tight_layout()
     write_figure_atomic(out, fig)
     plt.close(fig)
-    closer_to_b = np.mean(cosine(swapped, centroid["b"]) > cosine(swapped, centroid["a"])) if len(swapped) else 0.0
+    closer_to_b = (
+        np.mean(cosine(swapped, centroid["b"]) > cosine(swapped, centroid["a"]))
+        if len(swapped)
+        else 0.0
+    )
     return {**realism.to_json(), "swapped_closer_to_target": float(closer_to_b),
             "original_closer_to_source": float(np.mean(cosine(original, centroid["a"])
                                                        > cosine(original, centroid["b"]))),
             "plot": str(out)}
 
 
-def main() -> None:
+def _args():
     parser = bench_parser(__doc__)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "swap_run"))
     parser.add_argument("--steps", type=int, default=4000)
@@ -168,13 +197,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--video-frames", type=int, default=150)
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    from swapscope.device import resolve_device
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
     from forge.extract import ExtractConfig, extract
-    from forge.swap_video import VideoConfig, forge_video
-    from swapscope.formats.manifest import read_labels
     from forge.models import load_swap_model
+    from forge.swap_video import VideoConfig, forge_video
     from forge.train import FaceData
+    from swapscope.device import resolve_device
+    from swapscope.formats.manifest import read_labels
 
     device = resolve_device(args.device)
     root, out = shared_data(args.data), Path(args.out)
@@ -185,30 +218,35 @@ def main() -> None:
         if not facesets[side].exists():
             extract([root / person], facesets[side], ExtractConfig())
     model_dir = out / "model"
-    argv = ["forge", "train", str(facesets["a"]), str(facesets["b"]), "--out", str(model_dir), "--arch", args.arch,
-            "--size", str(args.size), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-            "--gan-warmup", str(args.gan_warmup), "--lr", str(args.lr), "--lr-d", str(args.lr),
-            "--adv-weight", str(args.adv_weight),
-            "--device", device, "--json"]
+    argv = ["forge", "train", str(facesets["a"]), str(facesets["b"]), "--out", str(model_dir),
+            "--arch", args.arch, "--size", str(args.size), "--batch-size", str(args.batch_size),
+            "--steps", str(args.steps), "--gan-warmup", str(args.gan_warmup), "--lr", str(args.lr),
+            "--lr-d", str(args.lr), "--adv-weight", str(args.adv_weight), "--device", device,
+            "--json"]
     command = shlex.join(argv[:-1])
     print(command, file=sys.stderr)
-    start = time.perf_counter()  # the command itself, as a user runs it (resumes if --out holds a run)
-    run = subprocess.run([sys.executable, "-m", *argv[:1], *argv[1:]], stdout=subprocess.PIPE, text=True, check=True)
+    start = time.perf_counter()  # the command itself, as a user runs it (resumes a run in --out)
+    run = subprocess.run([sys.executable, "-m", *argv], stdout=subprocess.PIPE, text=True,
+                         check=True)
     train_s = time.perf_counter() - start
     summary = json.loads(run.stdout)
     model, meta = load_swap_model(model_dir, device)
     data = {side: FaceData(facesets[side], meta["size"], meta["padding"]) for side in "ab"}
-    results = {"machine": machine(), "command": command, "train_seconds": train_s, "step": summary["step"],
-               "last_losses": summary["last"], "identity": identity_check(model, data, device)}
+    results = {"machine": machine(), "command": command, "train_seconds": train_s,
+               "step": summary["step"], "last_losses": summary["last"],
+               "identity": identity_check(model, data, device)}
     for name in ("curves.png", "preview.png"):
         shutil.copyfile(model_dir / name, out / name)
     clip = next((root / PEOPLE["a"]).glob("*.mp4"))
     fake = out / "video" / f"{clip.stem}_as_{Path(PEOPLE['b']).name}.mp4"
-    video = forge_video(clip, fake, VideoConfig(model=str(model_dir), to="b", max_frames=args.video_frames), device)
-    results["video"] = {"output": str(fake), "frames": video.frames, "swapped": video.swapped_frames,
-                        "timings": video.timings}
+    config = VideoConfig(model=str(model_dir), to="b", max_frames=args.video_frames)
+    video = forge_video(clip, fake, config, device)
+    results["video"] = {"output": str(fake), "frames": video.frames,
+                        "swapped": video.swapped_frames, "timings": video.timings}
     results["contact_sheet"] = str(contact_sheet(clip, fake, out / "contact_sheet.png"))
-    results["clip_realism"] = clip_identity(clip, fake, read_labels(fake.parent, video.row), out / "clip_identity.png")
+    results["clip_realism"] = clip_identity(
+        clip, fake, read_labels(fake.parent, video.row), out / "clip_identity.png"
+    )
     for name in ("curves.png", "clip_identity.png"):  # no faces in these: reports, kept
         shutil.copyfile(out / name, REPO / "bench" / "figures" / f"swap_run_{name}")
     print(json.dumps(results, indent=2))

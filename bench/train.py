@@ -23,7 +23,12 @@ from _common import machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
 PEOPLE = ("real_videos/lp_d6_woman_hairbun", "real_videos/lp_d9_man_glasses")
-CONFIGS = [(arch, size, gan) for arch in ("swap-ae-lite", "swap-ae") for size in (64, 128) for gan in (False, True)]
+CONFIGS = [
+    (arch, size, gan)
+    for arch in ("swap-ae-lite", "swap-ae")
+    for size in (64, 128)
+    for gan in (False, True)
+]
 WARMUP = 2
 
 
@@ -53,9 +58,11 @@ def one(facesets: list[str], arch: str, size: int, gan: bool, steps: int, device
     from forge.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(facesets=tuple(facesets), out=str(Path(tmp) / "m"), arch=arch, size=size, gan=gan,
-                             gan_warmup=0, batch_size=16, steps=WARMUP + steps, save_every=10**6,
-                             preview_every=10**6, stride=4)
+        config = TrainConfig(
+            facesets=tuple(facesets), out=str(Path(tmp) / "m"), arch=arch, size=size, gan=gan,
+            gan_warmup=0, batch_size=16, steps=WARMUP + steps, save_every=10**6,
+            preview_every=10**6, stride=4,
+        )
         clock = _StepClock()
         train(config, device, progress=clock)
     per_step = np.diff(clock.times)[WARMUP:]
@@ -63,8 +70,11 @@ def one(facesets: list[str], arch: str, size: int, gan: bool, steps: int, device
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"arch": arch, "size": size, "gan": gan, "steps": len(per_step),
-            "it_per_s": float(1 / per_step.mean()), "s_per_it": float(per_step.mean()), "peak_mb": peak_mb}
+    return {
+        "arch": arch, "size": size, "gan": gan, "steps": len(per_step),
+        "it_per_s": float(1 / per_step.mean()), "s_per_it": float(per_step.mean()),
+        "peak_mb": peak_mb,
+    }
 
 
 def main() -> None:
@@ -77,8 +87,8 @@ def main() -> None:
         spec = json.loads(args.one)
         print(json.dumps(one(**spec)))
         return
-    from swapscope.device import resolve_device
     from forge.extract import ExtractConfig, extract
+    from swapscope.device import resolve_device
 
     device = resolve_device(args.device)
     root = shared_data(args.data)
@@ -90,14 +100,21 @@ def main() -> None:
             extract([root / person], out, ExtractConfig(max_frames=240, crop_size=256))
             facesets.append(str(out))
         for arch, size, gan in CONFIGS:
-            spec = {"facesets": facesets, "arch": arch, "size": size, "gan": gan, "steps": args.steps,
-                    "device": device}
-            child = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], check=True,
-                                   capture_output=True, text=True)
+            spec = {
+                "facesets": facesets, "arch": arch, "size": size, "gan": gan, "steps": args.steps,
+                "device": device,
+            }
+            child = subprocess.run(
+                [sys.executable, __file__, "--one", json.dumps(spec)], check=True,
+                capture_output=True, text=True,
+            )
             run = json.loads(child.stdout.strip().splitlines()[-1])
             results["runs"].append(run)
-            print(f"{arch} {size}px gan={gan}: {run['it_per_s']:.3f} it/s, peak {run['peak_mb']:.0f} MB",
-                  file=sys.stderr)
+            print(
+                f"{arch} {size}px gan={gan}: {run['it_per_s']:.3f} it/s, peak "
+                f"{run['peak_mb']:.0f} MB",
+                file=sys.stderr,
+            )
     print("| model | size | GAN terms | it/s | s/it | peak memory (MB) |")
     print("|---|---|---|---|---|---|")
     for r in results["runs"]:

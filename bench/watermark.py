@@ -3,7 +3,7 @@
 For each candidate (method, payload bits, scale, block) and each sample clip: embed the payload
 in the first N frames, encode at the forge's CRF 18, re-encode at CRF 23 (what a platform might
 do), decode, and count frames whose payload comes back exactly. Also the embedding time per
-frame and the PSNR the watermark costs. forge/label.py uses the chosen row.
+frame and the PSNR the watermark costs. swapscope/formats/watermark.py uses the chosen row.
 
     python bench/watermark.py [--data ../shared/data] [--frames 24] [--json out.json]
 """
@@ -51,14 +51,19 @@ def measure(frames: list[np.ndarray], method: str, bits: int, options: dict, fol
     encoder = WatermarkEncoder()
     encoder.set_watermark("bytes", payload)
     start = time.perf_counter()
-    marked = [encoder.encode(np.ascontiguousarray(f[..., ::-1]), method, **options)[..., ::-1] for f in frames]
+    marked = [
+        encoder.encode(np.ascontiguousarray(f[..., ::-1]), method, **options)[..., ::-1]
+        for f in frames
+    ]
     embed_ms = (time.perf_counter() - start) / len(frames) * 1000
     psnr = float(np.mean([cv2.PSNR(a, np.ascontiguousarray(b)) for a, b in zip(frames, marked)]))
     decoder = WatermarkDecoder("bytes", bits)
     out = {"embed_ms": embed_ms, "psnr_db": psnr}
     for name, crfs in (("crf18", (18,)), ("crf18_then_23", (18, 23))):
         decoded = roundtrip([np.ascontiguousarray(m) for m in marked], crfs, folder)
-        got = [decoder.decode(np.ascontiguousarray(f[..., ::-1]), method, **options) for f in decoded]
+        got = [
+            decoder.decode(np.ascontiguousarray(f[..., ::-1]), method, **options) for f in decoded
+        ]
         out[name] = float(np.mean([g == payload for g in got]))
     return out
 
@@ -74,17 +79,28 @@ def main() -> None:
     root = shared_data(args.data)
     clips = {"astronaut 320x320 (self-made)": moving_face_frames(data.astronaut(), args.frames)}
     for rel in sorted((root / "real_videos").glob("*/*.mp4")):
-        clips[rel.parent.name + "/" + rel.name] = [f.image for f in read_frames(rel, limit=args.frames)]
+        clips[rel.parent.name + "/" + rel.name] = [
+            f.image for f in read_frames(rel, limit=args.frames)
+        ]
     results = {"machine": machine(), "frames": args.frames, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for method, bits, options in CANDIDATES:
-            per_clip = {name: measure(frames, method, bits, options, Path(tmp)) for name, frames in clips.items()}
+            per_clip = {
+                name: measure(frames, method, bits, options, Path(tmp))
+                for name, frames in clips.items()
+            }
             label = f"{method} {bits} bits {options or 'defaults'}"
             results["rows"].append({"candidate": label, "clips": per_clip})
             print(label, file=sys.stderr)
-    print(f"{len(clips)} clips x {args.frames} frames; share of frames whose payload comes back exactly\n")
-    print("| candidate | after CRF 18 (mean) | after CRF 18 -> 23 (mean) | worst clip after 23 | PSNR dB "
-          "| embed ms/frame (720x1280) |")
+    print(
+        f"{len(clips)} clips x {args.frames} frames; share of frames whose payload comes back "
+        "exactly\n"
+    )
+    print(
+        "| candidate | after CRF 18 (mean) | after CRF 18 -> 23 (mean) | worst clip after 23 | "
+        "PSNR dB "
+        "| embed ms/frame (720x1280) |"
+    )
     print("|---|---|---|---|---|---|")
     for row in results["rows"]:
         clips_ = row["clips"]

@@ -67,7 +67,9 @@ def random_roi(landmarks: np.ndarray, image_shape: tuple[int, ...], rng: np.rand
     top = rng.uniform(0, h / 5)
     bottom = rng.uniform(0, h / 10)
     height, width = image_shape[:2]
-    box = np.array([np.floor(x1 - left), np.floor(y1 - top), np.ceil(x2 + right), np.ceil(y2 + bottom)])
+    box = np.array(
+        [np.floor(x1 - left), np.floor(y1 - top), np.ceil(x2 + right), np.ceil(y2 + bottom)]
+    )
     box = np.clip(box, 0, [width, height, width, height]).astype(np.int64)
     return box
 
@@ -92,8 +94,13 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, low: float = 0.8,
     return np.asarray(pil)
 
 
-def training_sample(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                    fake_prob: float = 0.5, config: FwaConfig = FwaConfig()) -> tuple[np.ndarray, int]:
+def training_sample(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    fake_prob: float = 0.5,
+    config: FwaConfig = FwaConfig(),
+) -> tuple[np.ndarray, int]:
     """One training example from a real face: (ROI (S, S, 3) uint8, label 1 = warped, 0 = real)."""
     label = int(rng.random() < fake_prob)
     if label:

@@ -32,10 +32,15 @@ def save_detector(folder: Path, model: torch.nn.Module, meta: dict, half: bool =
     folder = Path(folder)
     tmp = fresh_folder(folder)
     dtype = torch.float16 if half else torch.float32
-    tensors = {k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-               for k, v in model.state_dict().items()}
+    tensors = {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": DETECTOR_KIND})
-    config = {"kind": DETECTOR_KIND, "code_version": __version__, "dtype": str(dtype).replace("torch.", ""), **meta}
+    config = {
+        "kind": DETECTOR_KIND, "code_version": __version__,
+        "dtype": str(dtype).replace("torch.", ""), **meta,
+    }
     (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     swap_in(tmp, folder)
     return folder
@@ -69,7 +74,9 @@ class Detector:
         out = []
         cfg = self.data_config
         for start in range(0, len(rois), batch_size):
-            batch = torch.stack([to_tensor(r, cfg.mean, cfg.std) for r in rois[start:start + batch_size]])
+            batch = torch.stack(
+                [to_tensor(r, cfg.mean, cfg.std) for r in rois[start : start + batch_size]]
+            )
             with autocast_for(self.device):
                 logits = self.module(batch.to(self.device))  # (B, 2)
             out.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
@@ -83,9 +90,11 @@ def load_detector(path: str | Path, device: str = "cpu") -> Detector:
     folder, config = read_detector_config(path)
     model, _ = create_detector(config["arch"], pretrained=False)
     load_weights(folder, model, config["arch"])
-    return Detector(folder=folder, sha256=sha256_file(folder / "weights.safetensors"), arch=config["arch"],
-                    data_config=DataConfig.from_json(config["data_config"]), module=model.to(device).eval(),
-                    meta=config, device=device)
+    return Detector(
+        folder=folder, sha256=sha256_file(folder / "weights.safetensors"), arch=config["arch"],
+        data_config=DataConfig.from_json(config["data_config"]), module=model.to(device).eval(),
+        meta=config, device=device,
+    )
 
 
 def export_detector(source: str | Path, out: str | Path, half: bool = True) -> Path:

@@ -4,95 +4,185 @@ Option defaults come from each command's config dataclass."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from detect.scan import ScanConfig
 from detect.train import TrainConfig
-from swapscope.cli import (
-    AUTO,
-    DeviceOption,
-    JsonOption,
-    MaxFramesOption,
-    ProgressBar,
-    SeedOption,
-    err_console,
-    fail,
-    handle_errors,
-    make_app,
-    print_json,
-)
+from swapscope import cli as kit
+from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
 
 app = make_app("detect", "Train face-warping-artifact detectors and scan media for face swaps.")
 T, S = TrainConfig, ScanConfig  # where the defaults live
 
 
+# Options, declared once; each command takes its defaults from its config dataclass.
+Facesets = Annotated[list[Path], typer.Argument(help="Face sets of real faces (forge extract).")]
+Fakes = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="A forge manifest (file or folder): its swapped faces train as fakes, its real "
+        "counterparts as reals (repeatable)."
+    ),
+]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder: best/, resume/, curves.png.")]
+Arch = Annotated[
+    str,
+    typer.Option(
+        help="efficientnet_lite0 (offline ImageNet weights), resnet50, xception, or a timm name."
+    ),
+]
+Pretrained = Annotated[bool, typer.Option(help="Start from ImageNet weights.")]
+Init = Annotated[
+    Path | None,
+    typer.Option(help="Start from this detector checkpoint instead (fine-tuning; same --arch)."),
+]
+Epochs = Annotated[int, typer.Option(help="Epochs (the paper: 20).")]
+BatchSize = Annotated[int, typer.Option(help="Batch size (the paper: 64).")]
+Lr = Annotated[float, typer.Option(help="SGD learning rate, decayed x0.95 per epoch.")]
+Stride = Annotated[int, typer.Option(help="Use every N-th face of each track.")]
+StepsPerEpoch = Annotated[
+    int, typer.Option(help="Cap on steps per epoch (0: one pass over the data).")
+]
+ValFraction = Annotated[
+    float, typer.Option(help="Share of faces (whole identities) held out for validation.")
+]
+Workers = Annotated[int, typer.Option(help="Data loader worker processes.")]
+Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
+Model = Annotated[
+    Path | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Detector checkpoint folder (detect train's OUT/best); default: the detector that "
+        "ships with swapscope.",
+    ),
+]
+Mode = Annotated[
+    str,
+    typer.Option(
+        help="Preset for the knobs you leave unset: fast, or paper (every frame, full-size "
+        "detection, 10 ROIs, top 5)."
+    ),
+]
+Rois = Annotated[int | None, typer.Option(help="Random ROIs per face (fast: 1, paper: 10).")]
+TopK = Annotated[
+    int | None, typer.Option(help="A face scores the mean of its top-k ROIs (fast: 1, paper: 5).")
+]
+Every = Annotated[int | None, typer.Option(help="Score every N-th frame (fast: 5, paper: 1).")]
+DetectEvery = Annotated[
+    int | None,
+    typer.Option(
+        help="Run the face detector every N scored frames, tracking between (fast: 6, paper: 1)."
+    ),
+]
+DetectSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Long side of the frame copy the face detector sees; 0 = full size (fast: 480, "
+        "paper: 0)."
+    ),
+]
+TopFraction = Annotated[
+    float, typer.Option(help="A video scores the mean of this top share of its frames.")
+]
+Threshold = Annotated[float, typer.Option(help="Verdict 'fake' at or above this score.")]
+ScanBatchSize = Annotated[int, typer.Option(help="ROIs per network call.")]
+LabelFrames = Annotated[
+    int,
+    typer.Option(
+        help="Check this many scored frames for swapscope's watermark (the container metadata is "
+        "always read)."
+    ),
+]
+Heatmap = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the scored frames with each face's score and Grad-CAM map (.mp4 for a video, "
+        ".png for an image)."
+    ),
+]
+Checkpoint = Annotated[
+    Path, typer.Argument(help="Detector checkpoint folder (detect train's OUT/best).")
+]
+ExportOut = Annotated[Path, typer.Option("--out", "-o", help="Folder for the exported checkpoint.")]
+Half = Annotated[
+    bool, typer.Option(help="Store the weights as fp16 (half the size; loaded back as fp32).")
+]
+
+
 @app.command()
 @handle_errors
 def train(
-    facesets: list[Path] = typer.Argument(..., help="Face sets of real faces (forge extract)."),
-    fakes: list[Path] | None = typer.Option(None, help="A forge manifest (file or folder): its swapped faces train as fakes, its real counterparts as reals (repeatable)."),
-    out: Path = typer.Option(Path("detector"), "--out", "-o", help="Run folder: best/, resume/, curves.png."),
-    arch: str = typer.Option(T.arch, help="efficientnet_lite0 (offline ImageNet weights), resnet50, xception, or a timm name."),
-    pretrained: bool = typer.Option(T.pretrained, help="Start from ImageNet weights."),
-    init: Path | None = typer.Option(None, help="Start from this detector checkpoint instead (fine-tuning; same --arch)."),
-    epochs: int = typer.Option(T.epochs, help="Epochs (the paper: 20)."),
-    batch_size: int = typer.Option(T.batch_size, help="Batch size (the paper: 64)."),
-    lr: float = typer.Option(T.lr, help="SGD learning rate, decayed x0.95 per epoch."),
-    stride: int = typer.Option(T.stride, help="Use every N-th face of each track."),
-    steps_per_epoch: int = typer.Option(T.steps_per_epoch or 0, help="Cap on steps per epoch (0: one pass over the data)."),
-    val_fraction: float = typer.Option(T.val_fraction, help="Share of faces (whole identities) held out for validation."),
-    workers: int = typer.Option(T.workers, help="Data loader worker processes."),
-    device: DeviceOption = AUTO,
-    seed: SeedOption = T.seed,
-    json_out: JsonOption = False,
+    facesets: Facesets,
+    fakes: Fakes = None,
+    out: Out = Path(T.out),
+    arch: Arch = T.arch,
+    pretrained: Pretrained = T.pretrained,
+    init: Init = None,
+    epochs: Epochs = T.epochs,
+    batch_size: BatchSize = T.batch_size,
+    lr: Lr = T.lr,
+    stride: Stride = T.stride,
+    steps_per_epoch: StepsPerEpoch = T.steps_per_epoch or 0,
+    val_fraction: ValFraction = T.val_fraction,
+    workers: Workers = T.workers,
+    device: kit.DeviceOption = kit.AUTO,
+    seed: kit.SeedOption = T.seed,
+    json_out: kit.JsonOption = False,
 ) -> None:
     """Train a detector on real faces and simulated face-warping artifacts (resumable)."""
     from detect.train import train as run_train
 
     config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []],
-                         init=str(init) if init else "", out=str(out), arch=arch, pretrained=pretrained,
-                         epochs=epochs, batch_size=batch_size, lr=lr, stride=stride,
-                         steps_per_epoch=steps_per_epoch or None, val_fraction=val_fraction,
-                         workers=workers, seed=seed)
-    with ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}", unit="it/s") as progress:
+                         init=str(init) if init else "", out=str(out), arch=arch,
+                         pretrained=pretrained, epochs=epochs, batch_size=batch_size, lr=lr,
+                         stride=stride, steps_per_epoch=steps_per_epoch or None,
+                         val_fraction=val_fraction, workers=workers, seed=seed)
+    bar = ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}", unit="it/s")
+    with bar as progress:
         summary = run_train(config, resolve_device(device), progress=progress)
     if json_out:
         print_json(summary)
     else:
-        typer.echo(f"{summary['best']}: best validation AUC {summary['best_val_auc']:.4f} "
-                   f"({summary['train_faces']} training / {summary['val_faces']} validation faces)")
+        typer.echo(
+            f"{summary['best']}: best validation AUC {summary['best_val_auc']:.4f} "
+            f"({summary['train_faces']} training / {summary['val_faces']} validation faces)"
+        )
 
 
 @app.command()
 @handle_errors
 def scan(
-    inputs: list[Path] = typer.Argument(..., help="Videos, images, or folders of them."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best); default: the detector that ships with swapscope."),
-    mode: str = typer.Option(S.mode, help="Preset for the knobs you leave unset: fast, or paper (every frame, full-size detection, 10 ROIs, top 5)."),
-    rois: int | None = typer.Option(None, help="Random ROIs per face (fast: 1, paper: 10)."),
-    top_k: int | None = typer.Option(None, help="A face scores the mean of its top-k ROIs (fast: 1, paper: 5)."),
-    every: int | None = typer.Option(None, help="Score every N-th frame (fast: 5, paper: 1)."),
-    detect_every: int | None = typer.Option(None, help="Run the face detector every N scored frames, tracking between (fast: 6, paper: 1)."),
-    detect_size: int | None = typer.Option(None, help="Long side of the frame copy the face detector sees; 0 = full size (fast: 480, paper: 0)."),
-    top_fraction: float = typer.Option(S.top_fraction, help="A video scores the mean of this top share of its frames."),
-    threshold: float = typer.Option(S.threshold, help="Verdict 'fake' at or above this score."),
-    batch_size: int = typer.Option(S.batch_size, help="ROIs per network call."),
-    max_frames: MaxFramesOption = S.max_frames,
-    label_frames: int = typer.Option(S.label_frames, help="Check this many scored frames for swapscope's watermark (the container metadata is always read)."),
-    heatmap: Path | None = typer.Option(None, help="Write the scored frames with each face's score and Grad-CAM map (.mp4 for a video, .png for an image)."),
-    device: DeviceOption = AUTO,
-    json_out: JsonOption = False,
+    inputs: Inputs,
+    model: Model = None,
+    mode: Mode = S.mode,
+    rois: Rois = None,
+    top_k: TopK = None,
+    every: Every = None,
+    detect_every: DetectEvery = None,
+    detect_size: DetectSize = None,
+    top_fraction: TopFraction = S.top_fraction,
+    threshold: Threshold = S.threshold,
+    batch_size: ScanBatchSize = S.batch_size,
+    max_frames: kit.MaxFramesOption = S.max_frames,
+    label_frames: LabelFrames = S.label_frames,
+    heatmap: Heatmap = None,
+    device: kit.DeviceOption = kit.AUTO,
+    json_out: kit.JsonOption = False,
 ) -> None:
-    """Score each input for face-warping artifacts: a verdict and a score per input (per-frame
-    and per-face scores, rules and timings with --json)."""
+    """Score each input for face-warping artifacts: a verdict and a score per input.
+
+    --json prints per-frame and per-face scores, the rules and timings."""
     from detect.scan import scan as run_scan
 
-    config = ScanConfig(model=str(model) if model else "", mode=mode, rois=rois, top_k=top_k, every=every,
-                        detect_every=detect_every, detect_size=detect_size, top_fraction=top_fraction,
-                        threshold=threshold, batch_size=batch_size, max_frames=max_frames,
-                        label_frames=label_frames, heatmap=str(heatmap) if heatmap else None)
+    config = ScanConfig(model=str(model) if model else "", mode=mode, rois=rois, top_k=top_k,
+                        every=every, detect_every=detect_every, detect_size=detect_size,
+                        top_fraction=top_fraction, threshold=threshold, batch_size=batch_size,
+                        max_frames=max_frames, label_frames=label_frames,
+                        heatmap=str(heatmap) if heatmap else None)
 
     def report(item) -> None:
         if json_out:
@@ -100,8 +190,8 @@ def scan(
         if item.provenance.get("labelled"):
             typer.echo(f"LABELLED  {item.path}: {item.provenance['summary']}")
         if item.verdict not in ("no face", "error"):
-            typer.echo(f"{item.verdict:5s} {item.score:.3f}  {item.path}  ({len(item.frames)} frames scored, "
-                       f"{item.timings.get('total', 0):.1f} s)")
+            typer.echo(f"{item.verdict:5s} {item.score:.3f}  {item.path}  ({len(item.frames)} "
+                       f"frames scored, {item.timings.get('total', 0):.1f} s)")
 
     result = run_scan(inputs, config, resolve_device(device), on_result=report)
     if json_out:
@@ -111,16 +201,13 @@ def scan(
     if len(result.inputs) == 1 and problems:
         fail(reasons[0])
     if problems:
-        fail(f"{len(problems)} of {len(result.inputs)} inputs could not be scored: " + "; ".join(reasons))
+        fail(f"{len(problems)} of {len(result.inputs)} inputs could not be scored: "
+             + "; ".join(reasons))
 
 
 @app.command()
 @handle_errors
-def export(
-    checkpoint: Path = typer.Argument(..., help="Detector checkpoint folder (detect train's OUT/best)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the exported checkpoint."),
-    half: bool = typer.Option(True, help="Store the weights as fp16 (half the size; loaded back as fp32)."),
-) -> None:
+def export(checkpoint: Checkpoint, out: ExportOut, half: Half = True) -> None:
     """Copy a detector checkpoint for release: fp16 weights, the same config, its source's hash."""
     from detect.checkpoint import export_detector
 

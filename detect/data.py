@@ -24,10 +24,11 @@ import torch
 
 from detect.artifacts import FwaConfig, training_sample
 from detect.models import to_tensor
+from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.files import read_jsonl, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
-from swapscope.formats.manifest import read_labels, read_manifest
+from swapscope.formats.manifest import ManifestRow, read_labels, read_manifest
 from swapscope.media.images import is_image, load_image
 from swapscope.media.video import h264_roundtrip, read_frames
 
@@ -52,7 +53,8 @@ def _context_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[int, in
     return max(x1, 0), max(y1, 0), min(x2, shape[1]), min(y2, shape[0])
 
 
-def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress=None) -> list[FaceItem]:
+def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1,
+                        progress: Progress | None = None) -> list[FaceItem]:
     """Cut every ``stride``-th face of each track out of its source frame, once; reuse the
     cache on later runs. Returns the items."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -67,6 +69,8 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress
     by_source: dict[str, list[FaceRow]] = {}
     for row in rows:
         by_source.setdefault(row.source_path, []).append(row)
+    progress = progress or NoProgress()
+    progress.start(f"cutting faces of {faceset.root.name}", len(rows))
     items_json = []
     for source, source_rows in by_source.items():
         if not Path(source).is_file():
@@ -81,12 +85,20 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1, progress
             for row in wanted.get(index, []):
                 x1, y1, x2, y2 = _context_box(row.landmarks, image.shape)
                 name = f"{row.source_id[:16]}_{index:06d}_t{row.track_id}.png"
-                cv2.imwrite(str(cache / name), image[y1:y2, x1:x2][..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                items_json.append({"context": name, "landmarks": np.round(row.landmarks - [x1, y1], 2).tolist(),
-                                   "identity": row.identity, "source_id": row.source_id,
-                                   "frame_index": index})
-                if progress:
-                    progress(1)
+                cv2.imwrite(
+                    str(cache / name),
+                    image[y1:y2, x1:x2][..., ::-1],
+                    [cv2.IMWRITE_PNG_COMPRESSION, 1],
+                )
+                items_json.append(
+                    {
+                        "context": name,
+                        "landmarks": np.round(row.landmarks - [x1, y1], 2).tolist(),
+                        "identity": row.identity, "source_id": row.source_id, "frame_index": index,
+                    }
+                )
+                progress.advance(1)
+    progress.stop()
     return _write_items(cache, items_json)
 
 
@@ -97,27 +109,31 @@ def _write_items(cache: Path, items_json: list[dict]) -> list[FaceItem]:
 
 
 def _item_from_json(cache: Path, row: dict) -> FaceItem:
-    return FaceItem(context=str(cache / row["context"]), landmarks=np.asarray(row["landmarks"], np.float32),
-                    identity=row["identity"], source_id=row["source_id"], frame_index=row["frame_index"],
-                    label=row.get("label"))
+    return FaceItem(
+        context=str(cache / row["context"]), landmarks=np.asarray(row["landmarks"], np.float32),
+        identity=row["identity"], source_id=row["source_id"], frame_index=row["frame_index"],
+        label=row.get("label"),
+    )
 
 
 def manifest_cache_key(manifest: Path, stride: int) -> str:
     if not Path(manifest).is_file():
-        raise InputError(f"{manifest}: no such manifest (forge video / forge dataset write manifest.jsonl)")
+        raise InputError(
+            f"{manifest}: no such manifest (forge video / forge dataset write manifest.jsonl)"
+        )
     digest = hashlib.sha256(Path(manifest).read_bytes())
     digest.update(f"/{stride}".encode())
     return "m" + digest.hexdigest()[:15]
 
 
-def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=None) -> list[FaceItem]:
+def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3,
+                         progress: Progress | None = None) -> list[FaceItem]:
     """Context crops of the faces in a forge manifest's outputs, with fixed labels: the swapped
     faces of each fake (every ``stride``-th labelled frame) are 1, the faces of each real
     counterpart 0. Faces are re-detected in the output frames (dlib); the label's box picks the
     swapped one. Identity and source id come from the source video, so a fake and its real
     counterpart always fall in the same split."""
     from swapscope.faces.backends import create_backend
-    from swapscope.faces.track import box_iou
 
     cache.mkdir(parents=True, exist_ok=True)
     index_path = cache / "items.jsonl"
@@ -128,44 +144,49 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3, progress=
     rows = read_manifest(manifest)
     backend = create_backend("dlib")
     items_json = []
+    progress = progress or NoProgress()
+    progress.start(f"finding faces in {manifest.name}", len(rows))
     for row in rows:
         video = folder / row.output
         if not video.is_file():
             raise InputError(f"{video}: output listed in {manifest} is missing")
-        fake = row.label == "fake"
-        boxes: dict[int, list] = {}
-        if fake:
-            labels = read_labels(folder, row)[::stride]
-            boxes = {lab.frame: [f.box for f in lab.faces] for lab in labels}
-        for frame in read_frames(video):
-            if fake and frame.index not in boxes:
-                continue
-            if not fake and frame.index % stride:
-                continue
-            found, _ = backend.detect(frame.image)
-            if not len(found):
-                continue
-            if fake:
-                overlap = box_iou(found, np.asarray(boxes[frame.index], np.float32))
-                pick = [int(i) for i in np.flatnonzero(overlap.max(1) > 0.2)]
-            else:
-                pick = [int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
-            if not pick:
-                continue
-            points = backend.landmarks(frame.image, found[pick])
-            for k, lms in zip(pick, points):
-                x1, y1, x2, y2 = _context_box(lms, frame.image.shape)
-                name = f"{row.id[:12]}_{frame.index:06d}_{k}.png"
-                cv2.imwrite(str(cache / name), frame.image[y1:y2, x1:x2][..., ::-1],
-                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                items_json.append({"context": name, "landmarks": np.round(lms - [x1, y1], 2).tolist(),
-                                   "identity": row.identity, "source_id": row.source_sha256,
-                                   "frame_index": frame.index, "label": int(fake)})
-                if progress:
-                    progress(1)
+        for frame, k, lms in _labelled_faces(video, folder, row, stride, backend):
+            x1, y1, x2, y2 = _context_box(lms, frame.image.shape)
+            name = f"{row.id[:12]}_{frame.index:06d}_{k}.png"
+            cv2.imwrite(str(cache / name), frame.image[y1:y2, x1:x2][..., ::-1],
+                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            items_json.append({"context": name, "landmarks": np.round(lms - [x1, y1], 2).tolist(),
+                               "identity": row.identity, "source_id": row.source_sha256,
+                               "frame_index": frame.index, "label": int(row.label == "fake")})
+        progress.advance(1)
+    progress.stop()
     if not items_json:
         raise InputError(f"{manifest}: no faces found in its outputs")
     return _write_items(cache, items_json)
+
+
+def _labelled_faces(video: Path, folder: Path, row: ManifestRow, stride: int, backend):
+    """(frame, detection index, (68, 2) landmarks) of the faces to train on in one output: in a
+    fake, those its labels say were swapped (every ``stride``-th labelled frame); in a real
+    counterpart, the largest face of every ``stride``-th frame."""
+    from swapscope.faces.track import box_iou
+
+    fake = row.label == "fake"
+    boxes = {lab.frame: [f.box for f in lab.faces] for lab in read_labels(folder, row)[::stride]}
+    for frame in read_frames(video):
+        if (frame.index not in boxes) if fake else frame.index % stride:
+            continue
+        found, _ = backend.detect(frame.image)
+        if not len(found):
+            continue
+        if fake:
+            overlap = box_iou(found, np.asarray(boxes[frame.index], np.float32))
+            pick = [int(i) for i in np.flatnonzero(overlap.max(1) > 0.2)]
+        else:
+            pick = [int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
+        if pick:
+            for k, lms in zip(pick, backend.landmarks(frame.image, found[pick])):
+                yield frame, k, lms
 
 
 def faceset_cache_key(faceset: FaceSet, stride: int) -> str:
@@ -192,7 +213,11 @@ def split_by_identity(items: list[FaceItem], val_fraction: float, seed: int = 0
     order = list(rng.permutation(identities))
     counts = {name: sum(it.identity == name for it in items) for name in identities}
     val_ids: set[str] = set()
-    while order and sum(counts[n] for n in val_ids) < val_fraction * len(items) and len(val_ids) < len(identities) - 1:
+    while (
+        order
+        and sum(counts[n] for n in val_ids) < val_fraction * len(items)
+        and len(val_ids) < len(identities) - 1
+    ):
         val_ids.add(order.pop())
     train = [it for it in items if it.identity not in val_ids]
     val = [it for it in items if it.identity in val_ids]
@@ -250,11 +275,15 @@ class FwaDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         image = cv2.imread(item.context, cv2.IMREAD_COLOR)
         if image is None:
-            raise InputError(f"{item.context}: context crop missing; delete the cache folder to rebuild it")
+            raise InputError(
+                f"{item.context}: context crop missing; delete the cache folder to rebuild it"
+            )
         if item.label is None:  # a real face: the FWA negative is synthesised half the time
             roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa)
         else:  # a face from a forge manifest: its label is what it is
-            roi, _ = training_sample(image[..., ::-1], item.landmarks, rng, fake_prob=0.0, config=self.fwa)
+            roi, _ = training_sample(
+                image[..., ::-1], item.landmarks, rng, fake_prob=0.0, config=self.fwa
+            )
             label = item.label
         if self.degrade is not None:
             roi = self.degrade(roi, rng)

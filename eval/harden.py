@@ -16,7 +16,13 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from eval.benchmark import BenchmarkConfig, BenchmarkResult, config_key, detector_name, run_benchmark
+from eval.benchmark import (
+    BenchmarkConfig,
+    BenchmarkResult,
+    config_key,
+    detector_name,
+    run_benchmark,
+)
 from swapscope.errors import InputError
 from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
 
@@ -52,16 +58,22 @@ def harden(config: HardenConfig, device: str) -> dict:
     target = _choose(report, config)
     log.info("hardening %s against: %s", target.name, sorted(target.chosen))
     work = report_dir / "harden"
-    train_manifests, test_sets, real_videos = split_sets(bench.sets, target.chosen_full, work / "sets")
+    train_manifests, test_sets, real_videos = split_sets(
+        bench.sets, target.chosen_full, work / "sets"
+    )
     summary = fine_tune(target, config, train_manifests, real_videos, work, device)
     log.info("benchmarking both detectors on the test identities")
-    before_after = BenchmarkConfig(sets=test_sets, detectors=[config.detector, summary["best"]],
-                                   mode=bench.mode, realism_frames=bench.realism_frames, bootstrap=bench.bootstrap,
-                                   cache=str(report_dir / "cache"))
+    before_after = BenchmarkConfig(
+        sets=test_sets, detectors=[config.detector, summary["best"]], mode=bench.mode,
+        realism_frames=bench.realism_frames, bootstrap=bench.bootstrap,
+        cache=str(report_dir / "cache"),
+    )
     result = run_benchmark(before_after, work, device)
-    return {"detector": target.name, "hardened": summary["best"], "trained_on": sorted(target.chosen),
-            "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
-            "rows": compare(result, target), "result": result}
+    return {
+        "detector": target.name, "hardened": summary["best"], "trained_on": sorted(target.chosen),
+        "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
+        "rows": compare(result, target), "result": result,
+    }
 
 
 def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
@@ -91,17 +103,25 @@ def _choose(report: dict, config: HardenConfig) -> _Target:
                    chosen_full={full_names[c] for c in chosen})
 
 
-def split_sets(sets: list[str], chosen_full: set[str], out: Path) -> tuple[list[str], list[str], list[Path]]:
+def split_sets(
+    sets: list[str], chosen_full: set[str], out: Path
+) -> tuple[list[str], list[str], list[Path]]:
     """Per forgery set, a manifest of its train/val reals and chosen fakes and one of its test
     rows, written under ``out`` (their paths made absolute, so they point into the set), and
     the train/val real videos. Returns (train manifests, test manifests, real videos)."""
     train_manifests, test_sets, real_videos = [], [], []
     for i, folder in enumerate(map(Path, sets)):
         rows = [_absolute(folder, r) for r in read_manifest(folder)]
-        keep = [r for r in rows if r.split in ("train", "val") and (r.label == "real" or config_key(r) in chosen_full)]
+        keep = [
+            r
+            for r in rows
+            if r.split in ("train", "val") and (r.label == "real" or config_key(r) in chosen_full)
+        ]
         test = [r for r in rows if r.split == "test"]
         if not any(r.label == "fake" for r in keep):
-            raise InputError(f"{folder}: no fakes of the evading configurations in its train/val splits")
+            raise InputError(
+                f"{folder}: no fakes of the evading configurations in its train/val splits"
+            )
         if not any(r.label == "fake" for r in test) or not any(r.label == "real" for r in test):
             raise InputError(f"{folder}: its test split needs fakes and reals to compare on")
         named = out / f"{i:02d}_{folder.name}"
@@ -116,8 +136,14 @@ def _absolute(folder: Path, row: ManifestRow) -> ManifestRow:
     return replace(row, output=str((folder / row.output).resolve()), labels=labels)
 
 
-def fine_tune(target: _Target, config: HardenConfig, train_manifests: list[str], real_videos: list[Path],
-              work: Path, device: str) -> dict:
+def fine_tune(
+    target: _Target,
+    config: HardenConfig,
+    train_manifests: list[str],
+    real_videos: list[Path],
+    work: Path,
+    device: str,
+) -> dict:
     """Fine-tune the detector being hardened (what it knew is the starting point) on the real
     faces and the chosen fakes; returns detect train's summary."""
     from detect.train import TrainConfig
@@ -129,10 +155,14 @@ def fine_tune(target: _Target, config: HardenConfig, train_manifests: list[str],
         log.info("extracting real faces of %d training videos", len(real_videos))
         extract(real_videos, faces, ExtractConfig())
     log.info("training the hardened detector")
-    return train_detector(TrainConfig(facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
-                                      init=str(target.folder), arch=target.arch, epochs=config.epochs,
-                                      batch_size=config.batch_size, stride=config.stride, seed=config.seed),
-                          device)
+    return train_detector(
+        TrainConfig(
+            facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
+            init=str(target.folder), arch=target.arch, epochs=config.epochs,
+            batch_size=config.batch_size, stride=config.stride, seed=config.seed,
+        ),
+        device,
+    )
 
 
 def compare(result: BenchmarkResult, target: _Target) -> list[dict]:
@@ -141,22 +171,39 @@ def compare(result: BenchmarkResult, target: _Target) -> list[dict]:
     table = []
     for row in result.rows:
         before, after = row.detectors[target.name], row.detectors[hardened]
-        table.append({"config": row.config, "trained_on": (row.config_full or row.config) in target.chosen_full,
-                      "fakes": row.fakes, "reals": row.reals,
-                      "before": {"video_auc": before["video"]["auc"], "frame_auc": before["frame"]["auc"]},
-                      "after": {"video_auc": after["video"]["auc"], "frame_auc": after["frame"]["auc"]}})
+        table.append(
+            {
+                "config": row.config,
+                "trained_on": (row.config_full or row.config) in target.chosen_full,
+                "fakes": row.fakes,
+                "reals": row.reals,
+                "before": {
+                    "video_auc": before["video"]["auc"],
+                    "frame_auc": before["frame"]["auc"],
+                },
+                "after": {"video_auc": after["video"]["auc"], "frame_auc": after["frame"]["auc"]},
+            }
+        )
     return table
 
 
 def before_after_markdown(outcome: dict) -> str:
-    lines = [f"## Hardening {outcome['detector']} (closed loop)", "",
-             f"Trained on the fakes of {', '.join(f'`{c}`' for c in outcome['trained_on'])} (train/val "
-             f"identities) plus real faces; validation AUC {outcome['train_summary']['best_val_auc']:.3f}. "
-             "Scored on the test identities only.", "",
-             "| configuration | trained on it | fakes / reals | video AUC before | after | frame AUC before | after |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Hardening {outcome['detector']} (closed loop)",
+        "",
+        f"Trained on the fakes of {', '.join(f'`{c}`' for c in outcome['trained_on'])} (train/val "
+        "identities) plus real faces; validation AUC "
+        f"{outcome['train_summary']['best_val_auc']:.3f}. "
+        "Scored on the test identities only.",
+        "",
+        "| configuration | trained on it | fakes / reals | video AUC before | after | frame AUC "
+        "before | after |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in outcome["rows"]:
-        lines.append(f"| {r['config']} | {'yes' if r['trained_on'] else 'no'} | {r['fakes']} / {r['reals']} "
-                     f"| {r['before']['video_auc']:.3f} | {r['after']['video_auc']:.3f} "
-                     f"| {r['before']['frame_auc']:.3f} | {r['after']['frame_auc']:.3f} |")
+        lines.append(
+            f"| {r['config']} | {'yes' if r['trained_on'] else 'no'} | {r['fakes']} / {r['reals']} "
+            f"| {r['before']['video_auc']:.3f} | {r['after']['video_auc']:.3f} "
+            f"| {r['before']['frame_auc']:.3f} | {r['after']['frame_auc']:.3f} |"
+        )
     return "\n".join(lines)

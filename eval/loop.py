@@ -20,12 +20,15 @@ from swapscope.shared import find_shared_data
 
 log = logging.getLogger(__name__)
 
-SHARED_PEOPLE = ["lp_d6_woman_hairbun", "lp_d9_man_glasses", "lp_d3_woman_hoops", "lp_d12_man_glasses_curly"]
+SHARED_PEOPLE = [
+    "lp_d6_woman_hairbun", "lp_d9_man_glasses", "lp_d3_woman_hoops", "lp_d12_man_glasses_curly",
+]
 
 
 @dataclass
 class LoopConfig:
-    shared_data: str = ""  # "" = look for ../shared/data or $SWAPSCOPE_SHARED_DATA; "none" = self-made clips
+    # "" = look for ../shared/data or $SWAPSCOPE_SHARED_DATA; "none" = self-made clips
+    shared_data: str = ""
     max_frames: int = 60  # frames of each clip in the forgery set
     train_frames: int = 300  # frames of each of the two people's clips for the swap model
     train_steps: int = 400
@@ -41,8 +44,10 @@ def _self_made_videos(folder: Path) -> list[Path]:
     from swapscope.media.sample import moving_face_frames, write_clip
 
     out = []
-    for person, image in (("astronaut", data.astronaut()), ("astronaut_mirrored", np.ascontiguousarray(
-            data.astronaut()[:, ::-1]))):
+    for person, image in (
+        ("astronaut", data.astronaut()),
+        ("astronaut_mirrored", np.ascontiguousarray(data.astronaut()[:, ::-1])),
+    ):
         (folder / person).mkdir(parents=True, exist_ok=True)
         path = folder / person / "clip.mp4"
         if not path.is_file():
@@ -73,10 +78,18 @@ def make_default_data(work: Path, config: LoopConfig, device: str) -> BenchmarkC
             extract([video], out, ExtractConfig(max_frames=config.train_frames))
         facesets.append(str(out))
     model = work / "model"
-    log.info(f"training a swap model {Path(facesets[0]).name} <-> {Path(facesets[1]).name} ({config.train_steps} steps)")
-    train(TrainConfig(facesets=(facesets[0], facesets[1]), out=str(model), arch="swap-ae-lite", gan=False,
-                      steps=config.train_steps, save_every=config.train_steps, preview_every=config.train_steps),
-          device)
+    log.info(
+        f"training a swap model {Path(facesets[0]).name} <-> {Path(facesets[1]).name} "
+        f"({config.train_steps} steps)"
+    )
+    train(
+        TrainConfig(
+            facesets=(facesets[0], facesets[1]), out=str(model), arch="swap-ae-lite", gan=False,
+            steps=config.train_steps, save_every=config.train_steps,
+            preview_every=config.train_steps,
+        ),
+        device,
+    )
     root = work / "forgeries"
     sweeps = [{"method": ["fwa-sim"], "fwa_size": config.fwa_sizes},
               {"method": ["model"], "model": [str(model)], "blend": config.blends}]

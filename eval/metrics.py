@@ -43,25 +43,38 @@ def point_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     labels, scores = np.asarray(labels, int), np.asarray(scores, float)
     if len(set(labels.tolist())) < 2:
         return {m: float("nan") for m in METRICS}
-    return {"auc": float(roc_auc_score(labels, scores)), "eer": eer(labels, scores),
-            "ap": float(average_precision_score(labels, scores)), "tpr_at_1fpr": tpr_at_fpr(labels, scores)}
+    return {
+        "auc": float(roc_auc_score(labels, scores)), "eer": eer(labels, scores),
+        "ap": float(average_precision_score(labels, scores)),
+        "tpr_at_1fpr": tpr_at_fpr(labels, scores),
+    }
 
 
-def bootstrap(data: Scores, rounds: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+def bootstrap(
+    data: Scores, rounds: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float]]:
     """Percentile intervals of every metric, resampling whole groups (videos) with replacement."""
     rng = np.random.default_rng(seed)
     groups = np.unique(data.groups)
     index = {g: np.flatnonzero(data.groups == g) for g in groups}
     draws: dict[str, list[float]] = {m: [] for m in METRICS}
     for _ in range(rounds):
-        picked = np.concatenate([index[g] for g in rng.choice(groups, size=len(groups), replace=True)])
+        picked = np.concatenate(
+            [index[g] for g in rng.choice(groups, size=len(groups), replace=True)]
+        )
         values = point_metrics(data.labels[picked], data.scores[picked])
         for m in METRICS:
             if not np.isnan(values[m]):
                 draws[m].append(values[m])
     low, high = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {m: ([float(np.percentile(v, low)), float(np.percentile(v, high))] if v else [float("nan")] * 2)
-            for m, v in draws.items()}
+    return {
+        m: (
+            [float(np.percentile(v, low)), float(np.percentile(v, high))]
+            if v
+            else [float("nan")] * 2
+        )
+        for m, v in draws.items()
+    }
 
 
 def video_scores(frame: Scores, top_fraction: float = 1 / 3) -> Scores:

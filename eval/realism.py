@@ -18,7 +18,7 @@ again in the fake (dlib, the label's box picks it) and in the same source frame:
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -44,8 +44,10 @@ def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray
     """(3,) yaw, pitch, roll in degrees from (68, 2) landmarks, pinhole camera f = image width."""
     height, width = image_shape[:2]
     camera = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], np.float64)
-    ok, rvec, _ = cv2.solvePnP(MODEL_POINTS, landmarks[POSE_LANDMARKS].astype(np.float64), camera, None,
-                               flags=cv2.SOLVEPNP_ITERATIVE)
+    ok, rvec, _ = cv2.solvePnP(
+        MODEL_POINTS, landmarks[POSE_LANDMARKS].astype(np.float64), camera, None,
+        flags=cv2.SOLVEPNP_ITERATIVE,
+    )
     if not ok:
         return np.full(3, np.nan)
     rotation, _ = cv2.Rodrigues(rvec)
@@ -92,7 +94,10 @@ class Realism:
     flicker: float  # inside the mask, fake minus source, 8-bit levels per frame
 
     def to_json(self) -> dict:
-        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and np.isnan(v) else v)
+            for k, v in asdict(self).items()
+        }
 
 
 class RealismMeter:
@@ -115,7 +120,9 @@ class RealismMeter:
 
     def enrol(self, name: str, embeddings: np.ndarray) -> None:
         if len(embeddings):
-            self.identities[name] = np.concatenate([self.identities.get(name, np.zeros((0, 128))), embeddings])
+            self.identities[name] = np.concatenate(
+                [self.identities.get(name, np.zeros((0, 128))), embeddings]
+            )
 
     def real_embeddings(self, video: Path, frames: int = 8) -> np.ndarray:
         """(K, 128) embeddings of the largest face in ``frames`` frames spread over a real video."""
@@ -129,8 +136,14 @@ class RealismMeter:
                 continue
             found, _ = self.backend.detect(frame.image)
             if len(found):
-                largest = found[[int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]]
-                out.append(self.embedder.embed(frame.image, self.backend.landmarks(frame.image, largest))[0])
+                largest = found[
+                    [int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
+                ]
+                out.append(
+                    self.embedder.embed(frame.image, self.backend.landmarks(frame.image, largest))[
+                        0
+                    ]
+                )
         return np.array(out).reshape(-1, 128)
 
     def face_in(self, image: np.ndarray, box) -> np.ndarray | None:
@@ -145,44 +158,15 @@ class RealismMeter:
             return None
         return self.backend.landmarks(image, found[[int(overlap.argmax())]])[0]
 
-    def measure(self, fake: Path, source: Path, labels: list[FrameLabel], target: str | None, source_name: str,
-                frames: int = 8, flicker_frames: int = 30) -> tuple[Realism, np.ndarray, np.ndarray]:
+    def measure(self, fake: Path, source: Path, labels: list[FrameLabel], target: str | None,
+                source_name: str, frames: int = 8, flicker_frames: int = 30
+                ) -> tuple[Realism, np.ndarray, np.ndarray]:
         """Realism of one fake; also returns the swapped and the original faces' embeddings."""
-        from swapscope.media.video import read_frames
-
         if not labels:
             raise InputError(f"{fake}: no swapped frames in its labels")
-        by_frame = {lab.frame: lab for lab in labels}
-        measured = set(np.array(sorted(by_frame))[np.linspace(0, len(by_frame) - 1, min(frames, len(by_frame)))
-                                                  .round().astype(int)].tolist())
-        flicker_set = set(sorted(by_frame)[:flicker_frames])
-        last = max(by_frame) + 1
-        swapped_emb, original_emb, poses, expressions = [], [], [], []
-        flicker_fake, flicker_real, previous = [], [], None
-        for f_fake, f_real in zip(read_frames(fake, limit=last), read_frames(source, limit=last)):
-            lab = by_frame.get(f_fake.index)
-            if lab is None:
-                previous = None
-                continue
-            if f_fake.index in flicker_set:
-                mask = fill_polygons([p for face in lab.faces for p in face.mask], f_fake.image.shape)
-                if previous is not None and mask.any():
-                    flicker_fake.append(np.abs(f_fake.image.astype(np.int16) - previous[0])[mask].mean())
-                    flicker_real.append(np.abs(f_real.image.astype(np.int16) - previous[1])[mask].mean())
-                previous = (f_fake.image.astype(np.int16), f_real.image.astype(np.int16))
-            if f_fake.index not in measured:
-                continue
-            for face in lab.faces:
-                lms_fake = self.face_in(f_fake.image, face.box)
-                lms_real = self.face_in(f_real.image, face.box)
-                if lms_fake is None or lms_real is None:
-                    continue
-                swapped_emb.append(self.embedder.embed(f_fake.image, lms_fake[None])[0])
-                original_emb.append(self.embedder.embed(f_real.image, lms_real[None])[0])
-                poses.append(np.abs(head_pose(lms_fake, f_fake.image.shape) - head_pose(lms_real, f_real.image.shape)))
-                moved = expression_vector(lms_fake) - expression_vector(lms_real)
-                expressions.append(np.linalg.norm(moved, axis=1).mean())
-        swapped, original = np.array(swapped_emb).reshape(-1, 128), np.array(original_emb).reshape(-1, 128)
+        found = self._compare_frames(fake, source, labels, frames, flicker_frames)
+        swapped = np.array(found.swapped).reshape(-1, 128)
+        original = np.array(found.original).reshape(-1, 128)
         if source_name not in self.identities:
             self.enrol(source_name, original)
         target_name = target or source_name
@@ -193,15 +177,67 @@ class RealismMeter:
         names = sorted(self.identities)
         centroids = np.stack([self.identities[n].mean(0) for n in names])
         nearest = [names[int(np.argmax(cosine(centroids, e)))] for e in swapped]
+        flicker = (np.mean(found.flicker_fake) - np.mean(found.flicker_real)
+                   if found.flicker_fake else nan)
         realism = Realism(
             frames=len(swapped),
             identity_to_target=float(cosine(swapped, target_real.mean(0)).mean()),
             identity_to_source=float(cosine(swapped, original.mean(0)).mean()),
             top1_target=float(np.mean([n == target_name for n in nearest])),
-            pose_error_deg=float(np.nanmean(poses)),
-            expression_error=float(np.mean(expressions)),
-            frechet=frechet_distance(swapped, target_real),
-            flicker=float(np.mean(flicker_fake) - np.mean(flicker_real)) if flicker_fake else nan,
-        )
+            pose_error_deg=float(np.nanmean(found.poses)),
+            expression_error=float(np.mean(found.expressions)),
+            frechet=frechet_distance(swapped, target_real), flicker=float(flicker))
         return realism, swapped, original
 
+    def _compare_frames(self, fake: Path, source: Path, labels: list[FrameLabel], frames: int,
+                        flicker_frames: int) -> _Comparison:
+        """One pass over the fake and its source: faces of ``frames`` labelled frames spread
+        over the clip, and the change inside the mask over the first ``flicker_frames``."""
+        from swapscope.media.video import read_frames
+
+        by_frame = {lab.frame: lab for lab in labels}
+        ordered = sorted(by_frame)
+        picks = np.linspace(0, len(ordered) - 1, min(frames, len(ordered))).round().astype(int)
+        measured = {ordered[i] for i in picks}
+        flicker_set = set(ordered[:flicker_frames])
+        last = ordered[-1] + 1
+        out, previous = _Comparison(), None
+        for f_fake, f_real in zip(read_frames(fake, limit=last), read_frames(source, limit=last)):
+            lab = by_frame.get(f_fake.index)
+            if lab is None:
+                previous = None
+                continue
+            if f_fake.index in flicker_set:
+                polygons = [p for face in lab.faces for p in face.mask]
+                mask = fill_polygons(polygons, f_fake.image.shape)
+                now = (f_fake.image.astype(np.int16), f_real.image.astype(np.int16))
+                if previous is not None and mask.any():
+                    out.flicker_fake.append(np.abs(now[0] - previous[0])[mask].mean())
+                    out.flicker_real.append(np.abs(now[1] - previous[1])[mask].mean())
+                previous = now
+            if f_fake.index in measured:
+                for face in lab.faces:
+                    self._compare_face(f_fake.image, f_real.image, face.box, out)
+        return out
+
+    def _compare_face(self, fake: np.ndarray, real: np.ndarray, box, out: _Comparison) -> None:
+        lms_fake, lms_real = self.face_in(fake, box), self.face_in(real, box)
+        if lms_fake is None or lms_real is None:
+            return
+        out.swapped.append(self.embedder.embed(fake, lms_fake[None])[0])
+        out.original.append(self.embedder.embed(real, lms_real[None])[0])
+        out.poses.append(np.abs(head_pose(lms_fake, fake.shape) - head_pose(lms_real, real.shape)))
+        moved = expression_vector(lms_fake) - expression_vector(lms_real)
+        out.expressions.append(np.linalg.norm(moved, axis=1).mean())
+
+
+@dataclass
+class _Comparison:
+    """What one pass over a fake and its source collects, per compared face or frame pair."""
+
+    swapped: list[np.ndarray] = field(default_factory=list)  # (128,) swapped faces' embeddings
+    original: list[np.ndarray] = field(default_factory=list)  # (128,) the same faces in the source
+    poses: list[np.ndarray] = field(default_factory=list)  # (3,) |yaw, pitch, roll| differences
+    expressions: list[float] = field(default_factory=list)
+    flicker_fake: list[float] = field(default_factory=list)  # mean |change| inside the mask
+    flicker_real: list[float] = field(default_factory=list)

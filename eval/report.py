@@ -21,11 +21,16 @@ from eval.benchmark import BenchmarkResult, Entry
 from swapscope.files import write_bytes_atomic, write_text_atomic
 from swapscope.formats.manifest import fill_polygons, read_labels
 
-REALISM_AXIS = "identity_to_target"  # y of the realism/detectability plot: higher = more like the target
+# y of the realism/detectability plot: higher = more like the target
+REALISM_AXIS = "identity_to_target"
 
 
 def _fmt(value, digits: int = 3) -> str:
-    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and np.isnan(value))
+        else f"{value:.{digits}f}"
+    )
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -33,7 +38,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     realism (y)."""
     front = []
     for i, (x, y) in enumerate(points):
-        if any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
+        if any(
+            (x2 <= x and y2 >= y) and (x2 < x or y2 > y)
+            for j, (x2, y2) in enumerate(points)
+            if j != i
+        ):
             continue
         front.append(i)
     return front
@@ -44,9 +53,17 @@ def evaders(result: dict, top: int = 3) -> dict[str, list[dict]]:
     out = {}
     for det in result["detectors"]:
         name = det["name"]
-        ranked = sorted(result["rows"], key=lambda r: (r["detectors"][name]["video"]["auc"], r["config"]))
-        out[name] = [{"config": r["config"], "video_auc": r["detectors"][name]["video"]["auc"], "knobs": r["knobs"]}
-                     for r in ranked[:top]]
+        ranked = sorted(
+            result["rows"], key=lambda r: (r["detectors"][name]["video"]["auc"], r["config"])
+        )
+        out[name] = [
+            {
+                "config": r["config"],
+                "video_auc": r["detectors"][name]["video"]["auc"],
+                "knobs": r["knobs"],
+            }
+            for r in ranked[:top]
+        ]
     return out
 
 
@@ -69,7 +86,9 @@ def plot_roc(result: dict, detector: str) -> bytes:
             continue
         fpr, tpr, _ = roc_curve(data["labels"], data["scores"])
         row = next(r for r in result["rows"] if r["config"] == key)
-        ax.plot(fpr, tpr, label=f"{_short(key)} (AUC {row['detectors'][detector]['frame']['auc']:.2f})")
+        ax.plot(
+            fpr, tpr, label=f"{_short(key)} (AUC {row['detectors'][detector]['frame']['auc']:.2f})"
+        )
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("false positive rate (real frames called fake)")
     ax.set_ylabel("true positive rate")
@@ -124,7 +143,9 @@ def example_png(entry: Entry) -> bytes | None:
         return None
     label = labels[len(labels) // 2]
     fake = next((f.image for f in read_frames(entry.video) if f.index == label.frame), None)
-    real = next((f.image for f in read_frames(Path(entry.row.source)) if f.index == label.frame), None)
+    real = next(
+        (f.image for f in read_frames(Path(entry.row.source)) if f.index == label.frame), None
+    )
     if fake is None or real is None:
         return None
     mask = fill_polygons([p for face in label.faces for p in face.mask], fake.shape)
@@ -133,7 +154,9 @@ def example_png(entry: Entry) -> bytes | None:
     box = (slice(max(0, y1 - pad), y2 + pad), slice(max(0, x1 - pad), x2 + pad))
     tiles = [real[box], fake[box], np.repeat((mask[box] * 255).astype(np.uint8)[..., None], 3, -1)]
     height = 160
-    tiles = [cv2.resize(t, (max(1, round(t.shape[1] * height / t.shape[0])), height)) for t in tiles]
+    tiles = [
+        cv2.resize(t, (max(1, round(t.shape[1] * height / t.shape[0])), height)) for t in tiles
+    ]
     ok, buffer = cv2.imencode(".png", np.hstack(tiles)[..., ::-1])
     return buffer.tobytes() if ok else None
 
@@ -143,22 +166,33 @@ def _short(config: str, width: int = 48) -> str:
 
 
 def _table(result: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["configuration", "fakes", "reals", "id→target", "id→source", "top-1", "pose err °", "expr err",
-              "FD", "flicker"]
+    header = [
+        "configuration", "fakes", "reals", "id→target", "id→source", "top-1", "pose err °",
+        "expr err", "FD", "flicker",
+    ]
     for det in result["detectors"]:
         n = det["name"]
-        header += [f"{n}: video AUC [95% CI]", f"{n}: frame AUC", f"{n}: EER", f"{n}: AP", f"{n}: TPR@1%FPR"]
+        header += [
+            f"{n}: video AUC [95% CI]", f"{n}: frame AUC", f"{n}: EER", f"{n}: AP",
+            f"{n}: TPR@1%FPR",
+        ]
     rows = []
     for r in result["rows"]:
         real = r["realism"]
-        cells = [r["config"], str(r["fakes"]), str(r["reals"]), _fmt(real["identity_to_target"]),
-                 _fmt(real["identity_to_source"]), _fmt(real["top1_target"], 2), _fmt(real["pose_error_deg"], 1),
-                 _fmt(real["expression_error"]), _fmt(real["frechet"], 2), _fmt(real["flicker"], 2)]
+        cells = [
+            r["config"], str(r["fakes"]), str(r["reals"]), _fmt(real["identity_to_target"]),
+            _fmt(real["identity_to_source"]), _fmt(real["top1_target"], 2),
+            _fmt(real["pose_error_deg"], 1), _fmt(real["expression_error"]),
+            _fmt(real["frechet"], 2), _fmt(real["flicker"], 2),
+        ]
         for det in result["detectors"]:
             d = r["detectors"][det["name"]]
             low, high = d["video"]["ci"]["auc"]
-            cells += [f"{_fmt(d['video']['auc'])} [{_fmt(low, 2)}, {_fmt(high, 2)}]", _fmt(d["frame"]["auc"]),
-                      _fmt(d["frame"]["eer"]), _fmt(d["frame"]["ap"]), _fmt(d["frame"]["tpr_at_1fpr"])]
+            cells += [
+                f"{_fmt(d['video']['auc'])} [{_fmt(low, 2)}, {_fmt(high, 2)}]",
+                _fmt(d["frame"]["auc"]), _fmt(d["frame"]["eer"]), _fmt(d["frame"]["ap"]),
+                _fmt(d["frame"]["tpr_at_1fpr"]),
+            ]
         rows.append(cells)
     return header, rows
 
@@ -186,7 +220,10 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
     md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
     md += ["", "## Configurations that evade each detector most (lowest video AUC)", ""]
     for name, items in worst.items():
-        md.append(f"- **{name}**: " + "; ".join(f"`{e['config']}` ({_fmt(e['video_auc'])})" for e in items))
+        md.append(
+            f"- **{name}**: "
+            + "; ".join(f"`{e['config']}` ({_fmt(e['video_auc'])})" for e in items)
+        )
     md += ["", "![realism against detectability](tradeoff.png)", ""]
     md += [f"![ROC {d['name']}](roc_{_slug(d['name'])}.png)" for d in result["detectors"]]
     if extra_md:
@@ -198,8 +235,12 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
     writer.writerow(header)
     writer.writerows(rows)
     write_text_atomic(out / "report.csv", buffer.getvalue())
-    write_text_atomic(out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))
-    write_text_atomic(out / "report.html", _html(title, header, rows, pngs, examples, worst, result, extra_md))
+    write_text_atomic(
+        out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2)
+    )
+    write_text_atomic(
+        out / "report.html", _html(title, header, rows, pngs, examples, worst, result, extra_md)
+    )
     return {"md": out / "report.md", "csv": out / "report.csv", "html": out / "report.html"}
 
 
@@ -208,28 +249,38 @@ def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
         encoded = base64.b64encode(data).decode()
         return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #bbb;padding:3px 6px}th{background:#eee}img.plot{max-width:48%;margin:4px}"
-             "img.example{height:120px}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             "<p>Every fake here was made by swapscope's forge and is labelled (manifest, metadata, watermark).</p>",
-             "<h2>Realism and detectability per forgery configuration</h2>",
-             "<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-             + "</tr></thead><tbody>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #bbb;padding:3px 6px}th{background:#eee}"
+        "img.plot{max-width:48%;margin:4px}"
+        "img.example{height:120px}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p>Every fake here was made by swapscope's forge and is labelled (manifest, metadata, "
+        "watermark).</p>",
+        "<h2>Realism and detectability per forgery configuration</h2>",
+        "<table id='results'><thead><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        + "</tr></thead><tbody>",
+    ]
     for row in rows:
         parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
     parts.append("</tbody></table><h2>Configurations that evade each detector most</h2><ul>")
     for name, items in worst.items():
-        parts.append(f"<li><b>{html.escape(name)}</b>: "
-                     + "; ".join(f"{html.escape(e['config'])} ({_fmt(e['video_auc'])})" for e in items) + "</li>")
+        parts.append(
+            f"<li><b>{html.escape(name)}</b>: "
+            + "; ".join(f"{html.escape(e['config'])} ({_fmt(e['video_auc'])})" for e in items)
+            + "</li>"
+        )
     parts.append("</ul><h2>Plots</h2><div id='plots'>")
     parts.append(img(pngs["tradeoff.png"], "realism against detectability"))
     for det in result["detectors"]:
         parts.append(img(pngs[f"roc_{_slug(det['name'])}.png"], f"ROC {det['name']}"))
     parts.append("</div><h2>Examples: real, fake, mask</h2><table id='examples'>")
     for config, data in examples.items():
-        parts.append(f"<tr><td>{html.escape(config)}</td><td>{img(data, config, 'example')}</td></tr>")
+        parts.append(
+            f"<tr><td>{html.escape(config)}</td><td>{img(data, config, 'example')}</td></tr>"
+        )
     parts.append("</table>")
     if extra_md:
         parts.append(f"<pre>{html.escape(extra_md)}</pre>")

@@ -4,7 +4,8 @@ CONFIG (TOML or JSON) overrides ``DatasetConfig``; unknown keys are errors. ``sw
 names to lists of values and every combination is made for every video, e.g.::
 
     out = "forgeries"
-    videos = ["../shared/data/real_videos/lp_d6_woman_hairbun", "../shared/data/real_videos/lp_d9_man_glasses"]
+    videos = ["../shared/data/real_videos/lp_d6_woman_hairbun",
+              "../shared/data/real_videos/lp_d9_man_glasses"]
     watermark = "both"          # both | neither: reals and fakes alike, so no detector learns it
     max_frames = 60
     [sweep]
@@ -20,6 +21,7 @@ settings, the same watermark policy. Re-running skips outputs the manifest alrea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -36,7 +38,13 @@ from swapscope.cli import Progress
 from swapscope.config import read_config_file, relative_to_config
 from swapscope.errors import InputError
 from swapscope.files import write_text_atomic
-from swapscope.formats.manifest import ManifestRow, append_manifest, new_manifest_id, read_manifest, write_data_card
+from swapscope.formats.manifest import (
+    ManifestRow,
+    append_manifest,
+    new_manifest_id,
+    read_manifest,
+    write_data_card,
+)
 from swapscope.media.images import collect_media, is_image
 from swapscope.media.video import probe
 
@@ -54,7 +62,9 @@ class DatasetConfig:
     sweep: dict[str, list] = field(default_factory=lambda: {"method": ["fwa-sim"]})
     watermark: str = "both"  # both | neither
     max_frames: int | None = 60  # first N frames of each video
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
+    splits: dict[str, float] = field(
+        default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2}
+    )
     batch_size: int = 8
     workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
     seed: int = 0
@@ -89,14 +99,19 @@ class DatasetConfig:
 
     def combinations(self) -> list[dict]:
         names = sorted(self.sweep)
-        return [dict(zip(names, values)) for values in itertools.product(*(self.sweep[n] for n in names))]
+        return [
+            dict(zip(names, values))
+            for values in itertools.product(*(self.sweep[n] for n in names))
+        ]
 
 
 def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig:
     composite = CompositeConfig(**{k: v for k, v in knobs.items() if k in COMPOSITE_KNOBS})
-    return VideoConfig(**{k: v for k, v in knobs.items() if k in VIDEO_KNOBS}, composite=composite,
-                       max_frames=config.max_frames, batch_size=config.batch_size, seed=config.seed, split=split,
-                       watermark=config.watermark == "both", workers=config.workers)
+    return VideoConfig(
+        **{k: v for k, v in knobs.items() if k in VIDEO_KNOBS}, composite=composite,
+        max_frames=config.max_frames, batch_size=config.batch_size, seed=config.seed, split=split,
+        watermark=config.watermark == "both", workers=config.workers,
+    )
 
 
 def split_identities(identities: list[str], splits: dict[str, float], seed: int) -> dict[str, str]:
@@ -126,49 +141,56 @@ def knob_id(knobs: dict) -> str:
     return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def build_dataset(config: DatasetConfig, device: str = "cpu", progress: Progress | None = None) -> dict:
+def build_dataset(config: DatasetConfig, device: str = "cpu",
+                  progress: Progress | None = None) -> dict:
     """Make every (video, knob combination) fake and every real counterpart; returns a summary.
-    Each output made is logged; outputs the manifest already holds are skipped."""
+    Each output made is logged; outputs the manifest already holds are skipped; an output that
+    fails is one line in the summary's ``failed``."""
     config.check()
     root = Path(config.out)
     root.mkdir(parents=True, exist_ok=True)
     videos = [v for v in collect_media(config.videos) if not is_image(v)]
     if not videos:
         raise InputError("the config's videos hold no video files")
-    identity_of = {v: v.parent.name for v in videos}
-    split_of = split_identities(sorted(set(identity_of.values())), config.splits, config.seed)
+    split_of = split_identities(sorted({v.parent.name for v in videos}), config.splits, config.seed)
     done = {row.output for row in _rows(root)}
     made, skipped, failed = 0, 0, []
-    combos = config.combinations()
-    for video in videos:
-        identity, split = identity_of[video], split_of[identity_of[video]]
-        for crf in sorted({c.get("crf", 18) for c in combos}):
-            rel = f"real/crf{crf}/{identity}__{video.stem}.mp4"
-            if rel in done and (root / rel).is_file():
-                skipped += 1
-                continue
-            write_real(video, rel, root, crf, config, identity, split)
-            made += 1
-            log.info("[green]made[/] real  %s", rel)
-        for knobs in combos:
-            rel = f"fake/{knob_id(knobs)}/{identity}__{video.stem}.mp4"
-            if rel in done and (root / rel).is_file():
-                skipped += 1
-                continue
-            try:
-                forge_video(video, root / rel, _video_config(knobs, config, split), device, progress, root=root)
-            except InputError as exc:
-                failed.append(f"{rel}: {exc}")
-                continue
-            made += 1
-            log.info("[green]made[/] fake  %s  %s", rel, knobs)
+    for rel, make in _outputs(videos, config, split_of, root, device, progress):
+        if rel in done and (root / rel).is_file():
+            skipped += 1
+            continue
+        try:
+            make()
+        except InputError as exc:
+            failed.append(f"{rel}: {exc}")
+            continue
+        made += 1
+        log.info("[green]made[/] %s", rel)
     rows = _rows(root)
     write_data_card(root)
-    write_text_atomic(root / "dataset.json", json.dumps({"config": asdict(config), "code_version": __version__,
-                                                         "splits": split_of}, indent=2))
+    summary = {"config": asdict(config), "code_version": __version__, "splits": split_of}
+    write_text_atomic(root / "dataset.json", json.dumps(summary, indent=2))
     return {"out": str(root), "made": made, "skipped": skipped, "failed": failed, "rows": len(rows),
-            "fakes": sum(r.label == "fake" for r in rows), "reals": sum(r.label == "real" for r in rows),
-            "splits": split_of}
+            "fakes": sum(r.label == "fake" for r in rows),
+            "reals": sum(r.label == "real" for r in rows), "splits": split_of}
+
+
+def _outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str], root: Path,
+             device: str, progress: Progress | None):
+    """(output path relative to ``root``, a function that makes it) for every output of the set:
+    per video, a real counterpart per CRF of the sweep, then a fake per knob combination."""
+    combos = config.combinations()
+    for video in videos:
+        identity = video.parent.name
+        split = split_of[identity]
+        for crf in sorted({c.get("crf", 18) for c in combos}):
+            rel = f"real/crf{crf}/{identity}__{video.stem}.mp4"
+            yield rel, functools.partial(write_real, video, rel, root, crf, config, identity, split)
+        for knobs in combos:
+            rel = f"fake/{knob_id(knobs)}/{identity}__{video.stem}.mp4"
+            yield rel, functools.partial(forge_video, video, root / rel,
+                                         _video_config(knobs, config, split), device, progress,
+                                         root=root)
 
 
 def _rows(root: Path) -> list[ManifestRow]:
@@ -182,12 +204,16 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
     info = probe(source)
     manifest_id = new_manifest_id()
     watermark = config.watermark == "both"
-    frames = encode_labelled(source, root / rel, info, manifest_id=manifest_id, method="real", crf=crf,
-                             watermark=watermark, workers=config.workers, max_frames=config.max_frames,
-                             batch_size=config.batch_size)
-    row = ManifestRow.new(manifest_id=manifest_id, label="real", method="real", split=split, source=source,
-                          output=rel, folder=root, source_identity=identity, target_identity=identity,
-                          knobs={"crf": crf}, frames=frames, swapped_frames=0, fps=info.fps, width=info.width,
-                          height=info.height, watermark=watermark, labels=None)
+    frames = encode_labelled(
+        source, root / rel, info, manifest_id=manifest_id, method="real", crf=crf,
+        watermark=watermark, workers=config.workers, max_frames=config.max_frames,
+        batch_size=config.batch_size,
+    )
+    row = ManifestRow.new(
+        manifest_id=manifest_id, label="real", method="real", split=split, source=source,
+        output=rel, folder=root, source_identity=identity, target_identity=identity,
+        knobs={"crf": crf}, frames=frames, swapped_frames=0, fps=info.fps, width=info.width,
+        height=info.height, watermark=watermark, labels=None,
+    )
     append_manifest(root, row)
     return row

@@ -84,7 +84,9 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
     progress = progress or NoProgress()
     media = collect_media(inputs)
     pipeline = FacePipeline(config)
-    writer = FaceSetWriter(Path(out), config.crop_size, config.padding, config.backend, asdict(config))
+    writer = FaceSetWriter(
+        Path(out), config.crop_size, config.padding, config.backend, asdict(config)
+    )
     done = writer.done()
     timer = StageTimer()
     results: list[SourceResult] = []
@@ -105,16 +107,20 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
         progress.stop()
         _log_result(result)
     faces_total = writer.close()
-    return ExtractSummary(out=str(out), sources=results, timings=timer.as_dict(), faces_total=faces_total)
+    return ExtractSummary(
+        out=str(out), sources=results, timings=timer.as_dict(), faces_total=faces_total
+    )
 
 
 def _log_result(result: SourceResult) -> None:
     if result.status == "skipped":
         log.info("[dim]skipped[/] %s (already in the face set)", result.path)
     elif result.status == "done":
-        log.info("[green]done[/] %s: %d faces in %d/%d frames, %d/%d tracks, label %r", result.path,
-                 result.faces, result.frames_with_face, result.frames, result.kept_tracks, result.tracks,
-                 result.label)
+        log.info(
+            "[green]done[/] %s: %d faces in %d/%d frames, %d/%d tracks, label %r", result.path,
+            result.faces, result.frames_with_face, result.frames, result.kept_tracks, result.tracks,
+            result.label,
+        )
     # a failed input is reported once, in the command's closing error line
 
 
@@ -140,19 +146,28 @@ def _extract_one(pipeline: FacePipeline, path: Path, writer: FaceSetWriter, resu
     result.label = _default_label(path, cfg, pipeline)
     with timer("align"):
         affines = [face_affine(f.face.landmarks, cfg.crop_size, cfg.padding) for f in kept]
-    rows = [FaceRow(source_id=result.source_id, source_path=str(path), frame_index=f.face.frame_index,
-                    time=f.time, track_id=int(f.track_id), identity=result.label, box=f.face.box,
-                    landmarks=f.face.landmarks, affine=affine, crop_size=cfg.crop_size, padding=cfg.padding,
-                    score=f.face.score, backend=f.face.backend,
-                    crop=writer.crop_path(result.source_id, f.face.frame_index, f.track_id))
-            for f, affine in zip(kept, affines)]
+    rows = [
+        FaceRow(
+            source_id=result.source_id, source_path=str(path), frame_index=f.face.frame_index,
+            time=f.time, track_id=int(f.track_id), identity=result.label, box=f.face.box,
+            landmarks=f.face.landmarks, affine=affine, crop_size=cfg.crop_size, padding=cfg.padding,
+            score=f.face.score, backend=f.face.backend,
+            crop=writer.crop_path(result.source_id, f.face.frame_index, f.track_id),
+        )
+        for f, affine in zip(kept, affines)
+    ]
     _write_crops(path, image, rows, writer, cfg, timer)
     result.faces = len(rows)
     result.frames_with_face = len({r.frame_index for r in rows})
     with timer("write"):
-        writer.commit({"source_id": result.source_id, "path": str(path), "label": result.label,
-                       "frames": result.frames, "frames_with_face": result.frames_with_face,
-                       "faces": result.faces, "tracks": result.tracks, "kept_tracks": result.kept_tracks}, rows)
+        writer.commit(
+            {
+                "source_id": result.source_id, "path": str(path), "label": result.label,
+                "frames": result.frames, "frames_with_face": result.frames_with_face,
+                "faces": result.faces, "tracks": result.tracks, "kept_tracks": result.kept_tracks,
+            },
+            rows,
+        )
 
 
 def _frames_to_process(path: Path, cfg: ExtractConfig) -> int | None:
@@ -204,4 +219,8 @@ def _write_crops(path: Path, image: np.ndarray | None, rows: list[FaceRow], writ
             with timer("align"):
                 crop = warp_face(frame, row.affine, cfg.crop_size)
             with timer("write"):
-                cv2.imwrite(str(work / Path(row.crop).name), crop[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                cv2.imwrite(
+                    str(work / Path(row.crop).name),
+                    crop[..., ::-1],
+                    [cv2.IMWRITE_PNG_COMPRESSION, 1],
+                )

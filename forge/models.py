@@ -135,8 +135,12 @@ class SwapModel(nn.Module):
         super().__init__()
         self.name, self.size, self.spec = name, size, spec
         self.encoder = Encoder(size, spec)
-        self.decoders = nn.ModuleDict({k: Decoder(size, self.encoder.out_channels) for k in IDENTITIES})
-        self.discriminators = nn.ModuleDict({k: PatchDiscriminator(spec.disc_base) for k in IDENTITIES})
+        self.decoders = nn.ModuleDict(
+            {k: Decoder(size, self.encoder.out_channels) for k in IDENTITIES}
+        )
+        self.discriminators = nn.ModuleDict(
+            {k: PatchDiscriminator(spec.disc_base) for k in IDENTITIES}
+        )
 
     def forward(self, faces: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Aligned faces (B, 3, S, S) in [0, 1] -> identity ``to``'s (rgb, mask)."""

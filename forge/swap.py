@@ -60,7 +60,12 @@ class ModelRenderer:
     @torch.no_grad()
     def render(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S, 3) uint8 -> (faces (N, S, S, 3) uint8, masks (N, S, S) float32 in [0, 1])."""
-        x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).to(self.device).float() / 255
+        x = (
+            torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)))
+            .to(self.device)
+            .float()
+            / 255
+        )
         with autocast_for(self.device):
             rgb, mask = self.model(x, self.to)
         faces = (rgb.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -83,7 +88,9 @@ class FwaSimRenderer:
         return np.stack([cv2.GaussianBlur(c, (self.blur, self.blur), 0) for c in crops]), None
 
 
-def crop_mask(size: int, crop_landmarks: np.ndarray, learned: np.ndarray | None, cfg: CompositeConfig) -> np.ndarray:
+def crop_mask(
+    size: int, crop_landmarks: np.ndarray, learned: np.ndarray | None, cfg: CompositeConfig
+) -> np.ndarray:
     """(S, S) float32 blend mask in crop px: learned or hull, eroded, feathered."""
     if cfg.mask == "learned" and learned is not None:
         mask = (learned > 0.5).astype(np.uint8)
@@ -92,7 +99,9 @@ def crop_mask(size: int, crop_landmarks: np.ndarray, learned: np.ndarray | None,
         cv2.fillConvexPoly(mask, cv2.convexHull(np.round(crop_landmarks).astype(np.int32)), 1)
     erode = int(round(cfg.erode * size))
     if erode > 0:
-        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1)))
+        mask = cv2.erode(
+            mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
+        )
     mask = mask.astype(np.float32)
     sigma = cfg.feather * size
     if sigma > 0:
@@ -100,7 +109,9 @@ def crop_mask(size: int, crop_landmarks: np.ndarray, learned: np.ndarray | None,
     return np.clip(mask, 0.0, 1.0)
 
 
-def transfer_colour(face: np.ndarray, original: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
+def transfer_colour(
+    face: np.ndarray, original: np.ndarray, mask: np.ndarray, method: str
+) -> np.ndarray:
     """Match the rendered face's colours to the original face's, measured inside ``mask``.
 
     face, original: (S, S, 3) uint8 RGB crops; mask (S, S) float32.
@@ -112,7 +123,9 @@ def transfer_colour(face: np.ndarray, original: np.ndarray, mask: np.ndarray, me
         from skimage.exposure import match_histograms
 
         matched = face.copy()
-        matched[inside] = match_histograms(face[inside][None], original[inside][None], channel_axis=-1)[0]
+        matched[inside] = match_histograms(
+            face[inside][None], original[inside][None], channel_axis=-1
+        )[0]
         return matched
     # Reinhard et al. 2001: shift and scale each LAB channel to the original's statistics
     src = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -155,7 +168,9 @@ def composite(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, affine: np.
         if len(xs):
             bx, by, bw, bh = cv2.boundingRect(np.stack([xs, ys], 1).astype(np.int32))
             centre = (bx + bw // 2, by + bh // 2)
-            cloned = cv2.seamlessClone(back, np.ascontiguousarray(region), binary, centre, cv2.NORMAL_CLONE)
+            cloned = cv2.seamlessClone(
+                back, np.ascontiguousarray(region), binary, centre, cv2.NORMAL_CLONE
+            )
             alpha = (binary > 0).astype(np.float32)
             out[y1:y2, x1:x2] = np.where(alpha[..., None] > 0, cloned, region)
             return out, alpha, (int(x1), int(y1), int(x2), int(y2))
@@ -164,7 +179,9 @@ def composite(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, affine: np.
     return out, alpha, (int(x1), int(y1), int(x2), int(y2))
 
 
-def align_faces(frame: np.ndarray, faces: list[np.ndarray], renderer) -> tuple[list[np.ndarray], np.ndarray]:
+def align_faces(
+    frame: np.ndarray, faces: list[np.ndarray], renderer
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Affines (2, 3) frame px -> crop px and aligned crops (N, S, S, 3) of the faces with
     these (68, 2) frame-px landmarks, at the renderer's size and padding."""
     from swapscope.faces.align import face_affine, warp_face
@@ -175,16 +192,25 @@ def align_faces(frame: np.ndarray, faces: list[np.ndarray], renderer) -> tuple[l
     return affines, crops
 
 
-def blend_faces(frame: np.ndarray, faces: list[np.ndarray], affines: list[np.ndarray], crops: np.ndarray,
-                rendered: np.ndarray, learned: np.ndarray | None, size: int, cfg: CompositeConfig
-                ) -> tuple[np.ndarray, list[dict]]:
+def blend_faces(
+    frame: np.ndarray,
+    faces: list[np.ndarray],
+    affines: list[np.ndarray],
+    crops: np.ndarray,
+    rendered: np.ndarray,
+    learned: np.ndarray | None,
+    size: int,
+    cfg: CompositeConfig,
+) -> tuple[np.ndarray, list[dict]]:
     """Mask, colour-match and blend rendered faces into the frame.
 
     Returns (new frame, per face {"mask": (h, w) float32 in its box, "box": x1, y1, x2, y2}).
     """
     out, results = frame, []
     for i, (lms, affine) in enumerate(zip(faces, affines)):
-        mask = crop_mask(size, landmarks_to_crop(lms, affine), learned[i] if learned is not None else None, cfg)
+        mask = crop_mask(
+            size, landmarks_to_crop(lms, affine), learned[i] if learned is not None else None, cfg
+        )
         face = transfer_colour(rendered[i], crops[i], mask, cfg.colour)
         out, alpha, box = composite(out, face, mask, affine, cfg.blend)
         results.append({"mask": alpha, "box": box})

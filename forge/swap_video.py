@@ -55,7 +55,8 @@ class VideoConfig:
     method: str = ""  # model | fwa-sim; "" = model when a model is given, else fwa-sim
     model: str = ""  # forge train checkpoint (method model)
     to: str = "b"  # the model identity the target face becomes
-    identity: list[str] = field(default_factory=list)  # the person to swap; default: the largest face
+    # the person to swap (reference photos, folders, face sets); default: the largest face
+    identity: list[str] = field(default_factory=list)
     identity_threshold: float = DEFAULT_THRESHOLD
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     smooth: bool = True  # One-Euro smoothing of the target's landmarks along its track
@@ -66,7 +67,8 @@ class VideoConfig:
     max_frames: int | None = None  # only the first N frames; the audio is cut with them
     seed: int = 0
     split: str = ""  # dataset split the output belongs to
-    watermark: bool = True  # forge video always; forge dataset follows its policy for reals and fakes alike
+    # forge video always; forge dataset follows its policy for reals and fakes alike
+    watermark: bool = True
     workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
 
     def resolved(self) -> VideoConfig:
@@ -85,9 +87,14 @@ class VideoConfig:
             raise InputError("--workers must not be negative")
         self.composite.check()
         fwa_size = self.fwa_size or int(np.random.default_rng(self.seed).integers(64, 128))
-        composite = self.composite if method == "model" else CompositeConfig(**{**asdict(self.composite),
-                                                                                 "mask": "hull"})
-        return VideoConfig(**{**asdict(self), "method": method, "fwa_size": fwa_size, "composite": composite})
+        composite = (
+            self.composite
+            if method == "model"
+            else CompositeConfig(**{**asdict(self.composite), "mask": "hull"})
+        )
+        return VideoConfig(
+            **{**asdict(self), "method": method, "fwa_size": fwa_size, "composite": composite}
+        )
 
 
 @dataclass
@@ -101,18 +108,24 @@ class VideoResult:
     row: ManifestRow
 
 
-def _target_tracks(tracks: list[FaceTrack], pipeline: FacePipeline, cfg: VideoConfig, path: Path) -> list[FaceTrack]:
+def _target_tracks(
+    tracks: list[FaceTrack], pipeline: FacePipeline, cfg: VideoConfig, path: Path
+) -> list[FaceTrack]:
     """The tracks of the person to swap: those matching the reference, else the largest face's
     track and every other track of the same person (a cut, a turn away and back)."""
     reference = pipeline.reference
     if reference is None:
         if not tracks:
             raise InputError(f"{path}: no face found")
-        largest = max(tracks, key=lambda t: (float(np.median([f.size for f in t.faces])), len(t.faces)))
+        largest = max(
+            tracks, key=lambda t: (float(np.median([f.size for f in t.faces])), len(t.faces))
+        )
         embeddings = [f.embedding for f in largest.faces if f.embedding is not None]
         if not embeddings:
             return [largest]
-        reference = Reference(name="largest face", embeddings=np.stack(embeddings), sources=(str(path),))
+        reference = Reference(
+            name="largest face", embeddings=np.stack(embeddings), sources=(str(path),)
+        )
     chosen = [t for t in tracks if match_track(t, reference, cfg.identity_threshold)[0]]
     if not chosen:
         raise InputError(f"{path}: no face matches the identity {reference.name!r}")
@@ -125,7 +138,8 @@ class SwapPlan:
 
     reference: Reference | None  # the enrolled --identity, if one was given
     targets: list[FaceTrack]  # the target person's tracks
-    landmarks: dict[int, list[tuple[int, np.ndarray]]]  # frame index -> [(track id, (68, 2) frame px)]
+    # frame index -> [(track id, (68, 2) float32 landmarks in frame px)]
+    landmarks: dict[int, list[tuple[int, np.ndarray]]]
     frames: int  # frames processed
 
 
@@ -137,23 +151,33 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     progress = progress or NoProgress()
     cfg = config.resolved()
     info = _check_paths(source, out, cfg)
-    renderer = ModelRenderer(cfg.model, cfg.to, device) if cfg.method == "model" else FwaSimRenderer(cfg.fwa_size)
+    renderer = (
+        ModelRenderer(cfg.model, cfg.to, device)
+        if cfg.method == "model"
+        else FwaSimRenderer(cfg.fwa_size)
+    )
     timer = StageTimer()
     plan = plan_swaps(source, info, cfg, timer, progress)
     manifest_id = new_manifest_id()
     labels: list[FrameLabel] = []
     progress.start(f"swapping {source.name}", _frames_to_write(info, cfg.max_frames))
     written = encode_labelled(
-        source, out, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf, watermark=cfg.watermark,
-        workers=cfg.workers, max_frames=cfg.max_frames, batch_size=cfg.batch_size, timer=timer, progress=progress,
-        render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer))
+        source, out, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf,
+        watermark=cfg.watermark, workers=cfg.workers, max_frames=cfg.max_frames,
+        batch_size=cfg.batch_size, timer=timer, progress=progress,
+        render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer),
+    )
     progress.stop()
     if written != plan.frames:
-        raise InputError(f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first")
+        raise InputError(
+            f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first"
+        )
     folder = Path(root) if root is not None else out.parent
     row = record(folder, manifest_id, source, out, cfg, renderer, plan, labels, info, written)
-    return VideoResult(id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
-                       target_tracks=[t.track_id for t in plan.targets], timings=timer.as_dict(), row=row)
+    return VideoResult(
+        id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
+        target_tracks=[t.track_id for t in plan.targets], timings=timer.as_dict(), row=row,
+    )
 
 
 def _check_paths(source: Path, out: Path, cfg: VideoConfig) -> VideoInfo:
@@ -167,8 +191,10 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig) -> VideoInfo:
         raise InputError(f"{out}: would overwrite the input")
     info = probe(source)
     if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
-        raise InputError(f"{source}: {info.width}x{info.height} is too small to carry the watermark every "
-                         f"fake must have (at least {MIN_WATERMARK_SIDE} px a side)")
+        raise InputError(
+            f"{source}: {info.width}x{info.height} is too small to carry the watermark every "
+            f"fake must have (at least {MIN_WATERMARK_SIDE} px a side)"
+        )
     return info
 
 
@@ -176,8 +202,9 @@ def _frames_to_write(info: VideoInfo, max_frames: int | None) -> int | None:
     return min(info.frame_count or 0, max_frames or 10**9) or None
 
 
-def plan_swaps(source: Path, info: VideoInfo, cfg: VideoConfig, timer: StageTimer, progress: Progress
-               ) -> SwapPlan:
+def plan_swaps(
+    source: Path, info: VideoInfo, cfg: VideoConfig, timer: StageTimer, progress: Progress
+) -> SwapPlan:
     """Pass 1: faces, tracks, the target, and its (smoothed) landmarks in each frame."""
     pipeline = FacePipeline(PipelineConfig(min_size=cfg.min_size, identity=list(cfg.identity),
                                            identity_threshold=cfg.identity_threshold, embed=True,
@@ -193,7 +220,9 @@ def plan_swaps(source: Path, info: VideoInfo, cfg: VideoConfig, timer: StageTime
             track = smooth_track(track, np.array([times[f.frame_index] for f in track.faces]))
         for face in track.faces:
             landmarks.setdefault(face.frame_index, []).append((track.track_id, face.landmarks))
-    return SwapPlan(reference=pipeline.reference, targets=targets, landmarks=landmarks, frames=found.frames)
+    return SwapPlan(
+        reference=pipeline.reference, targets=targets, landmarks=landmarks, frames=found.frames
+    )
 
 
 def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -207,10 +236,22 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-def encode_labelled(source: Path, out: Path, info: VideoInfo, *, manifest_id: str, method: str, crf: int,
-                    watermark: bool, workers: int, max_frames: int | None, batch_size: int,
-                    timer: StageTimer | None = None, progress: Progress | None = None,
-                    render: Callable[[list[Frame]], list[np.ndarray]] | None = None) -> int:
+def encode_labelled(
+    source: Path,
+    out: Path,
+    info: VideoInfo,
+    *,
+    manifest_id: str,
+    method: str,
+    crf: int,
+    watermark: bool,
+    workers: int,
+    max_frames: int | None,
+    batch_size: int,
+    timer: StageTimer | None = None,
+    progress: Progress | None = None,
+    render: Callable[[list[Frame]], list[np.ndarray]] | None = None,
+) -> int:
     """Decode ``source``, turn each batch of frames into images (``render``; None keeps them as
     they are: a real counterpart), watermark them and encode them into ``out`` with the
     source's audio and the container labels. Returns the number of frames written."""
@@ -222,25 +263,52 @@ def encode_labelled(source: Path, out: Path, info: VideoInfo, *, manifest_id: st
                         metadata=container_metadata(manifest_id, method),
                         trim_audio=cuts_video(info, max_frames)) as writer:
         output = MarkedOutput(writer, mark, timer)
-        for batch in _batches(timer.iterate("decode", read_frames(source, limit=max_frames)), batch_size):
+        for batch in _batches(
+            timer.iterate("decode", read_frames(source, limit=max_frames)), batch_size
+        ):
             output.put(batch, render(batch) if render else [f.image for f in batch])
             progress.advance(len(batch))
         return output.flush()
 
 
-def record(folder: Path, manifest_id: str, source: Path, out: Path, cfg: VideoConfig, renderer, plan: SwapPlan,
-           labels: list[FrameLabel], info: VideoInfo, written: int) -> ManifestRow:
+def record(
+    folder: Path,
+    manifest_id: str,
+    source: Path,
+    out: Path,
+    cfg: VideoConfig,
+    renderer,
+    plan: SwapPlan,
+    labels: list[FrameLabel],
+    info: VideoInfo,
+    written: int,
+) -> ManifestRow:
     """Write the per-frame labels, the manifest row and the data card of one fake."""
     labels_rel = f"labels/{manifest_id}.jsonl"
     write_labels(folder / labels_rel, labels)
     row = ManifestRow.new(
-        manifest_id=manifest_id, label="fake", method=cfg.method, split=cfg.split, source=source,
-        output=_relative(out, folder), folder=folder, checkpoint=cfg.model or None,
-        checkpoint_sha256=sha256_file(renderer.folder / "weights.safetensors") if cfg.method == "model" else None,
+        manifest_id=manifest_id,
+        label="fake",
+        method=cfg.method,
+        split=cfg.split,
+        source=source,
+        output=_relative(out, folder),
+        folder=folder,
+        checkpoint=cfg.model or None,
+        checkpoint_sha256=sha256_file(renderer.folder / "weights.safetensors")
+        if cfg.method == "model"
+        else None,
         source_identity=_source_identity(plan, renderer, cfg, source),
-        target_identity=_target_identity(renderer, cfg), knobs=_knobs(cfg, renderer), frames=written,
-        swapped_frames=len(labels), fps=info.fps, width=info.width, height=info.height,
-        watermark=cfg.watermark, labels=labels_rel)
+        target_identity=_target_identity(renderer, cfg),
+        knobs=_knobs(cfg, renderer),
+        frames=written,
+        swapped_frames=len(labels),
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        watermark=cfg.watermark,
+        labels=labels_rel,
+    )
     append_manifest(folder, row)
     write_data_card(folder)
     return row
@@ -274,7 +342,9 @@ class MarkedOutput:
     processes when it is put, and is written when the next one is put (or at ``flush``), so
     the workers mark one batch while this process swaps the next."""
 
-    def __init__(self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer) -> None:
+    def __init__(
+        self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer
+    ) -> None:
         self.writer, self.watermark, self.timer = writer, watermark, timer
         self.pending: list[tuple] = []  # (frame, future or image) of the batch being marked
         self.written = 0
@@ -301,12 +371,20 @@ def _result(future):
     try:
         return future.result()
     except BrokenProcessPool as exc:  # most often: a worker re-ran an unguarded calling script
-        raise RuntimeError("the watermark's worker processes stopped; a script that calls forge must start "
-                           "under `if __name__ == '__main__':` (or use workers=1)") from exc
+        raise RuntimeError(
+            "the watermark's worker processes stopped; a script that calls forge must start "
+            "under `if __name__ == '__main__':` (or use workers=1)"
+        ) from exc
 
 
-def _swap_batch(batch: list[Frame], plan: dict, renderer, cfg: VideoConfig, labels: list[FrameLabel],
-                timer: StageTimer) -> list[np.ndarray]:
+def _swap_batch(
+    batch: list[Frame],
+    plan: dict,
+    renderer,
+    cfg: VideoConfig,
+    labels: list[FrameLabel],
+    timer: StageTimer,
+) -> list[np.ndarray]:
     """The swapped images of a batch of frames; one renderer call for all their faces."""
     aligned = []
     with timer("align"):
@@ -332,9 +410,20 @@ def _swap_batch(batch: list[Frame], plan: dict, renderer, cfg: VideoConfig, labe
                                              renderer.size, cfg.composite)
             start += n
             with timer("labels"):
-                labels.append(FrameLabel(frame=frame.index, time=round(frame.time, 4), faces=tuple(
-                    FaceLabel(track=tid, box=r["box"], mask=_shift(mask_polygons(r["mask"]), r["box"]))
-                    for (tid, _), r in zip(todo, results))))
+                labels.append(
+                    FrameLabel(
+                        frame=frame.index,
+                        time=round(frame.time, 4),
+                        faces=tuple(
+                            FaceLabel(
+                                track=tid,
+                                box=r["box"],
+                                mask=_shift(mask_polygons(r["mask"]), r["box"]),
+                            )
+                            for (tid, _), r in zip(todo, results)
+                        ),
+                    )
+                )
         images.append(image)
     return images
 

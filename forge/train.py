@@ -49,7 +49,6 @@ from swapscope.files import sha256_file, write_figure_atomic, write_image_atomic
 from swapscope.formats.faceset import FaceSet
 
 
-
 @dataclass
 class TrainConfig:
     facesets: tuple[str, str] = ("", "")  # A, B
@@ -59,7 +58,8 @@ class TrainConfig:
     padding: float = 0.125  # model crop margin per side, as a fraction (face sets keep 0.25)
     batch_size: int = 16
     steps: int = 10000
-    lr: float = 2e-4  # generator (Adam); 5e-5, the classic deepfakes rate, learns slower (BENCHMARKS.md)
+    # generator (Adam); 5e-5, the classic deepfakes rate, learns slower (BENCHMARKS.md)
+    lr: float = 2e-4
     lr_d: float = 2e-4  # discriminators
     rec_weight: float = 1.0  # L1 + ssim_weight * (1 - SSIM) on the unwarped target
     ssim_weight: float = 1.0
@@ -107,7 +107,9 @@ class FaceData:
     def __init__(self, path: str | Path, size: int, padding: float, stride: int = 1) -> None:
         faceset = FaceSet.open(path)
         if padding > faceset.padding:
-            raise InputError(f"{path}: face set padding {faceset.padding} is tighter than the model's {padding}")
+            raise InputError(
+                f"{path}: face set padding {faceset.padding} is tighter than the model's {padding}"
+            )
         self.path, self.size = str(path), size
         self.hash = sha256_file(Path(path) / "faces.jsonl")
         labels = faceset.labels()
@@ -116,12 +118,14 @@ class FaceData:
         big, pad = faceset.crop_size, faceset.padding
         stored = round(big * size * (1 - 2 * padding) / (big * (1 - 2 * pad)))
         crop_to_model = recrop_affine(np.eye(2, 3, dtype=np.float32), big, pad, size, padding)
-        self.base = np.vstack([crop_to_model.astype(np.float64) @ np.diag([big / stored, big / stored, 1.0]),
-                               [0, 0, 1]])  # (3, 3) stored px -> model px
+        to_crop = np.diag([big / stored, big / stored, 1.0])  # stored px -> face-set crop px
+        # (3, 3) stored px -> model px
+        self.base = np.vstack([crop_to_model.astype(np.float64) @ to_crop, [0, 0, 1]])
         indices = range(0, len(faceset), stride)
-        self.images = np.stack([cv2.resize(faceset.crop(i), (stored, stored), interpolation=cv2.INTER_AREA)
-                                for i in indices])  # (N, D, D, 3) uint8
-        self.landmarks = np.stack([faceset.crop_landmarks(i) * (stored / big) for i in indices])  # (N, 68, 2)
+        # (N, D, D, 3) uint8 crops and (N, 68, 2) landmarks in stored px
+        self.images = np.stack([cv2.resize(faceset.crop(i), (stored, stored),
+                                           interpolation=cv2.INTER_AREA) for i in indices])
+        self.landmarks = np.stack([faceset.crop_landmarks(i) * (stored / big) for i in indices])
 
     def __len__(self) -> int:
         return len(self.images)
@@ -155,10 +159,14 @@ class FaceData:
         if rng is None:
             return target, target, mask.astype(np.float32)
         brightness, contrast = rng.uniform(1 - cfg.jitter, 1 + cfg.jitter, 2)
-        target = np.clip((target - target.mean()) * contrast + target.mean() * brightness, 0, 1).astype(np.float32)
+        target = np.clip(
+            (target - target.mean()) * contrast + target.mean() * brightness, 0, 1
+        ).astype(np.float32)
         return random_warp(target, rng, cfg.warp), target, mask.astype(np.float32)
 
-    def batch(self, rng: np.random.Generator, cfg: TrainConfig, device: str) -> tuple[torch.Tensor, ...]:
+    def batch(
+        self, rng: np.random.Generator, cfg: TrainConfig, device: str
+    ) -> tuple[torch.Tensor, ...]:
         """(warped (B, 3, S, S), target (B, 3, S, S), mask (B, 1, S, S)) float32 on ``device``."""
         picks = rng.integers(0, len(self), cfg.batch_size)
         warped, target, mask = zip(*(self.sample(int(i), rng, cfg) for i in picks))
@@ -166,7 +174,9 @@ class FaceData:
                 torch.from_numpy(np.stack(mask))[:, None].to(device))
 
 
-def random_warp(image: np.ndarray, rng: np.random.Generator, strength: float, grid: int = 5) -> np.ndarray:
+def random_warp(
+    image: np.ndarray, rng: np.random.Generator, strength: float, grid: int = 5
+) -> np.ndarray:
     """Bend (S, S, C) float32 by a smooth random displacement: normal offsets with std
     ``strength * S`` on a ``grid`` x ``grid`` lattice, interpolated to every pixel."""
     s = image.shape[0]
@@ -217,7 +227,9 @@ def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig,
         rgb, predicted_mask = rgb.float(), predicted_mask.float()
         parts[f"rec_{side}"] = F.l1_loss(rgb, target) + cfg.ssim_weight * (1 - ssim(rgb, target))
         parts[f"mask_{side}"] = F.l1_loss(predicted_mask, mask)
-    total = cfg.rec_weight * (parts["rec_a"] + parts["rec_b"]) + cfg.mask_weight * (parts["mask_a"] + parts["mask_b"])
+    total = cfg.rec_weight * (parts["rec_a"] + parts["rec_b"]) + cfg.mask_weight * (
+        parts["mask_a"] + parts["mask_b"]
+    )
     swaps = {}
     if gan is None:
         gan = cfg.gan
@@ -227,7 +239,9 @@ def generator_losses(model: SwapModel, batch: dict, cfg: TrainConfig,
             swapped, _ = model(target, other)  # side's face with the other identity
             swapped = swapped.float()
             swaps[side] = swapped.detach()
-            parts[f"adv_{side}2{other}"] = _lsgan(model.discriminators[other](swapped).float(), real=True)
+            parts[f"adv_{side}2{other}"] = _lsgan(
+                model.discriminators[other](swapped).float(), real=True
+            )
             back, _ = model(swapped, side)
             parts[f"cycle_{side}"] = F.l1_loss(back.float(), target)
             same, _ = model(target, side)
@@ -292,12 +306,21 @@ def _setup(config: TrainConfig, device: str) -> _Run:
     model = create_model(config.arch, config.size).to(device)
     opt_g = torch.optim.Adam(model.generator_parameters(), lr=config.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(model.discriminators.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
-    meta = {"arch": config.arch, "size": config.size, "padding": config.padding,
-            "identities": {side: data[side].label for side in IDENTITIES},
-            "facesets": {side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side])}
-                         for side in IDENTITIES},
-            "spec": model.describe()["spec"], "config": asdict(config)}
-    return _Run(data, model, opt_g, opt_d, {side: ImagePool(config.pool_size) for side in IDENTITIES}, meta)
+    meta = {
+        "arch": config.arch,
+        "size": config.size,
+        "padding": config.padding,
+        "identities": {side: data[side].label for side in IDENTITIES},
+        "facesets": {
+            side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side])}
+            for side in IDENTITIES
+        },
+        "spec": model.describe()["spec"],
+        "config": asdict(config),
+    }
+    return _Run(
+        data, model, opt_g, opt_d, {side: ImagePool(config.pool_size) for side in IDENTITIES}, meta
+    )
 
 
 def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
@@ -330,13 +353,16 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
         if step % config.save_every == 0 or step == config.steps:
             _save(out, run, step, history, rng)
     progress.stop()
-    shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)  # the last one is in OUT
+    # the last preview is in OUT
+    shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)
     return {"out": str(out), "step": step, "identities": ids,
             "faces": {side: len(run.data[side]) for side in IDENTITIES},
             "last": history[-1] if history else None}
 
 
-def train_step(run: _Run, config: TrainConfig, rng: np.random.Generator, device: str, gan: bool) -> dict:
+def train_step(
+    run: _Run, config: TrainConfig, rng: np.random.Generator, device: str, gan: bool
+) -> dict:
     """One step: the generator with the discriminators frozen, then (with ``gan``) each
     discriminator on real faces of its identity against a pool of past swaps into it.
     Returns the step's losses."""
@@ -359,7 +385,9 @@ def train_step(run: _Run, config: TrainConfig, rng: np.random.Generator, device:
             for side, other in (("a", "b"), ("b", "a")):
                 fake = run.pools[other].query(swaps[side], rng)  # swaps into `other`
                 disc = model.discriminators[other]
-                d = 0.5 * (_lsgan(disc(batch[other][1]).float(), True) + _lsgan(disc(fake).float(), False))
+                d = 0.5 * (
+                    _lsgan(disc(batch[other][1]).float(), True) + _lsgan(disc(fake).float(), False)
+                )
                 parts[f"d_{other}"] = float(d.detach())
                 loss_d = loss_d + d
         run.opt_d.zero_grad(set_to_none=True)
@@ -383,12 +411,18 @@ def preview_grid(model: SwapModel, data: dict[str, FaceData], cfg: TrainConfig, 
     columns = []
     for side, other in (("a", "b"), ("b", "a")):
         picks = np.linspace(0, len(data[side]) - 1, rows).round().astype(int)
-        faces = _to_tensor(np.stack([data[side].sample(int(i), None, cfg)[1] for i in picks]), device)
+        faces = _to_tensor(
+            np.stack([data[side].sample(int(i), None, cfg)[1] for i in picks]), device
+        )
         columns += [faces, model(faces, side)[0].float(), model(faces, other)[0].float()]
     grid = torch.cat([torch.cat(list(col), dim=1) for col in columns], dim=2)  # (3, rows*S, 6*S)
     image = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     scale = max(1, 128 // cfg.size)
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else image
+    return (
+        cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        if scale > 1
+        else image
+    )
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -403,7 +437,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     for ax, (title, keys) in zip(axes, groups.items()):
         for key in keys:
-            points = [(h["step"], h[key]) for h in history if key in h]  # GAN terms start after the warm-up
+            # the GAN terms start after the warm-up
+            points = [(h["step"], h[key]) for h in history if key in h]
             if points:
                 ax.plot(*zip(*points), label=key)
         ax.set_title(title)
@@ -421,13 +456,16 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def _run_identity(meta: dict) -> dict:
     """What must match for a resume to continue the same run."""
     c = meta["config"]
-    return {"arch": meta["arch"], "size": meta["size"], "padding": meta["padding"],
-            "facesets": {k: v["sha256"] for k, v in meta["facesets"].items()},
-            "batch_size": c["batch_size"], "seed": c["seed"], "stride": c["stride"], "gan": c["gan"]}
+    return {
+        "arch": meta["arch"], "size": meta["size"], "padding": meta["padding"],
+        "facesets": {k: v["sha256"] for k, v in meta["facesets"].items()},
+        "batch_size": c["batch_size"], "seed": c["seed"], "stride": c["stride"], "gan": c["gan"],
+    }
 
 
 def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.Generator) -> None:
-    """Write the whole run folder beside ``out`` and swap it in: a kill leaves the old or the new."""
+    """Write the whole run folder beside ``out`` and swap it in: a kill leaves the old or the
+    new."""
     from safetensors.torch import save_file
 
     model, meta, pools = run.model, run.meta, run.pools
@@ -438,7 +476,11 @@ def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.G
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     resume = tmp / "resume"
     resume.mkdir()
-    pool_tensors = {f"{side}/{i}": img.contiguous() for side, p in pools.items() for i, img in enumerate(p.images)}
+    pool_tensors = {
+        f"{side}/{i}": img.contiguous()
+        for side, p in pools.items()
+        for i, img in enumerate(p.images)
+    }
     save_file(pool_tensors or {"_empty": torch.zeros(1)}, str(resume / "pools.safetensors"))
     state = {"step": step, "identity": _run_identity(meta), "history": history,
              "opt_g": save_optimizer(run.opt_g, resume / "opt_g.safetensors"),

@@ -48,7 +48,9 @@ def read_config(path: str | Path, kind: str, what: str) -> tuple[Path, dict]:
     folder = path if path.is_dir() else path.parent
     config_path = folder / "config.json"
     if not config_path.is_file() or not (folder / "weights.safetensors").is_file():
-        raise InputError(f"{path}: not a swapscope checkpoint (needs weights.safetensors and config.json)")
+        raise InputError(
+            f"{path}: not a swapscope checkpoint (needs weights.safetensors and config.json)"
+        )
     try:
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -59,7 +61,8 @@ def read_config(path: str | Path, kind: str, what: str) -> tuple[Path, dict]:
 
 
 def load_weights(folder: Path, module: torch.nn.Module, what: str) -> None:
-    """Load ``folder/weights.safetensors`` into ``module`` (any float dtype is cast to the module's)."""
+    """Load ``folder/weights.safetensors`` into ``module`` (any float dtype is cast to the
+    module's)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -68,9 +71,13 @@ def load_weights(folder: Path, module: torch.nn.Module, what: str) -> None:
     except (SafetensorError, OSError) as exc:
         raise InputError(f"{folder}: weights do not load ({exc})") from None
     try:
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+        module.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+        )
     except RuntimeError as exc:
-        raise InputError(f"{folder}: weights do not fit a {what} ({str(exc).splitlines()[0]})") from None
+        raise InputError(
+            f"{folder}: weights do not fit a {what} ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +94,8 @@ class _ConsoleHandler(logging.Handler):
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Send swapscope's messages (loggers ``swapscope``, ``forge``, ``detect``, ``eval``) to stderr."""
+    """Send swapscope's messages (loggers ``swapscope``, ``forge``, ``detect``, ``eval``) to
+    stderr."""
     for name in ("swapscope", "forge", "detect", "eval"):
         logger = logging.getLogger(name)
         logger.setLevel(level)
@@ -118,18 +120,25 @@ def make_app(name: str, help_text: str) -> typer.Typer:
 class ProgressBar:
     """One rich progress bar at a time on stderr, drawn only on a terminal.
 
-    ``fields`` are extra columns, each a format string over task fields (e.g. "loss {task.fields[loss]:.4f}");
-    their initial values go to ``start``.
+    ``fields`` are extra columns, each a format string over task fields (e.g.
+    "loss {task.fields[loss]:.4f}"); their initial values go to ``start``.
     """
 
     def __init__(self, enabled: bool, *fields: str, unit: str = "it/s") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self._unit = unit
+        self._fields = [name for f in fields for name in re.findall(r"task\.fields\[(\w+)\]", f)]
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            *(TextColumn(f) for f in fields), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-            console=err_console, disable=not enabled, transient=True,
+            *(TextColumn(f) for f in fields), TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(), console=err_console, disable=not enabled, transient=True,
         )
         self._task = None
 
@@ -141,7 +150,13 @@ class ProgressBar:
         self._progress.__exit__(*exc)
 
     def start(self, label: str, total: int | None, completed: int = 0, **fields) -> None:
-        self._task = self._progress.add_task(label, total=total, completed=completed, rate="", **fields)
+        """A new bar in place of the last; extra columns this bar's work does not report show
+        nan."""
+        self.stop()
+        fields = {**dict.fromkeys(self._fields, float("nan")), **fields}
+        self._task = self._progress.add_task(
+            label, total=total, completed=completed, rate="", **fields
+        )
 
     def advance(self, n: int = 1, **fields) -> None:
         if self._task is None:
@@ -161,8 +176,12 @@ class ProgressBar:
 DeviceOption = Annotated[str, typer.Option(help="Where models run: auto, cpu, cuda or mps.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 SeedOption = Annotated[int, typer.Option(help="Random seed.")]
-MaxFramesOption = Annotated[int | None, typer.Option(help="Stop each video after this many frames.")]
+MaxFramesOption = Annotated[
+    int | None, typer.Option(help="Stop each video after this many frames.")
+]
 IdentityOption = Annotated[list[Path] | None, typer.Option(
     help="This person only: photo, folder, face set or reference .json (repeatable).")]
-IdentityThresholdOption = Annotated[float, typer.Option(help="Max embedding distance for --identity.")]
+IdentityThresholdOption = Annotated[
+    float, typer.Option(help="Max embedding distance for --identity.")
+]
 AUTO = "auto"

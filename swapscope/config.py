@@ -17,7 +17,11 @@ def read_config_file(path: str | Path, allowed: set[str]) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: no such config file")
     try:
-        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        raw = (
+            tomllib.loads(path.read_text())
+            if path.suffix == ".toml"
+            else json.loads(path.read_text())
+        )
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: config does not parse ({exc})") from None
     if not isinstance(raw, dict):

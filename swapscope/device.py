@@ -31,7 +31,9 @@ def autocast_for(device: str) -> AbstractContextManager:
     """bf16 autocast on CUDA; plain fp32 everywhere else."""
     import torch
 
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+    return torch.autocast(
+        device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")
+    )
 
 
 def cpu_cores() -> int:

@@ -36,9 +36,5 @@ class StageTimer:
             self.seconds[stage] += time.perf_counter() - start
             yield item
 
-    def merge(self, other: StageTimer) -> None:
-        for stage, secs in other.seconds.items():
-            self.seconds[stage] += secs
-
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in self.seconds.items()}

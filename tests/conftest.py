@@ -21,7 +21,9 @@ def shared_data() -> Path:
     found = find_shared_data()
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("CI=true but ../shared/data is missing: the sample data must be present in CI")
+            pytest.fail(
+                "CI=true but ../shared/data is missing: the sample data must be present in CI"
+            )
         pytest.skip("sample data ../shared/data not found (set SWAPSCOPE_SHARED_DATA to its path)")
     return found
 
@@ -60,10 +62,15 @@ def two_facesets(tmp_path_factory, astronaut) -> list[Path]:
 
     root = tmp_path_factory.mktemp("facesets")
     sets = []
-    for label, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+    for label, image in (
+        ("eileen", astronaut),
+        ("mirror", np.ascontiguousarray(astronaut[:, ::-1])),
+    ):
         clip = write_clip(root / f"{label}.mp4", moving_face_frames(image, 16), fps=25)
         out = root / f"fs_{label}"
-        result = CliRunner().invoke(app, ["extract", str(clip), "--out", str(out), "--label", label])
+        result = CliRunner().invoke(
+            app, ["extract", str(clip), "--out", str(out), "--label", label]
+        )
         assert result.exit_code == 0, result.output
         sets.append(out)
     return sets

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from detect.artifacts import HULL_POINTS, FwaConfig, colour_jitter, crop_roi, random_roi, training_sample, warp_artifact
+from detect.artifacts import (
+    HULL_POINTS,
+    FwaConfig,
+    colour_jitter,
+    crop_roi,
+    random_roi,
+    training_sample,
+    warp_artifact,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +37,13 @@ def test_hull_cut_keeps_the_region_inside_brows_and_lower_lip(astronaut, face):
     cfg = FwaConfig(hull_prob=1.0)
     _, region = warp_artifact(astronaut, face.landmarks, np.random.default_rng(0), cfg)
     hull = np.zeros(astronaut.shape[:2], np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(face.landmarks[HULL_POINTS]).astype(np.int32)), 1)
+    cv2.fillConvexPoly(
+        hull, cv2.convexHull(np.round(face.landmarks[HULL_POINTS]).astype(np.int32)), 1
+    )
     assert region.any() and not (region & (hull == 0)).any()
-    _, square = warp_artifact(astronaut, face.landmarks, np.random.default_rng(0), FwaConfig(hull_prob=0.0))
+    _, square = warp_artifact(
+        astronaut, face.landmarks, np.random.default_rng(0), FwaConfig(hull_prob=0.0)
+    )
     assert square.sum() > region.sum()
 
 

@@ -90,8 +90,13 @@ def test_extract_drives_fan_through_its_batched_path(fan_stand_in_weights, face_
     from forge.cli import app
 
     out = tmp_path / "faces"
-    result = CliRunner().invoke(app, ["extract", str(face_video), "--out", str(out), "--backend", "fan",
-                                      "--device", "auto", "--batch-size", "4"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract", str(face_video), "--out", str(out), "--backend", "fan", "--device", "auto",
+            "--batch-size", "4",
+        ],
+    )
     # the zeroed stand-in detector finds nothing, so the run ends as a clean "no face" failure
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [f"error: {face_video}: no face found"]

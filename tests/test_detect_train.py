@@ -50,8 +50,10 @@ def test_dataset_examples_are_deterministic_for_validation(two_facesets, tmp_pat
 
 def test_train_save_reload_resume_and_infer(two_facesets, tmp_path):
     out = tmp_path / "run"
-    args = ["train", *map(str, two_facesets), "--out", str(out), "--epochs", "1", "--batch-size", "4",
-            "--steps-per-epoch", "2", "--stride", "2", "--device", "cpu", "--json"]
+    args = [
+        "train", *map(str, two_facesets), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+        "--steps-per-epoch", "2", "--stride", "2", "--device", "cpu", "--json",
+    ]
     first = runner.invoke(detect_app, args)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
@@ -83,7 +85,9 @@ def test_pickles_and_other_kinds_are_refused(tmp_path):
 
 
 def test_train_with_one_identity_is_a_clear_error(two_facesets, tmp_path):
-    result = runner.invoke(detect_app, ["train", str(two_facesets[0]), "--out", str(tmp_path / "r"), "--device", "cpu"])
+    result = runner.invoke(
+        detect_app, ["train", str(two_facesets[0]), "--out", str(tmp_path / "r"), "--device", "cpu"]
+    )
     assert result.exit_code == 2 and "at least 2 identities" in result.stderr
 
 
@@ -91,19 +95,31 @@ def test_train_with_one_identity_is_a_clear_error(two_facesets, tmp_path):
 def tiny_detector(two_facesets, tmp_path_factory):
     """A detector trained for one step: its scores mean nothing, its plumbing is real."""
     out = tmp_path_factory.mktemp("detector") / "run"
-    trained = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--out", str(out), "--epochs", "1",
-                                         "--batch-size", "4", "--steps-per-epoch", "1", "--device", "cpu"])
+    trained = runner.invoke(
+        detect_app,
+        [
+            "train", *map(str, two_facesets), "--out", str(out), "--epochs", "1", "--batch-size",
+            "4", "--steps-per-epoch", "1", "--device", "cpu",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     return out / "best"
 
 
-def test_scan_scores_videos_and_images_by_the_paper_rules(tiny_detector, tmp_path, face_video, astronaut):
+def test_scan_scores_videos_and_images_by_the_paper_rules(
+    tiny_detector, tmp_path, face_video, astronaut
+):
     import cv2
 
     photo = tmp_path / "eileen.png"
     cv2.imwrite(str(photo), astronaut[..., ::-1])
-    result = runner.invoke(detect_app, ["scan", str(face_video), str(photo), "--model", str(tiny_detector),
-                                        "--mode", "paper", "--every", "4", "--rois", "4", "--top-k", "2", "--json"])
+    result = runner.invoke(
+        detect_app,
+        [
+            "scan", str(face_video), str(photo), "--model", str(tiny_detector), "--mode", "paper",
+            "--every", "4", "--rois", "4", "--top-k", "2", "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     video, image = report["inputs"]
@@ -119,7 +135,9 @@ def test_scan_scores_videos_and_images_by_the_paper_rules(tiny_detector, tmp_pat
 
 
 def test_fast_mode_fills_the_knobs_left_open(tiny_detector, face_video):
-    result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector), "--json"])
+    result = runner.invoke(
+        detect_app, ["scan", str(face_video), "--model", str(tiny_detector), "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rules = report["rules"]
@@ -130,13 +148,19 @@ def test_fast_mode_fills_the_knobs_left_open(tiny_detector, face_video):
 def test_batched_scores_equal_one_roi_at_a_time(tiny_detector, face_video):
     from detect.scan import ScanConfig, Scanner
 
-    one = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=1), "cpu").scan(face_video)
-    many = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=64), "cpu").scan(face_video)
+    one = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=1), "cpu").scan(
+        face_video
+    )
+    many = Scanner(
+        ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=64), "cpu"
+    ).scan(face_video)
     assert [f.frame for f in one.frames] == [f.frame for f in many.frames]
     np.testing.assert_allclose(one.frame_scores, many.frame_scores, atol=1e-5)
 
 
-def test_heatmap_writes_the_scored_frames_with_grad_cam(tiny_detector, face_video, tmp_path, astronaut):
+def test_heatmap_writes_the_scored_frames_with_grad_cam(
+    tiny_detector, face_video, tmp_path, astronaut
+):
     import cv2
 
     from swapscope.media.video import probe
@@ -150,7 +174,9 @@ def test_heatmap_writes_the_scored_frames_with_grad_cam(tiny_detector, face_vide
     photo = tmp_path / "eileen.png"
     cv2.imwrite(str(photo), astronaut[..., ::-1])
     drawn = tmp_path / "heat.png"
-    result = runner.invoke(detect_app, ["scan", str(photo), "--model", str(tiny_detector), "--heatmap", str(drawn)])
+    result = runner.invoke(
+        detect_app, ["scan", str(photo), "--model", str(tiny_detector), "--heatmap", str(drawn)]
+    )
     assert result.exit_code == 0, result.output
     picture = cv2.imread(str(drawn))[..., ::-1]
     assert picture.shape == astronaut.shape and (picture != astronaut).any()
@@ -158,8 +184,13 @@ def test_heatmap_writes_the_scored_frames_with_grad_cam(tiny_detector, face_vide
     result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
                                         "--heatmap", str(wrong)])
     assert result.exit_code == 2 and "write .mp4" in result.stderr and not wrong.exists()
-    result = runner.invoke(detect_app, ["scan", str(face_video), str(photo), "--model", str(tiny_detector),
-                                        "--heatmap", str(tmp_path / "two.mp4")])
+    result = runner.invoke(
+        detect_app,
+        [
+            "scan", str(face_video), str(photo), "--model", str(tiny_detector), "--heatmap",
+            str(tmp_path / "two.mp4"),
+        ],
+    )
     assert result.exit_code == 2 and "draws one input" in result.stderr
 
 
@@ -221,7 +252,10 @@ def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronau
     from swapscope.media.sample import moving_face_frames
 
     videos = tmp_path / "videos"
-    for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+    for person, image in (
+        ("eileen", astronaut),
+        ("mirror", np.ascontiguousarray(astronaut[:, ::-1])),
+    ):
         (videos / person).mkdir(parents=True)
         write_clip(videos / person / "clip.mp4", moving_face_frames(image, 8), fps=25)
     config = tmp_path / "set.toml"
@@ -232,16 +266,31 @@ def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronau
     from detect.data import build_manifest_cache
 
     items = build_manifest_cache(tmp_path / "set" / "manifest.jsonl", tmp_path / "cache", stride=2)
-    assert {i.label for i in items} == {0, 1} and {i.identity for i in items} == {"eileen", "mirror"}
+    assert {i.label for i in items} == {0, 1} and {i.identity for i in items} == {
+        "eileen",
+        "mirror",
+    }
     for source in {i.source_id for i in items}:  # a fake and its real counterpart share the source
         assert {i.label for i in items if i.source_id == source} == {0, 1}
     out = tmp_path / "run"
-    result = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--fakes", str(tmp_path / "set"),
-                                        "--out", str(out), "--epochs", "1", "--batch-size", "4",
-                                        "--steps-per-epoch", "2", "--stride", "2", "--device", "cpu", "--json"])
+    result = runner.invoke(
+        detect_app,
+        [
+            "train", *map(str, two_facesets), "--fakes", str(tmp_path / "set"), "--out", str(out),
+            "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2", "--stride", "2",
+            "--device", "cpu", "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     _, config_json = read_detector_config(out / "best")
-    assert config_json["train_fixed_fakes"] > 0 and config_json["config"]["fakes"] == [str(tmp_path / "set")]
-    bad = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--fakes", str(tmp_path / "nowhere"),
-                                     "--out", str(tmp_path / "r2"), "--device", "cpu"])
+    assert config_json["train_fixed_fakes"] > 0 and config_json["config"]["fakes"] == [
+        str(tmp_path / "set")
+    ]
+    bad = runner.invoke(
+        detect_app,
+        [
+            "train", *map(str, two_facesets), "--fakes", str(tmp_path / "nowhere"), "--out",
+            str(tmp_path / "r2"), "--device", "cpu",
+        ],
+    )
     assert bad.exit_code == 2 and "no such manifest" in bad.stderr

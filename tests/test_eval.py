@@ -58,7 +58,9 @@ def test_head_pose_and_expression_of_a_face(astronaut, dlib_backend):
     mirrored[:, 0] = astronaut.shape[1] - mirrored[:, 0]
     assert abs(head_pose(mirrored, astronaut.shape)[0] + yaw) < 5  # a mirror flips the yaw
     scaled = face.landmarks * 1.5
-    np.testing.assert_allclose(expression_vector(scaled), expression_vector(face.landmarks), atol=1e-4)
+    np.testing.assert_allclose(
+        expression_vector(scaled), expression_vector(face.landmarks), atol=1e-4
+    )
 
 
 def test_frechet_distance_is_zero_for_one_sample_and_the_mean_shift_squared_for_a_shift():
@@ -80,7 +82,10 @@ def forgery_set(tmp_path_factory, astronaut):
     from swapscope.media.sample import moving_face_frames, write_clip
 
     root = tmp_path_factory.mktemp("eval")
-    for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+    for person, image in (
+        ("eileen", astronaut),
+        ("mirror", np.ascontiguousarray(astronaut[:, ::-1])),
+    ):
         (root / "videos" / person).mkdir(parents=True)
         write_clip(root / "videos" / person / "clip.mp4", moving_face_frames(image, 12), fps=25)
     config = root / "set.toml"
@@ -103,9 +108,14 @@ def test_report_from_a_config_writes_markdown_csv_and_html(forgery_set, tmp_path
     assert row["fakes"] == 2 and row["reals"] == 2
     video = row["detectors"]["shipped fwa_lite0"]["video"]
     assert 0 <= video["auc"] <= 1 and len(video["ci"]["auc"]) == 2
-    assert row["realism"]["identity_to_target"] is not None and row["realism"]["pose_error_deg"] is not None
+    assert (
+        row["realism"]["identity_to_target"] is not None
+        and row["realism"]["pose_error_deg"] is not None
+    )
     assert set(summary["evaders"]) == {"shipped fwa_lite0"}
-    for name in ("report.md", "report.csv", "report.html", "tradeoff.png", "roc_shipped_fwa_lite0.png"):
+    for name in (
+        "report.md", "report.csv", "report.html", "tradeoff.png", "roc_shipped_fwa_lite0.png",
+    ):
         assert (out / name).is_file(), name
     assert (out / "report.csv").read_text().count("\n") == 3
     cached = sorted(p.name for p in (out / "cache").iterdir())
@@ -119,7 +129,10 @@ def test_the_html_report_renders_in_headless_chromium(forgery_set, tmp_path):
 
     if shutil.which("chromium") is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is missing; .ci/run installs the Debian packages chromium and chromium-driver")
+            pytest.fail(
+                "chromium is missing; .ci/run installs the Debian packages chromium and "
+                "chromium-driver"
+            )
         pytest.skip("chromium is not installed (.ci/run installs it)")
     config = tmp_path / "eval.toml"
     config.write_text(f'sets = ["{forgery_set}"]\nbootstrap = 20\nrealism_frames = 2\n')
@@ -133,9 +146,15 @@ def test_the_html_report_renders_in_headless_chromium(forgery_set, tmp_path):
     assert dom.count('class="plot"') == 2  # realism/detectability and one ROC
     assert dom.count('class="example"') == 2
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1200,900", (out / "report.html").as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+            "--window-size=1200,900", (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     import cv2
 
     picture = cv2.imread(str(shot))
@@ -165,7 +184,9 @@ def test_bad_inputs_exit_2(forgery_set, tmp_path):
         write_clip(empty / row["output"], [data.coffee()[:320, :320]] * 4, fps=25)  # faces gone
     config.write_text(f'sets = ["{empty}"]\n')
     result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2 and "does not match the sha256" in result.stderr  # tampered outputs
+    assert (
+        result.exit_code == 2 and "does not match the sha256" in result.stderr
+    )  # tampered outputs
     for row in rows:  # the same outputs, honestly recorded
         row["output_sha256"] = sha256_file(empty / row["output"])
     (empty / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -190,11 +211,17 @@ def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, a
     (tmp_path / "set.toml").write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 9\n'
                                        '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [40, 120]\n')
     assert runner.invoke(forge_app, ["dataset", str(tmp_path / "set.toml")]).exit_code == 0
-    (tmp_path / "eval.toml").write_text(f'sets = ["{tmp_path / "set"}"]\nbootstrap = 20\nrealism_frames = 2\n')
+    (tmp_path / "eval.toml").write_text(
+        f'sets = ["{tmp_path / "set"}"]\nbootstrap = 20\nrealism_frames = 2\n'
+    )
     out = tmp_path / "report"
-    first = runner.invoke(app, ["report", "--config", str(tmp_path / "eval.toml"), "--out", str(out)])
+    first = runner.invoke(
+        app, ["report", "--config", str(tmp_path / "eval.toml"), "--out", str(out)]
+    )
     assert first.exit_code == 0, first.output
-    result = runner.invoke(app, ["harden", "--out", str(out), "--top", "1", "--epochs", "1", "--json"])
+    result = runner.invoke(
+        app, ["harden", "--out", str(out), "--top", "1", "--epochs", "1", "--json"]
+    )
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert len(outcome["trained_on"]) == 1 and outcome["detector"] == "shipped fwa_lite0"

@@ -32,7 +32,9 @@ def test_batching_backends_get_frames_in_batches_and_give_the_same_tracks(face_v
     assert batched.backend.calls == [list(range(i, min(i + 5, 24))) for i in range(0, 24, 5)]
     assert "detect+landmarks" in timer.as_dict()
     assert batched_processed == processed == 24
-    assert [len(t.faces) for t in batched_tracks] == [len(t.faces) for t in tracks]  # the clip jumps back at frame 20
+    assert [len(t.faces) for t in batched_tracks] == [
+        len(t.faces) for t in tracks
+    ]  # the clip jumps back at frame 20
     assert [f.face.frame_index for f in found] == [f.face.frame_index for f in expected]
     # every frame detected vs boxes tracked between detections: the landmarks agree closely
     gap = [np.abs(a.face.landmarks - b.face.landmarks).max() for a, b in zip(found, expected)]

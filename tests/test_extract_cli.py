@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forge.cli import app
-from swapscope.faces.align import template_points
+from swapscope.faces.align import TEMPLATE
 from swapscope.formats.faceset import FaceSet
 
 runner = CliRunner()
@@ -32,7 +32,9 @@ def test_extract_video_writes_an_aligned_face_set(tmp_path, face_video):
     crop = faceset.crop(5)
     assert crop.shape == (256, 256, 3)
     # eyes and mouth of every crop sit where the template puts them
-    tpl = template_points(256)
+    tpl = (
+        TEMPLATE * 256 * (1 - 2 * 0.25) + 0.25 * 256
+    )  # the mean face's landmarks 17-67 in the crop
     for i in range(len(faceset)):
         lms = faceset.crop_landmarks(i)
         for group in (slice(36, 42), slice(42, 48), slice(48, 68)):
@@ -93,7 +95,9 @@ def test_identity_keeps_only_that_person(tmp_path, face_video, astronaut, shared
     assert json.loads(ok.stdout)["sources"][0]["faces"] == 24
 
 
-@pytest.mark.parametrize("case", ["text_as_video", "wrong_type", "no_face", "tiny_face", "truncated", "missing"])
+@pytest.mark.parametrize(
+    "case", ["text_as_video", "wrong_type", "no_face", "tiny_face", "truncated", "missing"]
+)
 def test_bad_input_is_one_line_exit_2_and_no_face_set(tmp_path, face_video, case):
     from skimage import data
 

@@ -6,10 +6,9 @@ import torch
 from typer.testing import CliRunner
 
 from forge.cli import app
-from swapscope.errors import InputError
-from forge.models import SIZES, create_model, model_names
-from forge.models import load_swap_model
+from forge.models import SIZES, create_model, load_swap_model, model_names
 from forge.train import FaceData, TrainConfig, generator_losses, random_warp
+from swapscope.errors import InputError
 
 runner = CliRunner()
 FAST = ["--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu", "--preview-every", "1"]
@@ -31,7 +30,9 @@ def test_every_registered_model_maps_faces_to_faces_and_masks(name, size):
 
 
 def test_unknown_model_and_size_list_the_choices():
-    with pytest.raises(ValueError, match=r"unknown model 'x'; choose from \['swap-ae', 'swap-ae-lite'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown model 'x'; choose from \['swap-ae', 'swap-ae-lite'\]"
+    ):
         create_model("x")
     with pytest.raises(ValueError, match=r"choose from \[64, 128, 256\]"):
         create_model("swap-ae", 96)
@@ -46,13 +47,20 @@ def test_training_samples_are_aligned_faces_with_their_hull_mask(two_facesets):
     warped, target, mask = data.sample(0, rng, TrainConfig())
     assert warped.dtype == target.dtype == np.float32 and np.abs(warped - target).mean() > 0.005
     flat = np.full((64, 64, 3), 0.5, np.float32)
-    assert np.allclose(random_warp(flat, rng, 0.05), 0.5)  # a warp moves pixels, never changes values
+    assert np.allclose(
+        random_warp(flat, rng, 0.05), 0.5
+    )  # a warp moves pixels, never changes values
 
 
 def test_two_steps_train_save_reload_and_infer(two_facesets, tmp_path):
     out = tmp_path / "model"
-    result = runner.invoke(app, ["train", *map(str, two_facesets), "--out", str(out), "--steps", "2", *FAST,
-                                 *GAN_NOW, "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "train", *map(str, two_facesets), "--out", str(out), "--steps", "2", *FAST, *GAN_NOW,
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["step"] == 2 and summary["identities"] == {"a": "eileen", "b": "mirror"}
@@ -67,7 +75,11 @@ def test_two_steps_train_save_reload_and_infer(two_facesets, tmp_path):
     import cv2
 
     grid = cv2.imread(str(out / "preview.png"))
-    assert grid.shape == (4 * 128, 6 * 128, 3)  # A, A->A, A->B, B, B->B, B->A; 4 rows, tiles >= 128 px
+    assert grid.shape == (
+        4 * 128,
+        6 * 128,
+        3,
+    )  # A, A->A, A->B, B, B->B, B->A; 4 rows, tiles >= 128 px
 
 
 def test_resume_continues_the_same_run(two_facesets, tmp_path):
@@ -82,8 +94,13 @@ def test_resume_continues_the_same_run(two_facesets, tmp_path):
     assert json.loads(resumed.stdout)["step"] == 4
     history = json.loads((split / "history.json").read_text())
     assert [h["step"] for h in history] == [1, 2, 3, 4]
-    assert ["adv_a2b" in h for h in history] == [False, True, True, True]  # the warm-up is reconstruction only
-    a, b = load_file(str(whole / "weights.safetensors")), load_file(str(split / "weights.safetensors"))
+    assert ["adv_a2b" in h for h in history] == [
+        False, True, True, True,
+    ]  # the warm-up is reconstruction only
+    a, b = (
+        load_file(str(whole / "weights.safetensors")),
+        load_file(str(split / "weights.safetensors")),
+    )
     for key in a:  # same data draws, optimiser moments and pools: the same weights
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
 
@@ -110,7 +127,10 @@ def test_cycle_and_adversarial_terms_change_the_gradients(two_facesets):
     model = create_model("swap-ae-lite", 64)
     rng = np.random.default_rng(0)
     cfg = TrainConfig(batch_size=2)
-    batch = {side: FaceData(path, 64, 0.125).batch(rng, cfg, "cpu") for side, path in zip("ab", two_facesets)}
+    batch = {
+        side: FaceData(path, 64, 0.125).batch(rng, cfg, "cpu")
+        for side, path in zip("ab", two_facesets)
+    }
     base = dict(adv_weight=0.0, cycle_weight=0.0, identity_weight=0.0)
     plain, parts = _encoder_grad(model, batch, gan=False)
     assert not any(k.startswith(("adv", "cycle")) for k in parts)
@@ -124,9 +144,13 @@ def test_cycle_and_adversarial_terms_change_the_gradients(two_facesets):
 
 def test_bad_inputs_exit_2(two_facesets, tmp_path):
     out = str(tmp_path / "m")
-    same = runner.invoke(app, ["train", str(two_facesets[0]), str(two_facesets[0]), "--out", out, *FAST])
+    same = runner.invoke(
+        app, ["train", str(two_facesets[0]), str(two_facesets[0]), "--out", out, *FAST]
+    )
     assert same.exit_code == 2 and "same face set" in same.stderr
-    missing = runner.invoke(app, ["train", str(tmp_path), str(two_facesets[1]), "--out", out, *FAST])
+    missing = runner.invoke(
+        app, ["train", str(tmp_path), str(two_facesets[1]), "--out", out, *FAST]
+    )
     assert missing.exit_code == 2 and "not a face set" in missing.stderr
     other = tmp_path / "detector"
     other.mkdir()
@@ -136,6 +160,8 @@ def test_bad_inputs_exit_2(two_facesets, tmp_path):
     assert wrong.exit_code == 2 and "not a swap model" in wrong.stderr
     with pytest.raises(InputError, match="not a swap model"):
         load_swap_model(other)
-    size = runner.invoke(app, ["train", *map(str, two_facesets), "--out", out, "--size", "96", *FAST])
+    size = runner.invoke(
+        app, ["train", *map(str, two_facesets), "--out", out, "--size", "96", *FAST]
+    )
     assert size.exit_code == 2 and "--size" in size.stderr
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.previews").exists()

@@ -22,7 +22,9 @@ def fwa_fake(tmp_path_factory, face_video):
     """``forge video`` with no model (fwa-sim) on the astronaut clip, and its folder."""
     folder = tmp_path_factory.mktemp("fake")
     out = folder / "fake.mp4"
-    result = runner.invoke(app, ["video", str(face_video), "--out", str(out), "--fwa-size", "48", "--json"])
+    result = runner.invoke(
+        app, ["video", str(face_video), "--out", str(out), "--fwa-size", "48", "--json"]
+    )
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -30,12 +32,18 @@ def fwa_fake(tmp_path_factory, face_video):
 def test_output_keeps_frame_count_rate_size_and_audio(fwa_fake, face_video):
     out, report = fwa_fake
     src, dst = probe(face_video), probe(out)
-    assert (dst.frame_count, dst.fps, dst.width, dst.height) == (src.frame_count, src.fps, src.width, src.height)
+    assert (dst.frame_count, dst.fps, dst.width, dst.height) == (
+        src.frame_count, src.fps, src.width, src.height,
+    )
     assert dst.has_audio and src.has_audio
-    assert [round(f.time, 3) for f in read_frames(out)] == [round(f.time, 3) for f in read_frames(face_video)]
+    assert [round(f.time, 3) for f in read_frames(out)] == [
+        round(f.time, 3) for f in read_frames(face_video)
+    ]
     row = report["row"]
     assert row["method"] == "fwa-sim" and row["frames"] == 24 and row["swapped_frames"] == 24
-    assert {"decode", "detect", "align", "render", "blend", "watermark", "encode"} <= set(report["timings"])
+    assert {"decode", "detect", "align", "render", "blend", "watermark", "encode"} <= set(
+        report["timings"]
+    )
 
 
 def _audio_end(path) -> float:
@@ -46,17 +54,23 @@ def _audio_end(path) -> float:
                    for p in container.demux(container.streams.audio[0]) if p.size)
 
 
-def test_odd_sized_video_cut_to_its_first_frames_keeps_size_and_matching_audio(tmp_path, face_video):
+def test_odd_sized_video_cut_to_its_first_frames_keeps_size_and_matching_audio(
+    tmp_path, face_video
+):
     odd = tmp_path / "odd.mp4"
     with VideoWriter(odd, 319, 317, 25, audio_from=face_video) as writer:
         for frame in read_frames(face_video):
             writer.write(frame.image[:317, :319], frame.time)
     out = tmp_path / "fake.mp4"
-    result = runner.invoke(app, ["video", str(odd), "--out", str(out), "--max-frames", "10", "--json"])
+    result = runner.invoke(
+        app, ["video", str(odd), "--out", str(out), "--max-frames", "10", "--json"]
+    )
     assert result.exit_code == 0, result.output
     info = probe(out)
     assert (info.width, info.height, info.frame_count, info.has_audio) == (319, 317, 10, True)
-    assert _audio_end(odd) > 0.9 and abs(_audio_end(out) - 10 / 25) < 0.03  # audio cut with the video
+    assert (
+        _audio_end(odd) > 0.9 and abs(_audio_end(out) - 10 / 25) < 0.03
+    )  # audio cut with the video
 
 
 def test_watermark_in_worker_processes_equals_the_watermark_in_process(face_video):
@@ -69,7 +83,9 @@ def test_watermark_in_worker_processes_equals_the_watermark_in_process(face_vide
         np.testing.assert_array_equal(image, serial(want))
 
 
-def test_pixels_outside_the_manifest_masks_are_unchanged_up_to_codec_noise(fwa_fake, face_video, tmp_path):
+def test_pixels_outside_the_manifest_masks_are_unchanged_up_to_codec_noise(
+    fwa_fake, face_video, tmp_path
+):
     import cv2
 
     out, report = fwa_fake
@@ -92,7 +108,12 @@ def test_pixels_outside_the_manifest_masks_are_unchanged_up_to_codec_noise(fwa_f
         outside = ~cv2.dilate(masks.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)
         diff = np.abs(fake.astype(int) - want.astype(int)).max(-1)
         # a swap changes areas; codec noise flips isolated pixels: open 3x3
-        changed = cv2.morphologyEx((diff > 25).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        changed = (
+            cv2.morphologyEx(
+                (diff > 25).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
+            )
+            > 0
+        )
         changed_total += int(changed.sum())
         changed_outside += int((changed & outside)[4:-4, 4:-4].sum())  # frame edges: codec only
         noise.append(diff[outside].mean())
@@ -106,7 +127,9 @@ def test_watermark_and_metadata_survive_a_crf23_reencode_and_scan_reports_them(f
     out, report = fwa_fake
     again = tmp_path / "reencoded.mp4"
     info = probe(out)
-    with VideoWriter(again, info.width, info.height, info.fps, crf=23, metadata=read_tags(out)) as writer:
+    with VideoWriter(
+        again, info.width, info.height, info.fps, crf=23, metadata=read_tags(out)
+    ) as writer:
         for frame in read_frames(out):
             writer.write(frame.image, frame.time)
     found = read_provenance(again, _frames(again))
@@ -145,15 +168,29 @@ def test_model_method_swaps_with_a_trained_model(two_facesets, face_video, tmp_p
     from forge.cli import app as forge_app
 
     model = tmp_path / "model"
-    trained = runner.invoke(forge_app, ["train", *map(str, two_facesets), "--out", str(model), "--steps", "1",
-                                        "--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu"])
+    trained = runner.invoke(
+        forge_app,
+        [
+            "train", *map(str, two_facesets), "--out", str(model), "--steps", "1", "--arch",
+            "swap-ae-lite", "--batch-size", "2", "--device", "cpu",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     out = tmp_path / "swapped.mp4"
-    result = runner.invoke(forge_app, ["video", str(face_video), "--model", str(model), "--out", str(out),
-                                       "--blend", "poisson", "--colour", "histogram", "--batch-size", "5", "--json"])
+    result = runner.invoke(
+        forge_app,
+        [
+            "video", str(face_video), "--model", str(model), "--out", str(out), "--blend",
+            "poisson", "--colour", "histogram", "--batch-size", "5", "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["row"]
-    assert row["method"] == "model" and row["target_identity"] == "mirror" and row["source_identity"] == "eileen"
+    assert (
+        row["method"] == "model"
+        and row["target_identity"] == "mirror"
+        and row["source_identity"] == "eileen"
+    )
     assert len(row["checkpoint_sha256"]) == 64 and row["knobs"]["blend"] == "poisson"
     assert row["knobs"]["model_step"] == 1 and probe(out).frame_count == 24
 
@@ -187,17 +224,26 @@ def test_bad_inputs_exit_2_and_leave_nothing(tmp_path, face_video, astronaut):
     (detector / "config.json").write_text(json.dumps({"kind": "swapscope.detector"}))
     assert "not a swap model" in run(face_video, "--model", detector, "--out", out)[0]
     assert "unknown --blend" in run(face_video, "--blend", "smudge", "--out", out)[0]
-    leftovers = {p.name for p in tmp_path.iterdir()} - {"a.png", "cut.mp4", "cup.mp4", "small.mp4", "det"}
+    leftovers = {p.name for p in tmp_path.iterdir()} - {
+        "a.png", "cut.mp4", "cup.mp4", "small.mp4", "det",
+    }
     assert leftovers == set()
 
 
-def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tmp_path, face_video, astronaut):
+def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(
+    tmp_path, face_video, astronaut
+):
     from swapscope.media.sample import moving_face_frames, write_clip
 
     videos = tmp_path / "videos"
-    for person, image in (("eileen", astronaut), ("mirror", np.ascontiguousarray(astronaut[:, ::-1]))):
+    for person, image in (
+        ("eileen", astronaut),
+        ("mirror", np.ascontiguousarray(astronaut[:, ::-1])),
+    ):
         (videos / person).mkdir(parents=True)
-        write_clip(videos / person / "clip.mp4", moving_face_frames(image, 8), fps=25, audio_seconds=0.4)
+        write_clip(
+            videos / person / "clip.mp4", moving_face_frames(image, 8), fps=25, audio_seconds=0.4
+        )
     config = tmp_path / "set.toml"
     config.write_text('out = "set"\nvideos = ["videos"]\nwatermark = "neither"\nmax_frames = 6\n'
                       '[splits]\ntrain = 0.5\ntest = 0.5\n'
@@ -205,18 +251,29 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tm
     result = runner.invoke(app, ["dataset", str(config), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert (summary["fakes"], summary["reals"]) == (2 * 4, 2 * 2)  # 2 videos x 4 knob sets; x 2 CRFs
+    assert (summary["fakes"], summary["reals"]) == (
+        2 * 4,
+        2 * 2,
+    )  # 2 videos x 4 knob sets; x 2 CRFs
     assert sorted(summary["splits"].values()) == ["test", "train"]
     rows = read_manifest(tmp_path / "set")
-    splits_per_source = {src: {r.split for r in rows if r.source == src} for src in {r.source for r in rows}}
-    assert all(len(s) == 1 for s in splits_per_source.values())  # a video's fakes and reals share a split
+    splits_per_source = {
+        src: {r.split for r in rows if r.source == src} for src in {r.source for r in rows}
+    }
+    assert all(
+        len(s) == 1 for s in splits_per_source.values()
+    )  # a video's fakes and reals share a split
     assert all(not r.watermark for r in rows)  # the policy covers reals and fakes alike
     for r in rows:
         assert probe(tmp_path / "set" / r.output).frame_count == 6
-        assert abs(_audio_end(tmp_path / "set" / r.output) - 6 / 25) < 0.03  # not the source's 0.4 s
+        assert (
+            abs(_audio_end(tmp_path / "set" / r.output) - 6 / 25) < 0.03
+        )  # not the source's 0.4 s
     real = next(r for r in rows if r.label == "real")
     found = read_provenance(tmp_path / "set" / real.output, _frames(tmp_path / "set" / real.output))
-    assert found.metadata["manifest_id"] == real.id and found.metadata["digital_source_type"] is None
+    assert (
+        found.metadata["manifest_id"] == real.id and found.metadata["digital_source_type"] is None
+    )
     assert found.frames_marked == 0
     again = runner.invoke(app, ["dataset", str(config), "--json"])
     assert json.loads(again.stdout)["made"] == 0 and json.loads(again.stdout)["skipped"] == 12
@@ -224,3 +281,43 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(tm
     bad.write_text('videos = ["videos"]\n[sweep]\nsharpness = [1]\n')
     result = runner.invoke(app, ["dataset", str(bad)])
     assert result.exit_code == 2 and "unknown sweep knobs ['sharpness']" in result.stderr
+
+
+def test_fake_and_real_rows_of_video_and_dataset_are_one_record_and_round_trip(
+    fwa_fake, tmp_path, astronaut
+):
+    from swapscope.errors import InputError
+    from swapscope.formats.manifest import ManifestRow, read_labels
+    from swapscope.media.sample import moving_face_frames, write_clip
+
+    out, report = fwa_fake
+    (tmp_path / "videos" / "eileen").mkdir(parents=True)
+    write_clip(
+        tmp_path / "videos" / "eileen" / "clip.mp4", moving_face_frames(astronaut, 4), fps=25
+    )
+    config = tmp_path / "set.toml"
+    config.write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 4\nsplits = {test = 1.0}\n'
+                      '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [64]\n')
+    assert runner.invoke(app, ["dataset", str(config)]).exit_code == 0
+    for folder in (out.parent, tmp_path / "set"):
+        lines = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+        rows = read_manifest(folder)
+        assert all(isinstance(r, ManifestRow) for r in rows)
+        assert [r.to_json() for r in rows] == lines  # what was written is what is read
+        assert [ManifestRow.from_json(r.to_json(), "x") for r in rows] == rows
+        for row in rows:
+            labels = read_labels(folder, row)
+            assert (len(labels) == row.swapped_frames > 0) if row.label == "fake" else labels == []
+    kinds = {(r.label, r.method) for r in read_manifest(tmp_path / "set")}
+    assert kinds == {("fake", "fwa-sim"), ("real", "real")}
+    assert (
+        read_manifest(out.parent)[-1].to_json() == report["row"]
+    )  # forge video --json prints the row
+    edited = tmp_path / "edited" / "manifest.jsonl"
+    edited.parent.mkdir()
+    edited.write_text(json.dumps({**report["row"], "frames": "many"}) + "\n")
+    with pytest.raises(InputError, match="'frames' has the wrong type"):
+        read_manifest(edited)
+    edited.write_text(json.dumps({**report["row"], "extra": 1}) + "\n")
+    with pytest.raises(InputError, match="unknown keys \\['extra'\\]"):
+        read_manifest(edited)

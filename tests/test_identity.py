@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from swapscope.errors import InputError
-from swapscope.faces.identity import REFERENCE_KIND, Embedder, Reference, distance, enrol, match_track
+from swapscope.faces.identity import (
+    REFERENCE_KIND,
+    Embedder,
+    Reference,
+    distance,
+    enrol,
+    match_track,
+)
 from swapscope.faces.records import FaceTrack
 
 
@@ -14,7 +21,9 @@ def embedder():
     return Embedder()
 
 
-def test_embedding_is_stable_under_resize_and_differs_between_people(astronaut, dlib_backend, embedder, shared_data):
+def test_embedding_is_stable_under_resize_and_differs_between_people(
+    astronaut, dlib_backend, embedder, shared_data
+):
     from swapscope.media.images import load_image
 
     face = dlib_backend.faces(astronaut)[0]
@@ -35,8 +44,14 @@ def test_reference_round_trips_and_matches_its_person(tmp_path, astronaut, dlib_
     ref = enrol([photo], dlib_backend, embedder)
     assert ref.name == "eileen" and ref.embeddings.shape == (1, 128)
     saved = tmp_path / "ref.json"
-    saved.write_text(json.dumps({"kind": REFERENCE_KIND, "name": ref.name, "sources": list(ref.sources),
-                                 "embeddings": ref.embeddings.tolist()}))
+    saved.write_text(
+        json.dumps(
+            {
+                "kind": REFERENCE_KIND, "name": ref.name, "sources": list(ref.sources),
+                "embeddings": ref.embeddings.tolist(),
+            }
+        )
+    )
     loaded = Reference.load(saved)
     np.testing.assert_allclose(loaded.embeddings, ref.embeddings, atol=1e-5)
     flipped = np.ascontiguousarray(astronaut[:, ::-1])

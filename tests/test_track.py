@@ -1,7 +1,7 @@
 import numpy as np
 
-from swapscope.faces.track import OneEuro, Tracker, box_iou, landmark_jitter, one_euro, smooth_track
 from swapscope.faces.records import Face, FaceTrack
+from swapscope.faces.track import OneEuro, Tracker, box_iou, landmark_jitter, one_euro, smooth_track
 
 
 def _face(frame, x, y, size=100, embedding=None):
@@ -9,7 +9,9 @@ def _face(frame, x, y, size=100, embedding=None):
     lms = np.zeros((68, 2), np.float32) + [x + size / 2, y + size / 2]
     lms[36:42] -= [size / 4, 0]
     lms[42:48] += [size / 4, 0]
-    return Face(frame_index=frame, box=box, landmarks=lms, score=1.0, backend="test", embedding=embedding)
+    return Face(
+        frame_index=frame, box=box, landmarks=lms, score=1.0, backend="test", embedding=embedding
+    )
 
 
 def test_box_iou_of_identical_and_disjoint_boxes():
@@ -73,5 +75,7 @@ def test_smooth_track_lowers_landmark_jitter():
         faces.append(Face(frame_index=i, box=f.box, landmarks=noisy, score=1.0, backend="test"))
     track = FaceTrack(track_id=0, faces=tuple(faces))
     raw = landmark_jitter(np.stack([f.landmarks for f in faces]))
-    smooth = landmark_jitter(np.stack([f.landmarks for f in smooth_track(track, np.arange(60) / 30.0).faces]))
+    smooth = landmark_jitter(
+        np.stack([f.landmarks for f in smooth_track(track, np.arange(60) / 30.0).faces])
+    )
     assert smooth < 0.5 * raw

@@ -66,7 +66,9 @@ def test_writer_trims_the_audio_of_a_cut_clip(tmp_path, face_video):
     with av.open(str(out)) as container:
         audio = container.streams.audio[0]
         ends = [float((p.pts + p.duration) * p.time_base) for p in container.demux(audio) if p.size]
-    assert ends and 0.4 - 0.03 < max(ends) <= 0.4 + 0.03  # 10 frames at 25 fps; AAC packets of 23 ms
+    assert (
+        ends and 0.4 - 0.03 < max(ends) <= 0.4 + 0.03
+    )  # 10 frames at 25 fps; AAC packets of 23 ms
 
 
 def test_writer_failure_leaves_no_file(tmp_path):

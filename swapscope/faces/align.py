@@ -39,20 +39,7 @@ _MEAN_FACE_Y = [
 TEMPLATE_INDICES = np.arange(17, 68)  # which of the 68 landmarks the template covers
 TEMPLATE = np.stack([_MEAN_FACE_X, _MEAN_FACE_Y], axis=1).astype(np.float32)  # (51, 2) unit sq.
 
-# Landmark groups of the 68-point layout, by index.
-JAW = np.arange(0, 17)
-BROWS = np.arange(17, 27)
-NOSE = np.arange(27, 36)
-RIGHT_EYE = np.arange(36, 42)  # the subject's right eye: image left
-LEFT_EYE = np.arange(42, 48)
-MOUTH = np.arange(48, 68)
-
 DEFAULT_PADDING = 0.25  # face sets keep the jaw and forehead; models crop tighter from it
-
-
-def template_points(size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
-    """(51, 2) float32: where landmarks 17-67 of the mean face sit in a crop, crop px."""
-    return TEMPLATE * _crop_scale(size, padding) + padding * size
 
 
 def _crop_scale(size: int, padding: float) -> float:
@@ -116,11 +103,6 @@ def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def landmarks_to_crop(landmarks: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """(68, 2) frame px -> (68, 2) crop px."""
     return transform_points(landmarks, affine)
-
-
-def landmarks_to_frame(crop_landmarks: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """(68, 2) crop px -> (68, 2) frame px."""
-    return transform_points(crop_landmarks, invert_affine(affine))
 
 
 def warp_face(

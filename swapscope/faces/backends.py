@@ -75,10 +75,10 @@ def model_file(name: str) -> Path:
 class DlibBackend:
     """dlib HOG detection at ``detect_size`` px (long side) and 68-point landmarks at full size.
 
-    ``detect_size`` 0 runs HOG on the frame as it is (the paper's protocol).
-    Otherwise frames are resized so their long side is ``detect_size`` (up to 4x up for small photos, so
-    that 80 px faces reach HOG's 80 px window), which also makes detection cost independent of
-    the input resolution.
+    ``detect_size`` 0 runs HOG on the frame as it is (the paper's protocol). Otherwise frames are
+    resized so their long side is ``detect_size`` (up to 4x up for small photos, so that 80 px
+    faces reach HOG's 80 px window), which also makes detection cost independent of the input
+    resolution.
     """
 
     detect_size: int = 480
@@ -90,7 +90,9 @@ class DlibBackend:
         import dlib
 
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
+        self._predictor = dlib.shape_predictor(
+            str(model_file("shape_predictor_68_face_landmarks.dat"))
+        )
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         image = np.ascontiguousarray(image)
@@ -99,7 +101,9 @@ class DlibBackend:
         small = image
         if abs(scale - 1.0) > 1e-3:
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=interp)
+            small = cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=interp
+            )
         rects, scores, _ = self._detector.run(small, self.upsample, self.threshold)
         if not rects:
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
@@ -135,11 +139,17 @@ class FanBackend:
 
     def __post_init__(self) -> None:
         if importlib.util.find_spec("face_alignment") is None:
-            raise BackendUnavailable("the fan backend needs face-alignment: pip install face-alignment")
+            raise BackendUnavailable(
+                "the fan backend needs face-alignment: pip install face-alignment"
+            )
         if self.detector not in ("sfd", "blazeface"):
-            raise ValueError(f"unknown fan detector {self.detector!r}; choose from ['blazeface', 'sfd']")
+            raise ValueError(
+                f"unknown fan detector {self.detector!r}; choose from ['blazeface', 'sfd']"
+            )
         if self.landmarks_type not in ("2d", "3d"):
-            raise ValueError(f"unknown landmarks type {self.landmarks_type!r}; choose from ['2d', '3d']")
+            raise ValueError(
+                f"unknown landmarks type {self.landmarks_type!r}; choose from ['2d', '3d']"
+            )
         self._ensure_weights_reachable()
         import face_alignment
         import torch
@@ -175,7 +185,9 @@ class FanBackend:
         missing = {n: u for n, u in self.weight_files().items() if not (cache / n).is_file()}
         if not missing:
             return
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SWAPSCOPE_OFFLINE") == "1"
+        offline = (
+            os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SWAPSCOPE_OFFLINE") == "1"
+        )
         host = urlparse(next(iter(missing.values()))).hostname
         if not offline:
             try:
@@ -215,15 +227,20 @@ class FanBackend:
 
         if not images:
             return []
-        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(self.device, torch.float32)
-        detections = self._fa.face_detector.detect_from_batch(batch)  # per frame: (N, 5) x1 y1 x2 y2 score
+        batch = (
+            torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(self.device, torch.float32)
+        )
+        # per frame: (N, 5) x1 y1 x2 y2 score
+        detections = self._fa.face_detector.detect_from_batch(batch)
         out = []
         for image, index, found in zip(images, frame_indices, detections):
             found = np.asarray(found, np.float32).reshape(-1, 5)
             if len(found) == 0:
                 out.append([])
                 continue
-            points = self._fa.get_landmarks_from_image(image, detected_faces=_as_fa_boxes(found[:, :4]))
+            points = self._fa.get_landmarks_from_image(
+                image, detected_faces=_as_fa_boxes(found[:, :4])
+            )
             out.append(_fa_faces(points, found[:, :4], found[:, 4], index, self.name))
         return out
 
@@ -237,8 +254,10 @@ def _as_fa_boxes(boxes: np.ndarray) -> list[np.ndarray]:
 def _fa_faces(points: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, frame_index: int,
               name: str) -> list[Face]:
     return [
-        Face(frame_index=frame_index, box=box, landmarks=p[:, :2].astype(np.float32), score=float(score),
-             backend=name)
+        Face(
+            frame_index=frame_index, box=box, landmarks=p[:, :2].astype(np.float32),
+            score=float(score), backend=name,
+        )
         for box, p, score in zip(boxes, points, scores)
     ]
 

@@ -30,7 +30,9 @@ class Embedder:
 
         from swapscope.faces.backends import model_file
 
-        self._net = dlib.face_recognition_model_v1(str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
+        self._net = dlib.face_recognition_model_v1(
+            str(model_file("dlib_face_recognition_resnet_model_v1.dat"))
+        )
         self._jitter = jitter
 
     def embed(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -45,13 +47,17 @@ class Embedder:
             x1, y1 = points.min(axis=0)
             x2, y2 = points.max(axis=0)
             rect = dlib.rectangle(int(x1), int(y1), int(x2), int(y2))
-            shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+            shape = dlib.full_object_detection(
+                rect, [dlib.point(int(round(x)), int(round(y))) for x, y in points]
+            )
             chips.append(dlib.get_face_chip(image, shape, size=150, padding=0.25))
         vectors = self._net.compute_face_descriptor(chips, self._jitter)
         return np.asarray([np.asarray(v) for v in vectors], np.float32)
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
-        return self.embed(image, np.stack([f.landmarks for f in faces]) if faces else np.zeros((0, 68, 2)))
+        return self.embed(
+            image, np.stack([f.landmarks for f in faces]) if faces else np.zeros((0, 68, 2))
+        )
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,7 +87,9 @@ class Reference:
         try:
             payload = json.loads(Path(path).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: not an identity reference ({exc.__class__.__name__})") from None
+            raise InputError(
+                f"{path}: not an identity reference ({exc.__class__.__name__})"
+            ) from None
         if not isinstance(payload, dict) or payload.get("kind") != REFERENCE_KIND:
             raise InputError(f"{path}: not an identity reference (kind is not {REFERENCE_KIND!r})")
         emb = np.asarray(payload["embeddings"], np.float32)
@@ -90,7 +98,9 @@ class Reference:
         return cls(name=payload["name"], embeddings=emb, sources=tuple(payload.get("sources", [])))
 
 
-def enrol(paths: list[str | Path], backend, embedder: Embedder, name: str | None = None) -> Reference:
+def enrol(
+    paths: list[str | Path], backend, embedder: Embedder, name: str | None = None
+) -> Reference:
     """Build a reference from photos, folders of photos, face sets, or saved references.
 
     In each photo the largest face is the person; a photo with no face is an error, since a

@@ -32,7 +32,8 @@ class PipelineConfig:
     backend: str = "dlib"
     device: str = "cpu"  # where the fan backend runs (resolved from --device auto at the CLI)
     batch_size: int = 8  # frames per detector call for backends that batch (fan)
-    detect_size: int = 480  # long side of the frame copy the detector sees (dlib); 0 = the frame as it is
+    # long side of the frame copy the detector sees (dlib); 0 = the frame as it is
+    detect_size: int = 480
     detect_every: int = 5  # full detection every N processed frames; boxes are tracked between
     embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
     embed: bool = True  # False: no identity embeddings at all (tracks link by box overlap only)
@@ -87,7 +88,9 @@ class _TrackBoxes:
 
     def remember(self, track_id: int, face: Face) -> None:
         centre, extent = _centre_extent(face.landmarks)
-        self.relative[track_id] = ((face.box - np.tile(centre, 2)) / max(extent, 1e-6)).astype(np.float32)
+        self.relative[track_id] = ((face.box - np.tile(centre, 2)) / max(extent, 1e-6)).astype(
+            np.float32
+        )
         self.scores[track_id] = face.score
 
     def around(self, track_id: int, landmarks: np.ndarray) -> np.ndarray:
@@ -107,9 +110,13 @@ class FacePipeline:
     def __init__(self, config: PipelineConfig) -> None:
         config.check()
         self.config = config
-        options = ({"detect_size": config.detect_size} if config.backend == "dlib"
-                   else {"device": config.device, "batch_size": config.batch_size} if config.backend == "fan"
-                   else {})
+        options = (
+            {"detect_size": config.detect_size}
+            if config.backend == "dlib"
+            else {"device": config.device, "batch_size": config.batch_size}
+            if config.backend == "fan"
+            else {}
+        )
         try:
             self.backend = create_backend(config.backend, **options)
         except ValueError as exc:
@@ -120,8 +127,11 @@ class FacePipeline:
         if config.identity:
             self.reference = enrol(config.identity, self.backend, self.embedder)
 
-    def faces_in_video(self, path: Path, timer: StageTimer, progress: Progress | None = None) -> MediaFaces:
-        """All faces of a video with their track ids and frame times; ``progress`` advances per frame."""
+    def faces_in_video(
+        self, path: Path, timer: StageTimer, progress: Progress | None = None
+    ) -> MediaFaces:
+        """All faces of a video with their track ids and frame times; ``progress`` advances per
+        frame."""
         progress = progress or NoProgress()
         tracker = Tracker()
         found: list[TrackedFace] = []
@@ -132,7 +142,9 @@ class FacePipeline:
             progress.advance(1)
         return MediaFaces(faces=found, frames=processed, tracks=tracker.tracks())
 
-    def track_frames(self, path: Path, timer: StageTimer, tracker: Tracker | None = None) -> Iterator[FrameFaces]:
+    def track_frames(
+        self, path: Path, timer: StageTimer, tracker: Tracker | None = None
+    ) -> Iterator[FrameFaces]:
         """Per processed frame, in one decode pass, its faces with their track ids."""
         cfg = self.config
         tracker = tracker if tracker is not None else Tracker()
@@ -169,7 +181,9 @@ class FacePipeline:
                 embs = self.embedder.embed_faces(image, faces)
             faces = [_with_embedding(f, e) for f, e in zip(faces, embs)]
         tracks = [FaceTrack(track_id=i, faces=(f,)) for i, f in enumerate(faces)]
-        return MediaFaces(faces=[TrackedFace(f, i, 0.0) for i, f in enumerate(faces)], frames=1, tracks=tracks)
+        return MediaFaces(
+            faces=[TrackedFace(f, i, 0.0) for i, f in enumerate(faces)], frames=1, tracks=tracks
+        )
 
     def no_face_message(self, path: Path) -> str:
         """Why an input gave no face: none at all, or only faces below ``min_size``."""
@@ -205,7 +219,9 @@ class FacePipeline:
             faces[i] = (_with_embedding(faces[i][0], emb), faces[i][1])
         return faces
 
-    def _tracked_faces(self, frames: Iterable[Frame], tracker: Tracker, boxes: _TrackBoxes, timer: StageTimer):
+    def _tracked_faces(
+        self, frames: Iterable[Frame], tracker: Tracker, boxes: _TrackBoxes, timer: StageTimer
+    ):
         """Per frame: (frame, [(face, track id whose box was reused, or None)]).
 
         Lazy on purpose: the caller updates ``tracker`` and ``boxes`` before the next frame.
@@ -222,11 +238,15 @@ class FacePipeline:
             else:
                 # every live track began with a detection, which recorded how its box sits
                 found = np.stack([boxes.around(tid, lms) for tid, _, lms in live])
-                found_scores = np.array([boxes.scores.get(tid, 0.0) for tid, _, _ in live], np.float32)
+                found_scores = np.array(
+                    [boxes.scores.get(tid, 0.0) for tid, _, _ in live], np.float32
+                )
                 hints = [tid for tid, _, _ in live]
             force_detect = False
             with timer("landmarks"):
-                points = self.backend.landmarks(image, found) if len(found) else np.zeros((0, 68, 2))
+                points = (
+                    self.backend.landmarks(image, found) if len(found) else np.zeros((0, 68, 2))
+                )
             faces = []
             for box, lms, score, hint in zip(found, points, found_scores, hints):
                 # a reused box is trusted only while the landmarks still fill it
@@ -247,7 +267,9 @@ class FacePipeline:
                 batch.append(frame)
             if batch and (frame is None or len(batch) == size):
                 with timer("detect+landmarks"):
-                    per_frame = self.backend.faces_batch([f.image for f in batch], [f.index for f in batch])
+                    per_frame = self.backend.faces_batch(
+                        [f.image for f in batch], [f.index for f in batch]
+                    )
                 for item, faces in zip(batch, per_frame):
                     yield item, [(face, None) for face in faces]
                 batch = []

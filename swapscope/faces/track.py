@@ -64,7 +64,9 @@ class Tracker:
         """Assign each face of the current frame to a track; returns their track ids."""
         ids = [-1] * len(faces)
         if self._live and faces:
-            iou = box_iou(np.stack([f.box for f in faces]), np.stack([t.last_box for t in self._live]))
+            iou = box_iou(
+                np.stack([f.box for f in faces]), np.stack([t.last_box for t in self._live])
+            )
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols):
                 track = self._live[c]
@@ -103,7 +105,9 @@ class Tracker:
 
     def live_boxes(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(track id, last box, last landmarks) of tracks seen in the previous processed frame."""
-        return [(t.track_id, t.last_box, t.faces[-1].landmarks) for t in self._live if t.missed == 0]
+        return [
+            (t.track_id, t.last_box, t.faces[-1].landmarks) for t in self._live if t.missed == 0
+        ]
 
     def needs_embedding(self, track_id: int) -> bool:
         """True while a track has no embedding yet."""
@@ -134,7 +138,10 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
 
 
 def one_euro(
-    signal: np.ndarray, times: np.ndarray, params: OneEuro = OneEuro(), scale: np.ndarray | None = None
+    signal: np.ndarray,
+    times: np.ndarray,
+    params: OneEuro = OneEuro(),
+    scale: np.ndarray | None = None,
 ) -> np.ndarray:
     """Filter a (T, ...) signal sampled at (T,) times (seconds), elementwise along axis 0.
 
@@ -156,7 +163,9 @@ def one_euro(
         a = _alpha(cutoff, dt)
         out[i] = a * x[i] + (1 - a) * out[i - 1]
         dx_prev = dx_hat
-    return out.astype(signal.dtype if np.issubdtype(np.asarray(signal).dtype, np.floating) else np.float32)
+    return out.astype(
+        signal.dtype if np.issubdtype(np.asarray(signal).dtype, np.floating) else np.float32
+    )
 
 
 def smooth_track(track: FaceTrack, times: np.ndarray, params: OneEuro = OneEuro()) -> FaceTrack:
@@ -174,7 +183,9 @@ def smooth_track(track: FaceTrack, times: np.ndarray, params: OneEuro = OneEuro(
     smoothed = np.empty_like(points)
     for seg in np.split(np.arange(len(points)), gaps):
         smoothed[seg] = one_euro(points[seg], times[seg], params, scale=sizes[seg])
-    faces = tuple(replace(f, landmarks=smoothed[i].astype(np.float32)) for i, f in enumerate(track.faces))
+    faces = tuple(
+        replace(f, landmarks=smoothed[i].astype(np.float32)) for i, f in enumerate(track.faces)
+    )
     return replace(track, faces=faces)
 
 

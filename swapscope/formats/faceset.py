@@ -57,25 +57,31 @@ class FaceRow:
     crop: str  # crop PNG, relative to the face set
 
     def to_json(self) -> dict:
-        return {"source_id": self.source_id, "source_path": self.source_path, "frame_index": self.frame_index,
-                "time": round(float(self.time), 4), "track_id": self.track_id, "identity": self.identity,
-                "box": [round(float(v), 2) for v in self.box],
-                "landmarks": np.round(self.landmarks.astype(float), 2).tolist(),
-                "affine": np.round(self.affine.astype(float), 6).tolist(), "crop_size": self.crop_size,
-                "padding": self.padding, "score": round(float(self.score), 4), "backend": self.backend,
-                "crop": self.crop}
+        return {
+            "source_id": self.source_id, "source_path": self.source_path,
+            "frame_index": self.frame_index, "time": round(float(self.time), 4),
+            "track_id": self.track_id, "identity": self.identity,
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": np.round(self.landmarks.astype(float), 2).tolist(),
+            "affine": np.round(self.affine.astype(float), 6).tolist(), "crop_size": self.crop_size,
+            "padding": self.padding, "score": round(float(self.score), 4), "backend": self.backend,
+            "crop": self.crop,
+        }
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> FaceRow:
         names = [f.name for f in fields(cls)]
         try:
-            row = cls(source_id=str(raw["source_id"]), source_path=str(raw["source_path"]),
-                      frame_index=int(raw["frame_index"]), time=float(raw["time"]), track_id=int(raw["track_id"]),
-                      identity=str(raw.get("identity") or ""), box=np.asarray(raw["box"], np.float32),
-                      landmarks=np.asarray(raw["landmarks"], np.float32),
-                      affine=np.asarray(raw["affine"], np.float32), crop_size=int(raw["crop_size"]),
-                      padding=float(raw["padding"]), score=float(raw["score"]), backend=str(raw["backend"]),
-                      crop=str(raw["crop"]))
+            row = cls(
+                source_id=str(raw["source_id"]), source_path=str(raw["source_path"]),
+                frame_index=int(raw["frame_index"]), time=float(raw["time"]),
+                track_id=int(raw["track_id"]), identity=str(raw.get("identity") or ""),
+                box=np.asarray(raw["box"], np.float32),
+                landmarks=np.asarray(raw["landmarks"], np.float32),
+                affine=np.asarray(raw["affine"], np.float32), crop_size=int(raw["crop_size"]),
+                padding=float(raw["padding"]), score=float(raw["score"]),
+                backend=str(raw["backend"]), crop=str(raw["crop"]),
+            )
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{where}: not a face set row (needs {names})") from None
         if row.box.shape != (4,) or row.landmarks.shape != (68, 2) or row.affine.shape != (2, 3):
@@ -106,8 +112,13 @@ class FaceSet:
             kind = meta.get("kind") if isinstance(meta, dict) else None
             raise InputError(f"{root}: not a face set (kind is {kind!r})")
         if meta.get("version", 0) > FACESET_VERSION:
-            raise InputError(f"{root}: face set version {meta['version']} is newer than this swapscope")
-        rows = [FaceRow.from_json(raw, f"{root / 'faces.jsonl'}") for raw in read_jsonl(root / "faces.jsonl")]
+            raise InputError(
+                f"{root}: face set version {meta['version']} is newer than this swapscope"
+            )
+        rows = [
+            FaceRow.from_json(raw, f"{root / 'faces.jsonl'}")
+            for raw in read_jsonl(root / "faces.jsonl")
+        ]
         if not rows:
             raise InputError(f"{root}: face set has no faces")
         return cls(root=root, meta=meta, rows=rows, sources=read_jsonl(root / "sources.jsonl"))
@@ -141,8 +152,13 @@ class FaceSet:
 
     def sample_embeddings(self, embedder, limit: int = 32) -> list[np.ndarray]:
         """Embeddings of up to ``limit`` faces spread evenly over the set."""
-        picks = np.linspace(0, len(self.rows) - 1, num=min(limit, len(self.rows))).round().astype(int)
-        return [embedder.embed(self.crop(int(i)), self.crop_landmarks(int(i))[None])[0] for i in np.unique(picks)]
+        picks = (
+            np.linspace(0, len(self.rows) - 1, num=min(limit, len(self.rows))).round().astype(int)
+        )
+        return [
+            embedder.embed(self.crop(int(i)), self.crop_landmarks(int(i))[None])[0]
+            for i in np.unique(picks)
+        ]
 
     def labels(self) -> list[str]:
         return sorted({r.identity for r in self.rows})
@@ -151,7 +167,9 @@ class FaceSet:
 class FaceSetWriter:
     """Builds or extends the face set at ``out``, one committed input at a time."""
 
-    def __init__(self, out: Path, crop_size: int, padding: float, backend: str, config: dict) -> None:
+    def __init__(
+        self, out: Path, crop_size: int, padding: float, backend: str, config: dict
+    ) -> None:
         self.out = out
         if out.exists():
             if not (out / "faceset.json").is_file():
@@ -166,10 +184,21 @@ class FaceSetWriter:
             meta = json.loads(meta_path.read_text())
             for key, value in wanted.items():
                 if meta.get(key) != value:
-                    raise InputError(f"{out}: was made with {key}={meta.get(key)!r}, not {value!r}; use another --out")
+                    raise InputError(
+                        f"{out}: was made with {key}={meta.get(key)!r}, not {value!r}; use "
+                        "another --out"
+                    )
         else:
-            write_text_atomic(meta_path, json.dumps({"kind": FACESET_KIND, "version": FACESET_VERSION, **wanted,
-                                                     "code_version": __version__, "config": config}, indent=2))
+            write_text_atomic(
+                meta_path,
+                json.dumps(
+                    {
+                        "kind": FACESET_KIND, "version": FACESET_VERSION, **wanted,
+                        "code_version": __version__, "config": config,
+                    },
+                    indent=2,
+                ),
+            )
         self._discard_unfinished()
 
     def done(self) -> set[str]:
@@ -224,6 +253,10 @@ class FaceSetWriter:
         faces_path = self.root / "faces.jsonl"
         rows = read_jsonl(faces_path)
         kept = [r for r in rows if r.get("source_id") in done]
-        torn = faces_path.is_file() and not faces_path.read_text().endswith("\n") and faces_path.stat().st_size
+        torn = (
+            faces_path.is_file()
+            and not faces_path.read_text().endswith("\n")
+            and faces_path.stat().st_size
+        )
         if len(kept) != len(rows) or torn:
             write_jsonl_atomic(faces_path, kept)

@@ -47,18 +47,28 @@ class FrameLabel:
     faces: tuple[FaceLabel, ...]
 
     def to_json(self) -> dict:
-        return {"frame": self.frame, "time": self.time,
-                "faces": [{"track": f.track, "box": list(f.box), "mask": f.mask} for f in self.faces]}
+        return {
+            "frame": self.frame,
+            "time": self.time,
+            "faces": [{"track": f.track, "box": list(f.box), "mask": f.mask} for f in self.faces],
+        }
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> FrameLabel:
         try:
-            faces = tuple(FaceLabel(track=int(f["track"]), box=tuple(int(v) for v in f["box"]),
-                                    mask=[[[int(x), int(y)] for x, y in poly] for poly in f["mask"]])
-                          for f in raw["faces"])
+            faces = tuple(
+                FaceLabel(
+                    track=int(f["track"]),
+                    box=tuple(int(v) for v in f["box"]),
+                    mask=[[[int(x), int(y)] for x, y in poly] for poly in f["mask"]],
+                )
+                for f in raw["faces"]
+            )
             return cls(frame=int(raw["frame"]), time=float(raw["time"]), faces=faces)
         except (KeyError, TypeError, ValueError):
-            raise InputError(f"{where}: not a frame label (frame, time, faces with track, box, mask)") from None
+            raise InputError(
+                f"{where}: not a frame label (frame, time, faces with track, box, mask)"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +108,16 @@ class ManifestRow:
         (``output`` is relative to ``folder``), and stamps the code version and time."""
         from swapscope.files import sha256_file
 
-        return cls(id=manifest_id, label=label, method=method, split=split, source=str(Path(source).resolve()),
-                   source_sha256=sha256_file(source), output=output, output_sha256=sha256_file(folder / output),
-                   checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, source_identity=source_identity,
-                   target_identity=target_identity, knobs=knobs, frames=frames, swapped_frames=swapped_frames,
-                   fps=float(fps), width=width, height=height, watermark=watermark, labels=labels,
-                   code_version=__version__,
-                   created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        return cls(
+            id=manifest_id, label=label, method=method, split=split,
+            source=str(Path(source).resolve()), source_sha256=sha256_file(source), output=output,
+            output_sha256=sha256_file(folder / output), checkpoint=checkpoint,
+            checkpoint_sha256=checkpoint_sha256, source_identity=source_identity,
+            target_identity=target_identity, knobs=knobs, frames=frames,
+            swapped_frames=swapped_frames, fps=float(fps), width=width, height=height,
+            watermark=watermark, labels=labels, code_version=__version__,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        )
 
     @property
     def identity(self) -> str:
@@ -126,7 +139,11 @@ class ManifestRow:
                              f"or unknown keys {sorted(unknown)}")
         values = {"created": "", **raw}
         for name, kinds in _ROW_TYPES.items():
-            if not isinstance(values[name], kinds) or isinstance(values[name], bool) and bool not in kinds:
+            if (
+                not isinstance(values[name], kinds)
+                or isinstance(values[name], bool)
+                and bool not in kinds
+            ):
                 raise InputError(f"{where}: manifest row key {name!r} has the wrong type")
         if values["label"] not in LABELS:
             raise InputError(f"{where}: manifest row label must be one of {list(LABELS)}")
@@ -138,8 +155,8 @@ _ROW_TYPES: dict[str, tuple[type, ...]] = {
     "id": _STR, "label": _STR, "method": _STR, "split": _STR, "source": _STR, "source_sha256": _STR,
     "output": _STR, "output_sha256": _STR, "checkpoint": _OPT, "checkpoint_sha256": _OPT,
     "source_identity": _OPT, "target_identity": _OPT, "knobs": (dict,), "frames": (int,),
-    "swapped_frames": (int,), "fps": (float, int), "width": (int,), "height": (int,), "watermark": (bool,),
-    "labels": _OPT, "code_version": _STR, "created": _STR,
+    "swapped_frames": (int,), "fps": (float, int), "width": (int,), "height": (int,),
+    "watermark": (bool,), "labels": _OPT, "code_version": _STR, "created": _STR,
 }
 
 
@@ -235,7 +252,8 @@ def data_card(rows: list[ManifestRow]) -> str:
         "the manifest id; an invisible watermark (invisible-watermark dwtDctSvd) in every frame "
         "where the row says `watermark: true`.",
         "",
-        "Made for detector research. Do not publish swaps of real people, and do not remove the labels.",
+        "Made for detector research. Do not publish swaps of real people, and do not remove the "
+        "labels.",
         "",
         "| id | label | split | method | source | output | watermark |",
         "|---|---|---|---|---|---|---|",

@@ -19,8 +19,11 @@ def container_metadata(manifest_id: str, method: str) -> dict[str, str]:
     re-encode that drops custom keys usually keeps the comment. ``method`` "real" marks the
     real counterparts of a dataset: they carry the manifest id, but no synthetic source type."""
     if method == "real":
-        return {METADATA_ID_KEY: manifest_id,
-                "comment": f"swapscope dataset: real counterpart (not synthetic); manifest {manifest_id}"}
+        return {
+            METADATA_ID_KEY: manifest_id,
+            "comment": "swapscope dataset: real counterpart (not synthetic); "
+                       f"manifest {manifest_id}",
+        }
     return {
         METADATA_TYPE_KEY: DIGITAL_SOURCE_TYPE,
         METADATA_ID_KEY: manifest_id,
@@ -65,7 +68,11 @@ class Provenance:
             return "no swapscope label"
         parts = []
         if self.metadata:
-            what = "synthetic" if self.metadata.get("digital_source_type") else "dataset real counterpart"
+            what = (
+                "synthetic"
+                if self.metadata.get("digital_source_type")
+                else "dataset real counterpart"
+            )
             parts.append(f"metadata: {what} ({self.metadata['manifest_id']})")
         if self.frames_marked:
             ids = ", ".join(self.watermark_ids)

@@ -65,11 +65,14 @@ class Watermarker:
 
             if "forkserver" in multiprocessing.get_all_start_methods():
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["swapscope.formats.watermark", "imwatermark"])  # not __main__: may be torch-heavy
+                # not __main__: it may be torch-heavy
+                context.set_forkserver_preload(["swapscope.formats.watermark", "imwatermark"])
             else:
                 context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(self._payload,))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_start_worker,
+                initargs=(self._payload,),
+            )
         return [self._pool.submit(_embed_in_worker, image) for image in images]
 
     def close(self) -> None:
@@ -86,8 +89,10 @@ class Watermarker:
 
 def _check_watermark_size(image: np.ndarray) -> None:
     if min(image.shape[:2]) < MIN_WATERMARK_SIDE:
-        raise InputError(f"frames of {image.shape[1]}x{image.shape[0]} are too small to carry the "
-                         f"watermark every fake must have (at least {MIN_WATERMARK_SIDE} px a side)")
+        raise InputError(
+            f"frames of {image.shape[1]}x{image.shape[0]} are too small to carry the "
+            f"watermark every fake must have (at least {MIN_WATERMARK_SIDE} px a side)"
+        )
 
 
 def _done(image: np.ndarray) -> Future:
@@ -106,7 +111,9 @@ def _new_encoder(payload: bytes):
 
 def _embed(encoder, image: np.ndarray) -> np.ndarray:
     bgr = np.ascontiguousarray(image[..., ::-1])
-    return np.ascontiguousarray(encoder.encode(bgr, WATERMARK_METHOD, **WATERMARK_OPTIONS)[..., ::-1])
+    return np.ascontiguousarray(
+        encoder.encode(bgr, WATERMARK_METHOD, **WATERMARK_OPTIONS)[..., ::-1]
+    )
 
 
 _worker_encoder = None  # one per worker process
@@ -128,7 +135,9 @@ def read_watermark(image: np.ndarray) -> str | None:
     if min(image.shape[:2]) < MIN_WATERMARK_SIDE:
         return None
     decoder = WatermarkDecoder("bytes", WATERMARK_BITS)
-    payload = decoder.decode(np.ascontiguousarray(image[..., ::-1]), WATERMARK_METHOD, **WATERMARK_OPTIONS)
+    payload = decoder.decode(
+        np.ascontiguousarray(image[..., ::-1]), WATERMARK_METHOD, **WATERMARK_OPTIONS
+    )
     if payload[:2] != WATERMARK_MAGIC:
         return None
     return payload[2:].hex()

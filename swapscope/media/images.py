@@ -76,5 +76,7 @@ def collect_media(inputs: list[str | Path]) -> list[Path]:
         elif is_image(path) or is_video(path):
             found.append(path)
         else:
-            raise InputError(f"{path}: not an image or video (unsupported file type {path.suffix or 'none'})")
+            raise InputError(
+                f"{path}: not an image or video (unsupported file type {path.suffix or 'none'})"
+            )
     return found

@@ -17,7 +17,9 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
-def moving_face_frames(image: np.ndarray, count: int, size: int = 320, step: int = 3) -> list[np.ndarray]:
+def moving_face_frames(
+    image: np.ndarray, count: int, size: int = 320, step: int = 3
+) -> list[np.ndarray]:
     """``count`` frames of a ``size`` px window panning across ``image``: a face that moves."""
     frames = []
     for i in range(count):
@@ -26,7 +28,9 @@ def moving_face_frames(image: np.ndarray, count: int, size: int = 320, step: int
     return frames
 
 
-def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 25, audio_seconds: float = 0.0) -> Path:
+def write_clip(
+    path: str | Path, frames: list[np.ndarray], fps: int = 25, audio_seconds: float = 0.0
+) -> Path:
     """Write frames as H.264 (plus a 440 Hz tone as AAC if ``audio_seconds``), atomically."""
     import os
 
@@ -54,7 +58,9 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 25, audio_
             samples = int(44100 * audio_seconds)
             tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
             for start in range(0, samples, 1024):
-                frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+                frame = av.AudioFrame.from_ndarray(
+                    tone[None, start : start + 1024], format="fltp", layout="mono"
+                )
                 frame.sample_rate = 44100
                 frame.pts = start
                 for packet in audio.encode(frame):
@@ -66,4 +72,6 @@ def write_clip(path: str | Path, frames: list[np.ndarray], fps: int = 25, audio_
 
 
 def write_sample(path: str | Path, frames: int = 48, fps: int = 25) -> Path:
-    return write_clip(path, moving_face_frames(astronaut(), frames), fps=fps, audio_seconds=frames / fps)
+    return write_clip(
+        path, moving_face_frames(astronaut(), frames), fps=fps, audio_seconds=frames / fps
+    )

@@ -83,7 +83,8 @@ def probe(path: str | Path) -> VideoInfo:
         return VideoInfo(
             path=str(path), width=width, height=height, fps=float(rate), frame_count=frames,
             duration=duration, rotation=rotation, codec=stream.codec_context.name,
-            has_audio=bool(container.streams.audio), time_base=stream.time_base or Fraction(1, 90000),
+            has_audio=bool(container.streams.audio),
+            time_base=stream.time_base or Fraction(1, 90000),
         )
 
 
@@ -124,7 +125,9 @@ def read_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
                     yield Frame(index=index, time=time, pts=frame.pts, image=image)
                 index += 1
         except av.error.FFmpegError as exc:
-            raise InputError(f"{path}: video is damaged or truncated at frame {index} ({exc})") from None
+            raise InputError(
+                f"{path}: video is damaged or truncated at frame {index} ({exc})"
+            ) from None
     if index == 0:
         raise InputError(f"{path}: video has no decodable frames")
     if limit is None and declared and index < 0.9 * declared:
@@ -222,7 +225,11 @@ class VideoWriter:
             for packet in self._audio_in.demux(audio):
                 if packet.dts is None:
                     continue
-                if self._trim_audio and packet.pts is not None and packet.pts * packet.time_base >= self._end:
+                if (
+                    self._trim_audio
+                    and packet.pts is not None
+                    and packet.pts * packet.time_base >= self._end
+                ):
                     break
                 packet.stream = self._audio_out
                 self._container.mux(packet)
@@ -263,7 +270,9 @@ def h264_roundtrip(image: np.ndarray, crf: int = 28) -> np.ndarray:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(int(crf)), "preset": "ultrafast", "tune": "zerolatency"}
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(image[:height, :width]), format="rgb24"
+        )
         for packet in stream.encode(frame):
             container.mux(packet)
         for packet in stream.encode(None):

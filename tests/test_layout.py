@@ -1,0 +1,104 @@
+"""The one-way stack ``eval -> forge, detect -> swapscope``, and the typed file formats that
+cross it."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCTS = ("forge", "detect", "eval")
+
+
+def _imported_packages(package: str) -> dict[str, set[str]]:
+    """file -> top-level packages it imports, anywhere in the file (lazy imports too)."""
+    found = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        tops = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops.add(node.module.split(".")[0])
+        found[str(path.relative_to(REPO))] = tops
+    return found
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("swapscope", {"forge", "detect", "eval"}),
+    ("detect", {"forge", "eval"}),
+    ("forge", {"detect", "eval"}),
+])
+def test_imports_flow_one_way(package, forbidden):
+    wrong = {file: sorted(tops & forbidden) for file, tops in _imported_packages(package).items()
+             if tops & forbidden}
+    assert not wrong, f"{package} must not import {sorted(forbidden)}: {wrong}"
+
+
+def _loaded(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def _modules_after(code: str) -> set[str]:
+    """Top-level packages loaded by running ``code`` in a fresh interpreter."""
+    return {m.split(".")[0] for m in _loaded(code)}
+
+
+def test_scanning_loads_no_forge_code():
+    assert "forge" not in _modules_after("import detect.scan, detect.cli, detect.heatmap")
+
+
+def test_the_base_package_loads_no_product():
+    code = "\n".join(
+        f"import {m}"
+        for m in (
+            "swapscope.cli", "swapscope.config", "swapscope.device", "swapscope.checkpoint",
+            "swapscope.files", "swapscope.shared", "swapscope.timing", "swapscope.media.images",
+            "swapscope.media.video", "swapscope.media.sample", "swapscope.faces.pipeline",
+            "swapscope.formats.manifest", "swapscope.formats.faceset",
+            "swapscope.formats.provenance", "swapscope.formats.watermark", "swapscope.formats.scan",
+        )
+    )
+    assert not _modules_after(code) & set(PRODUCTS)
+
+
+def test_inference_loads_no_training_code():
+    assert "forge.train" not in _loaded("import forge.swap_video")
+    assert "detect.train" not in _loaded("import detect.scan, detect.heatmap")
+
+
+def test_version_comes_from_the_installed_metadata():
+    from importlib.metadata import version
+
+    import swapscope
+
+    assert swapscope.__version__ == version("swapscope")
+
+
+def test_no_function_is_over_60_lines_without_a_reason():
+    """STYLE.md: orchestrators read as phases. A longer function says why in its docstring."""
+    long = []
+    for package in ("swapscope", *PRODUCTS):
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 60 and "long because" not in (ast.get_docstring(node) or ""):
+                        long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines})")
+    assert not long, long
+
+
+def test_the_code_is_lint_clean():
+    """Lines of at most 100 characters, sorted imports, no unused names (ruff, as configured in
+    pyproject.toml)."""
+    pytest.importorskip("ruff")
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(REPO)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
