@@ -157,7 +157,7 @@ def main() -> None:
                 clip, ScanConfig(max_frames=args.speed_frames)
             ),
             "paper (every frame, full-size dlib, 10 ROIs, ResNet50)": timed_scan(
-                clip, ScanConfig(model=str(resnet), mode="paper", max_frames=args.speed_frames)
+                clip, ScanConfig(models=(str(resnet),), mode="paper", max_frames=args.speed_frames)
             ),
         }
     results["auc"] = auc_comparison(root, args.frames)

@@ -83,6 +83,50 @@ class Detector:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+    @property
+    def threshold(self) -> tuple[float, str]:
+        """(verdict threshold, how it was chosen): the calibrated one (``detect calibrate``), else
+        0.5, the probability's midpoint."""
+        calibrated = self.meta.get("threshold")
+        if isinstance(calibrated, dict) and isinstance(calibrated.get("value"), int | float):
+            return float(calibrated["value"]), "calibrated: " + str(calibrated.get("how", ""))
+        return 0.5, "not calibrated: 0.5, the midpoint of the fake probability"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Ensemble:
+    """Several detectors scoring as one: a face's fake probability is their mean."""
+
+    members: tuple[Detector, ...]
+
+    @property
+    def info(self) -> DetectorInfo:
+        if len(self.members) == 1:
+            return self.members[0].info
+        import hashlib
+
+        digest = hashlib.sha256("+".join(m.sha256 for m in self.members).encode()).hexdigest()
+        return DetectorInfo(path=" + ".join(str(m.folder) for m in self.members), sha256=digest,
+                            arch=" + ".join(m.arch for m in self.members), val_auc=None)
+
+    @property
+    def threshold(self) -> tuple[float, str]:
+        if len(self.members) == 1:
+            return self.members[0].threshold
+        return 0.5, "not calibrated (an ensemble): 0.5, the midpoint of the mean fake probability"
+
+    @property
+    def input_sizes(self) -> list[int]:
+        return sorted({m.data_config.input_size for m in self.members})
+
+    def probabilities(self, crops: dict[int, list[np.ndarray]], batch_size: int = 32) -> np.ndarray:
+        """(N,) mean fake probability over the members, from the same N ROIs cut at each input
+        size the members take (``crops``: size -> list of (S, S, 3) uint8 RGB)."""
+        per_member = [m.probabilities(crops[m.data_config.input_size], batch_size)
+                      for m in self.members]
+        return np.mean(per_member, axis=0)
+
+
 def load_detector(path: str | Path, device: str = "cpu") -> Detector:
     """Read, check, hash and build a detector checkpoint, once."""
     from detect.models import create_detector

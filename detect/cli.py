@@ -34,6 +34,11 @@ Arch = Annotated[
         help="efficientnet_lite0 (offline ImageNet weights), resnet50, xception, or a timm name."
     ),
 ]
+Artifact = Annotated[str, typer.Option(
+    help="The negatives real faces become: fwa (face warping), sbi (self-blended), or mix.")]
+DegradeFlag = Annotated[bool, typer.Option(
+    help="Degrade both classes alike as footage arrives (rescale, smoothing, JPEG/H.264, flips).")]
+LrDecay = Annotated[float, typer.Option(help="Learning-rate factor per epoch.")]
 Pretrained = Annotated[bool, typer.Option(help="Start from ImageNet weights.")]
 Init = Annotated[
     Path | None,
@@ -51,15 +56,9 @@ ValFraction = Annotated[
 ]
 Workers = Annotated[int, typer.Option(help="Data loader worker processes.")]
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
-Model = Annotated[
-    Path | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Detector checkpoint folder (detect train's OUT/best); default: the detector that "
-        "ships with swapscope.",
-    ),
-]
+Model = Annotated[list[Path] | None, typer.Option(
+    "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best); repeat it to "
+    "average several detectors per face. Default: the detector that ships with swapscope.")]
 Mode = Annotated[
     str,
     typer.Option(
@@ -88,7 +87,9 @@ DetectSize = Annotated[
 TopFraction = Annotated[
     float, typer.Option(help="A video scores the mean of this top share of its frames.")
 ]
-Threshold = Annotated[float, typer.Option(help="Verdict 'fake' at or above this score.")]
+Threshold = Annotated[float | None, typer.Option(
+    help="Verdict 'fake' at or above this score. Default: the detector's calibrated threshold "
+    "(detect calibrate), else 0.5.")]
 ScanBatchSize = Annotated[int, typer.Option(help="ROIs per network call.")]
 LabelFrames = Annotated[
     int,
@@ -120,11 +121,14 @@ def train(
     fakes: Fakes = None,
     out: Out = Path(T.out),
     arch: Arch = T.arch,
+    artifact: Artifact = T.artifact,
+    degrade: DegradeFlag = T.degrade,
     pretrained: Pretrained = T.pretrained,
     init: Init = None,
     epochs: Epochs = T.epochs,
     batch_size: BatchSize = T.batch_size,
     lr: Lr = T.lr,
+    lr_decay: LrDecay = T.lr_decay,
     stride: Stride = T.stride,
     steps_per_epoch: StepsPerEpoch = T.steps_per_epoch or 0,
     val_fraction: ValFraction = T.val_fraction,
@@ -133,12 +137,13 @@ def train(
     seed: kit.SeedOption = T.seed,
     json_out: kit.JsonOption = False,
 ) -> None:
-    """Train a detector on real faces and simulated face-warping artifacts (resumable)."""
+    """Train a detector on real faces and simulated artifacts (FWA, SBI) (resumable)."""
     from detect.train import train as run_train
 
     config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []],
-                         init=str(init) if init else "", out=str(out), arch=arch,
-                         pretrained=pretrained, epochs=epochs, batch_size=batch_size, lr=lr,
+                         init=str(init) if init else "", out=str(out), arch=arch, artifact=artifact,
+                         degrade=degrade, pretrained=pretrained, epochs=epochs,
+                         batch_size=batch_size, lr=lr, lr_decay=lr_decay,
                          stride=stride, steps_per_epoch=steps_per_epoch or None,
                          val_fraction=val_fraction, workers=workers, seed=seed)
     bar = ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}", unit="it/s")
@@ -173,14 +178,17 @@ def scan(
     device: kit.DeviceOption = kit.AUTO,
     json_out: kit.JsonOption = False,
 ) -> None:
-    """Score each input for face-warping artifacts: a verdict and a score per input.
+    """Score each input for face-swap artifacts: "fake" or "no artifact found", and a score.
 
-    --json prints per-frame and per-face scores, the rules and timings."""
+    The verdict threshold is the detector's calibrated one (at most 5% of degraded real clips
+    called fake). --json prints per-frame and per-face scores, the rules (the threshold and how
+    it was chosen) and timings."""
     from detect.scan import scan as run_scan
 
-    config = ScanConfig(model=str(model) if model else "", mode=mode, rois=rois, top_k=top_k,
-                        every=every, detect_every=detect_every, detect_size=detect_size,
-                        top_fraction=top_fraction, threshold=threshold, batch_size=batch_size,
+    config = ScanConfig(models=tuple(str(m) for m in model or []), mode=mode, rois=rois,
+                        top_k=top_k, every=every, detect_every=detect_every,
+                        detect_size=detect_size, top_fraction=top_fraction,
+                        threshold=threshold, batch_size=batch_size,
                         max_frames=max_frames, label_frames=label_frames,
                         heatmap=str(heatmap) if heatmap else None)
 
@@ -190,7 +198,7 @@ def scan(
         if item.provenance.get("labelled"):
             typer.echo(f"LABELLED  {item.path}: {item.provenance['summary']}")
         if item.verdict not in ("no face", "error"):
-            typer.echo(f"{item.verdict:5s} {item.score:.3f}  {item.path}  ({len(item.frames)} "
+            typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
                        f"frames scored, {item.timings.get('total', 0):.1f} s)")
 
     result = run_scan(inputs, config, resolve_device(device), on_result=report)
@@ -203,6 +211,47 @@ def scan(
     if problems:
         fail(f"{len(problems)} of {len(result.inputs)} inputs could not be scored: "
              + "; ".join(reasons))
+
+
+CalibrationFaces = Annotated[list[Path], typer.Option(
+    "--faces", help="The face sets the detector trained on (their validation identities' real "
+    "videos are the calibration clips); repeatable.")]
+Fpr = Annotated[float, typer.Option(help="Share of degraded real clips allowed to be called fake.")]
+CalibrationFrames = Annotated[int, typer.Option(help="Frames of each clip to re-encode and scan.")]
+Work = Annotated[Path | None, typer.Option(
+    help="Folder for the re-encoded clips (default: beside the checkpoint, calibration/).")]
+
+
+@app.command()
+@handle_errors
+def calibrate(
+    checkpoint: Checkpoint,
+    faces: CalibrationFaces,
+    fpr: Fpr = 0.05,
+    frames: CalibrationFrames = 60,
+    work: Work = None,
+    device: kit.DeviceOption = kit.AUTO,
+    json_out: kit.JsonOption = False,
+) -> None:
+    """Choose the detector's verdict threshold on degraded real footage and store it in the
+    checkpoint.
+
+    The validation identities' real clips are re-encoded at CRF 23, 30, 35 and 40, at half size
+    and smoothed, scanned with the fast rules, and the threshold is set so that at most --fpr of
+    them are called fake. detect scan uses it from then on."""
+    from detect.calibrate import calibrate as run_calibrate
+    from detect.checkpoint import read_detector_config
+
+    folder, _ = read_detector_config(checkpoint)
+    with ProgressBar(err_console.is_terminal, unit="clips/s") as progress:
+        record = run_calibrate(folder, faces, work or folder.parent / "calibration",
+                               resolve_device(device), fpr=fpr, frames=frames, progress=progress)
+    if json_out:
+        print_json(record)
+    else:
+        share = f"{record['fpr_measured']:.1%} of {record['clips']}"
+        typer.echo(f"{record['checkpoint']}: threshold {record['value']:.4f} ({share} degraded "
+                   "real clips at or above it)")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""Training data for FWA detectors: real faces from face sets, negatives made on the fly.
+"""Training data for artifact detectors (FWA, SBI): real faces from face sets, negatives made
+on the fly.
 
 Negatives are never made from the face set's aligned crops: those were already resampled once,
 and a detector would learn that resampling. Instead ``build_context_cache`` cuts each face once
@@ -6,8 +7,8 @@ out of its original frame, axis-aligned and at full resolution, with a margin wi
 the random ROI -- the same pixels ``detect scan`` will see -- and the FWA warp is synthesised on
 that context crop each time the face is drawn.
 
-Both classes get the same degradations a real-world fake arrives with (JPEG or H.264
-compression, downscaling), so compression cannot tell them apart.
+Both classes get the same degradations a real-world fake arrives with (``Degrade``: rescaling,
+smoothing, sharpening, JPEG or H.264, mirroring), so none of them can tell the classes apart.
 
 Splits are by identity, and so by source video; ``split_by_identity`` asserts both are disjoint.
 """
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from detect.artifacts import FwaConfig, training_sample
+from detect.artifacts import ARTIFACTS, FwaConfig, training_sample
 from detect.models import to_tensor
 from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
@@ -230,39 +231,73 @@ def split_by_identity(items: list[FaceItem], val_fraction: float, seed: int = 0
 
 @dataclass(frozen=True, slots=True)
 class Degrade:
-    """Real-world degradations, applied alike to real and fake examples."""
+    """How footage arrives, applied alike to real and fake examples, at the frame region's own
+    size (before the ROI is cut and resized): rescaling of the face, edge-preserving smoothing
+    (what beauty filters do), sharpening, then JPEG or H.264 -- the latter at the region's size
+    or after a 0.5x downscale. ``flip`` is the chance the ROI is mirrored afterwards."""
 
-    prob: float = 0.5  # chance an example is degraded at all
-    min_scale: float = 0.4  # downscale factor range before scaling back up
-    jpeg_quality: tuple[int, int] = (50, 95)
-    h264_crf: tuple[int, int] = (18, 35)
+    prob: float = 0.8  # chance an example is degraded at all
+    rescale: float = 0.3  # chance of a down-and-up rescale ...
+    min_scale: float = 0.3  # ... by a factor drawn from [min_scale, 1)
+    smooth: float = 0.2  # chance of a bilateral filter
+    sharpen: float = 0.1  # chance of an unsharp mask
+    h264: float = 0.6  # share of H.264 among the codecs (the rest: JPEG)
+    h264_crf: tuple[int, int] = (18, 40)
+    h264_half: float = 0.5  # share of H.264 round trips made at half the size
+    jpeg_quality: tuple[int, int] = (40, 100)
+    flip: float = 0.5
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> the same size, degraded (1 - ``prob`` of the time: as it is)."""
         if rng.random() >= self.prob:
             return image
         h, w = image.shape[:2]
-        scale = rng.uniform(self.min_scale, 1.0)
-        if scale < 0.97:
-            small_size = (max(8, round(w * scale)), max(8, round(h * scale)))
-            small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-            image = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-        if rng.random() < 0.5:
+        if rng.random() < self.rescale:
+            image = _rescaled(image, rng.uniform(self.min_scale, 1.0))
+        if rng.random() < self.smooth:
+            sigma_colour, sigma_space = float(rng.uniform(20, 60)), float(rng.uniform(3, 7))
+            image = cv2.bilateralFilter(image, 7, sigma_colour, sigma_space)
+        if rng.random() < self.sharpen:
+            amount = rng.uniform(0.3, 1.0)
+            blurred = cv2.GaussianBlur(image, (0, 0), 1.0)
+            image = cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
+        if rng.random() < self.h264:
+            crf = int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1))
+            if rng.random() < self.h264_half and min(h, w) >= 32:
+                half = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+                image = cv2.resize(h264_roundtrip(half, crf), (w, h),
+                                   interpolation=cv2.INTER_LINEAR)
+            else:
+                image = h264_roundtrip(image, crf)
+        else:
             quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
             ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
             image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
-        else:
-            image = h264_roundtrip(image, int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1)))
         return np.ascontiguousarray(image)
 
 
-class FwaDataset(torch.utils.data.Dataset):
-    """Real faces and on-the-fly FWA negatives (label 1), plus forged and real faces with fixed
-    labels from forge manifests. With ``fixed`` each index always gives the same example
+def _rescaled(image: np.ndarray, scale: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(8, round(w * scale)), max(8, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+KINDS = {"real": 0, "fwa": 1, "sbi": 2, "forged": 3}  # what an example is, for per-artifact AUC
+
+
+class ArtifactDataset(torch.utils.data.Dataset):
+    """Real faces and on-the-fly negatives of ``artifact`` (fwa, sbi or mix; label 1), plus
+    forged and real faces with fixed labels from forge manifests. Items are (ROI tensor, label,
+    kind), kind from ``KINDS``. With ``fixed`` each index always gives the same example
     (validation); otherwise the epoch changes the draw."""
 
-    def __init__(self, items: list[FaceItem], mean, std, fwa: FwaConfig = FwaConfig(),
-                 degrade: Degrade | None = Degrade(), seed: int = 0, fixed: bool = False) -> None:
-        self.items, self.mean, self.std = items, mean, std
+    def __init__(self, items: list[FaceItem], mean, std, artifact: str = "fwa",
+                 fwa: FwaConfig = FwaConfig(), degrade: Degrade | None = Degrade(), seed: int = 0,
+                 fixed: bool = False) -> None:
+        if artifact not in ARTIFACTS:
+            raise InputError(f"unknown --artifact {artifact!r}; choose from {list(ARTIFACTS)}")
+        self.items, self.mean, self.std, self.artifact = items, mean, std, artifact
         self.fwa, self.degrade, self.seed, self.fixed = fwa, degrade, seed, fixed
         self.epoch = 0
 
@@ -278,13 +313,13 @@ class FwaDataset(torch.utils.data.Dataset):
             raise InputError(
                 f"{item.context}: context crop missing; delete the cache folder to rebuild it"
             )
-        if item.label is None:  # a real face: the FWA negative is synthesised half the time
-            roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa)
+        if item.label is None:  # a real face: a negative is synthesised half the time
+            kind = self.artifact if self.artifact != "mix" else ("fwa", "sbi")[int(rng.integers(2))]
+            roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa,
+                                         artifact=kind, degrade=self.degrade)
+            code = KINDS[kind] if label else KINDS["real"]
         else:  # a face from a forge manifest: its label is what it is
-            roi, _ = training_sample(
-                image[..., ::-1], item.landmarks, rng, fake_prob=0.0, config=self.fwa
-            )
-            label = item.label
-        if self.degrade is not None:
-            roi = self.degrade(roi, rng)
-        return to_tensor(roi, self.mean, self.std), label
+            roi, _ = training_sample(image[..., ::-1], item.landmarks, rng, fake_prob=0.0,
+                                     config=self.fwa, degrade=self.degrade)
+            label, code = item.label, KINDS["forged"] if item.label else KINDS["real"]
+        return to_tensor(roi, self.mean, self.std), label, code

@@ -15,6 +15,7 @@ speed and costs in AUC.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from detect.artifacts import crop_roi, random_roi
-from detect.checkpoint import Detector, load_detector
+from detect.checkpoint import Detector, Ensemble, load_detector
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
@@ -44,7 +45,7 @@ MODES: dict[str, dict] = {
 
 @dataclass
 class ScanConfig:
-    model: str = ""  # detector checkpoint folder; "" = the detector that ships with swapscope
+    models: tuple[str, ...] = ()  # detector checkpoints (several: their mean); () = the shipped one
     mode: str = "fast"  # preset for the knobs left at None: fast | paper
     rois: int | None = None  # random ROIs per face
     top_k: int | None = None  # a face scores the mean of its top-k ROI probabilities
@@ -52,7 +53,7 @@ class ScanConfig:
     detect_every: int | None = None  # run the face detector every N scored frames; track between
     detect_size: int | None = None  # long side the detector sees; 0 = full frame
     top_fraction: float = 1 / 3  # a video scores the mean of its highest third of frame scores
-    threshold: float = 0.5  # verdict "fake" at or above this score
+    threshold: float | None = None  # verdict "fake" at or above it; None = the detector's own
     batch_size: int = 32  # ROIs per network call
     label_frames: int = 8  # check this many scored frames for swapscope's watermark (0: none)
     heatmap: str | None = None  # write the scored frames with scores and Grad-CAM maps here
@@ -64,7 +65,7 @@ class ScanConfig:
         if self.mode not in MODES:
             raise InputError(f"unknown --mode {self.mode!r}; choose from {sorted(MODES)}")
         preset = {k: v for k, v in MODES[self.mode].items() if getattr(self, k) is None}
-        config = replace(self, model=self.model or str(DEFAULT_DETECTOR), **preset)
+        config = replace(self, models=tuple(self.models) or (str(DEFAULT_DETECTOR),), **preset)
         require_at_least_one(config, "rois", "top_k", "every", "detect_every", "batch_size")
         if config.label_frames < 0:
             raise InputError("--label-frames must not be negative")
@@ -88,6 +89,9 @@ def face_score(roi_probs: np.ndarray, top_k: int) -> float:
     return float(np.sort(roi_probs)[::-1][:top_k].mean())
 
 
+VERDICTS = ("fake", "no artifact found")  # an artifact detector never proves a face real
+
+
 @dataclass(slots=True)
 class _FaceWork:
     """A face while its ROIs wait for their batched network call."""
@@ -98,11 +102,16 @@ class _FaceWork:
 
 
 class Scanner:
-    """Holds the detector and the face pipeline; ``scan`` one input at a time."""
+    """Holds the detectors and the face pipeline; ``scan`` one input at a time."""
 
-    def __init__(self, config: ScanConfig, device: str, detector: Detector | None = None) -> None:
+    def __init__(self, config: ScanConfig, device: str,
+                 detectors: list[Detector] | None = None) -> None:
         self.config = config = config.resolved()
-        self.detector = detector or load_detector(config.model, device)
+        members = detectors or [load_detector(model, device) for model in config.models]
+        self.detector = Ensemble(tuple(members))
+        self.threshold, self.threshold_source = (
+            (config.threshold, "--threshold") if config.threshold is not None
+            else self.detector.threshold)
         self.pipeline = FacePipeline(PipelineConfig(
             every=config.every, detect_every=config.detect_every, detect_size=config.detect_size,
             min_size=32, embed=False, max_frames=config.max_frames))
@@ -111,15 +120,16 @@ class Scanner:
         cfg = self.config
         timer = StageTimer()
         rng = np.random.default_rng(cfg.seed)
+        sizes = self.detector.input_sizes
         pending: list[_FaceWork] = []  # faces whose ROIs are not scored yet
-        crops: list[np.ndarray] = []  # their ROI crops, in order
+        crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}  # their ROIs, in order
         frames: list[tuple[int, float, list[_FaceWork]]] = []
         marked_frames: list[np.ndarray] = []
         writer = None
         if cfg.heatmap:
             from detect.heatmap import HeatmapWriter
 
-            writer = HeatmapWriter(cfg.heatmap, path, self.detector)
+            writer = HeatmapWriter(cfg.heatmap, path, self.detector.members[0])
         try:
             for index, time_s, image, faces in self._frames(path, timer):
                 if not faces:
@@ -127,32 +137,20 @@ class Scanner:
                 if len(marked_frames) < cfg.label_frames:
                     marked_frames.append(image)
                 with timer("roi"):
-                    work = [
-                        _FaceWork(
-                            box=[round(float(v), 1) for v in face.box],
-                            rois=[
-                                random_roi(face.landmarks, image.shape, rng)
-                                for _ in range(cfg.rois)
-                            ],
-                        )
-                        for face in faces
-                    ]
-                    for face in work:
-                        crops += [
-                            crop_roi(image, b, self.detector.data_config.input_size)
-                            for b in face.rois
-                        ]
+                    work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
+                                      rois=[random_roi(face.landmarks, image.shape, rng)
+                                            for _ in range(cfg.rois)]) for face in faces]
+                    for face, size in itertools.product(work, sizes):
+                        crops[size] += [crop_roi(image, b, size) for b in face.rois]
                 frames.append((index, time_s, work))
                 pending += work
                 if writer is not None:
                     with timer("heatmap"):
-                        writer.write(
-                            image, time_s, [[int(v) for v in face.rois[0]] for face in work]
-                        )
-                if writer is not None or len(crops) >= cfg.batch_size:
+                        writer.write(image, time_s, [[int(v) for v in f.rois[0]] for f in work])
+                if writer is not None or len(crops[sizes[0]]) >= cfg.batch_size:
                     with timer("classify"):
                         self._score(pending, crops)
-                    pending, crops = [], []
+                    pending, crops = [], {size: [] for size in sizes}
             with timer("classify"):
                 self._score(pending, crops)
             if writer is not None:
@@ -165,8 +163,8 @@ class Scanner:
             provenance = read_provenance(path, marked_frames)
         return self._result(path, frames, timer, provenance.to_json())
 
-    def _score(self, faces: list[_FaceWork], crops: list[np.ndarray]) -> None:
-        if not crops:
+    def _score(self, faces: list[_FaceWork], crops: dict[int, list[np.ndarray]]) -> None:
+        if not faces:
             return
         probs = self.detector.probabilities(crops, self.config.batch_size)
         start = 0
@@ -191,7 +189,7 @@ class Scanner:
                            frames=scored, timings=timer.as_dict(), provenance=provenance)
         if scored:
             result.score = video_score(np.array(result.frame_scores), self.config.top_fraction)
-            result.verdict = "fake" if result.score >= self.config.threshold else "real"
+            result.verdict = VERDICTS[0] if result.score >= self.threshold else VERDICTS[1]
         return result
 
     def _frames(
@@ -227,7 +225,7 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
         results.append(item)
         if on_result:
             on_result(item)
-    rules = {
-        f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig) if f.name != "model"
-    }
+    rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig)
+             if f.name != "models"}
+    rules.update(threshold=scanner.threshold, threshold_source=scanner.threshold_source)
     return ScanResult(detector=scanner.detector.info, rules=rules, inputs=results)

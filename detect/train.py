@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detect.artifacts import ARTIFACTS
 from detect.checkpoint import read_detector_config, save_detector
 from detect.data import (
-    FwaDataset,
+    KINDS,
+    ArtifactDataset,
+    Degrade,
     build_context_cache,
     build_manifest_cache,
     faceset_cache_key,
@@ -47,6 +50,8 @@ class TrainConfig:
     init: str = ""  # start from this detector checkpoint's weights (same arch) instead of ImageNet
     out: str = "detector"
     arch: str = "efficientnet_lite0"
+    artifact: str = "mix"  # the negatives real faces become: fwa, sbi, or mix (each draws one)
+    degrade: bool = True  # real-world degradations, applied alike to both classes
     pretrained: bool = True
     epochs: int = 20
     batch_size: int = 64
@@ -67,6 +72,8 @@ class TrainConfig:
         require_at_least_one(self, "epochs", "batch_size", "stride")
         if not 0 < self.val_fraction < 1:
             raise InputError("--val-fraction must be between 0 and 1")
+        if self.artifact not in ARTIFACTS:
+            raise InputError(f"unknown --artifact {self.artifact!r}; choose from {list(ARTIFACTS)}")
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -76,19 +83,31 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: str) -> tuple[float, float]:
-    """(mean loss, AUC) of ``model`` on ``loader``; fake probability is softmax[:, 1]."""
+@torch.no_grad()
+def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi", "forged")
+             ) -> tuple[float, float, dict[str, float]]:
+    """(mean loss, AUC, AUC per kind of fake) of ``model`` on ``loader``; the fake probability is
+    softmax[:, 1]. The AUC counts the real faces against the fakes of ``kinds`` (the artifacts
+    the detector trains on); the per-kind AUCs count them against each kind alone."""
     model.eval()
-    losses, labels, scores = [], [], []
-    for x, y in loader:
+    losses, labels, scores, codes = [], [], [], []
+    for x, y, code in loader:
         x, y = x.to(device), y.to(device)
         with autocast_for(device):
             logits = model(x)
         losses.append(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum").item())
         scores.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
         labels.append(y.cpu().numpy())
-    labels_np, scores_np = np.concatenate(labels), np.concatenate(scores)
-    return sum(losses) / len(labels_np), _auc(labels_np, scores_np)
+        codes.append(code.numpy())
+    labels_np, scores_np, codes_np = map(np.concatenate, (labels, scores, codes))
+    real = labels_np == 0
+    per_kind = {}
+    for name in ("fwa", "sbi", "forged"):
+        pick = real | (codes_np == KINDS[name])
+        if (codes_np[pick] == KINDS[name]).any():
+            per_kind[name] = _auc(labels_np[pick], scores_np[pick])
+    chosen = real | np.isin(codes_np, [KINDS[k] for k in kinds])
+    return sum(losses) / len(labels_np), _auc(labels_np[chosen], scores_np[chosen]), per_kind
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -120,8 +139,8 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
     items, hashes = collect_items(config, out, progress)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
     model, data_cfg = _create_model(config, device)
-    train_set = FwaDataset(train_items, data_cfg.mean, data_cfg.std, seed=config.seed)
-    val_set = FwaDataset(val_items, data_cfg.mean, data_cfg.std, seed=config.seed + 1, fixed=True)
+    train_set, val_set = _datasets(config, train_items, val_items, data_cfg)
+    trained_on = ("fwa", "sbi") if config.artifact == "mix" else (config.artifact,)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -148,9 +167,10 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
         losses = train_epoch(model, loader, optimizer, device, config.steps_per_epoch, progress)
         progress.stop()
         scheduler.step()
-        val_loss, val_auc = evaluate(model, val_loader, device)
+        val_loss, val_auc, per_kind = evaluate(model, val_loader, device, (*trained_on, "forged"))
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                  "val_auc": val_auc, "lr": scheduler.get_last_lr()[0],
+                  "val_auc": val_auc, **{f"val_auc_{k}": v for k, v in per_kind.items()},
+                  "lr": scheduler.get_last_lr()[0],
                   "seconds": round(time.perf_counter() - started, 2)}
         history.append(record)
         if val_auc > best_auc:
@@ -196,13 +216,25 @@ def _create_model(config: TrainConfig, device: str):
     return model.to(device), data_cfg
 
 
+def _datasets(config: TrainConfig, train_items: list, val_items: list, data_cfg
+              ) -> tuple[ArtifactDataset, ArtifactDataset]:
+    """Training examples of the configured artifact; validation examples of both artifacts, so
+    every run reports both (and chooses its best epoch on its own kinds)."""
+    degrade = Degrade() if config.degrade else None
+    train_set = ArtifactDataset(train_items, data_cfg.mean, data_cfg.std, config.artifact,
+                                degrade=degrade, seed=config.seed)
+    val_set = ArtifactDataset(val_items, data_cfg.mean, data_cfg.std, "mix", degrade=degrade,
+                              seed=config.seed + 1, fixed=True)
+    return train_set, val_set
+
+
 def train_epoch(
     model, loader, optimizer, device: str, max_steps: int | None, progress: Progress
 ) -> list[float]:
     """One pass (or ``max_steps`` steps) over ``loader``; returns the step losses."""
     model.train()
     losses: list[float] = []
-    for step, (x, y) in enumerate(loader):
+    for step, (x, y, _) in enumerate(loader):
         if max_steps and step >= max_steps:
             break
         x, y = x.to(device), y.to(device)  # (B, 3, S, S) float32, (B,) int64
@@ -220,7 +252,8 @@ def train_epoch(
 
 def _identity(config: TrainConfig) -> dict:
     """What must match for a resume to continue the same run."""
-    return {"arch": config.arch, "init": config.init,
+    return {"arch": config.arch, "init": config.init, "artifact": config.artifact,
+            "degrade": config.degrade,
             "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
             "fakes": sorted(str(Path(p).resolve()) for p in config.fakes),
             "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride}

@@ -178,9 +178,7 @@ def scan_all(entries: list[Entry], detectors: dict, mode: str, cache: Path, devi
             def compute(entry=entry, detector=detector):
                 nonlocal scanner
                 if scanner is None:
-                    scanner = Scanner(
-                        ScanConfig(model=str(detector.folder), mode=mode), device, detector
-                    )
+                    scanner = Scanner(ScanConfig(mode=mode), device, [detector])
                 return {"frames": scanner.scan(entry.video).frame_scores}
 
             scores[(name, entry.row.id)] = _cached(cache, key, compute)["frames"]

@@ -24,7 +24,9 @@ E, T, V, C = ExtractConfig, TrainConfig, VideoConfig, CompositeConfig  # where t
 # Options, declared once; each command takes its defaults from its config dataclass.
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Face set folder to create or extend.")]
-Backend = Annotated[str, typer.Option(help="Face backend: dlib (offline, CPU) or fan.")]
+Backend = Annotated[str, typer.Option(
+    help="Face backend: dlib (offline, CPU), dlib-cnn (offline, finds turned faces, slower) "
+    "or fan.")]
 BatchSize = Annotated[int, typer.Option(help="Frames per detector call (fan).")]
 CropSize = Annotated[int, typer.Option(help="Aligned crop size in px.")]
 Padding = Annotated[

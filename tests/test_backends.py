@@ -37,9 +37,19 @@ def test_dlib_finds_small_faces_by_upscaling(astronaut):
 
 
 def test_unknown_backend_lists_the_choices():
-    with pytest.raises(ValueError, match=r"unknown backend 'x'; choose from \['dlib', 'fan'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown backend 'x'; choose from \['dlib', 'dlib-cnn', 'fan'\]"):
         create_backend("x")
-    assert backend_names() == ["dlib", "fan"]
+    assert backend_names() == ["dlib", "dlib-cnn", "fan"]
+
+
+def test_dlib_cnn_finds_the_face_hog_finds_with_the_same_landmarks(astronaut, dlib_backend):
+    cnn = create_backend("dlib-cnn")
+    [face] = cnn.faces(astronaut)
+    [hog] = dlib_backend.faces(astronaut)
+    assert face.backend == "dlib-cnn" and face.landmarks.shape == (68, 2)
+    eyes = slice(36, 48)  # the eyes: the points least moved by a different box
+    assert np.abs(face.landmarks[eyes] - hog.landmarks[eyes]).max() < 0.05 * hog.size
 
 
 def test_fan_fails_fast_offline_naming_the_cache_folder(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from typer.testing import CliRunner
 
 from detect.checkpoint import load_detector, read_detector_config
 from detect.cli import app as detect_app
-from detect.data import FwaDataset, build_context_cache, split_by_identity
+from detect.data import ArtifactDataset, build_context_cache, split_by_identity
 from swapscope.errors import InputError
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.sample import write_clip
@@ -43,9 +44,11 @@ def test_split_by_identity_keeps_people_and_videos_apart(two_facesets, tmp_path)
 
 def test_dataset_examples_are_deterministic_for_validation(two_facesets, tmp_path):
     items = build_context_cache(FaceSet.open(two_facesets[0]), tmp_path / "c", stride=4)
-    ds = FwaDataset(items, (0.5,) * 3, (0.5,) * 3, fixed=True)
-    (a, la), (b, lb) = ds[1], ds[1]
-    assert a.shape == (3, 224, 224) and torch.equal(a, b) and la == lb
+    ds = ArtifactDataset(items, (0.5,) * 3, (0.5,) * 3, "mix", fixed=True)
+    (a, la, ka), (b, lb, kb) = ds[1], ds[1]
+    assert a.shape == (3, 224, 224) and torch.equal(a, b) and la == lb and ka == kb
+    kinds = {int(ds[i][2]) for i in range(len(ds))}
+    assert kinds <= {0, 1, 2} and len(kinds) >= 2  # reals and fakes, each fake of either artifact
 
 
 def test_train_save_reload_resume_and_infer(two_facesets, tmp_path):
@@ -127,7 +130,8 @@ def test_scan_scores_videos_and_images_by_the_paper_rules(
     frame_scores = np.array([f["score"] for f in video["frames"]])
     assert ((0 <= frame_scores) & (frame_scores <= 1)).all()
     assert video["score"] == pytest.approx(np.sort(frame_scores)[::-1][:2].mean())  # top third of 6
-    assert video["verdict"] in ("fake", "real") and len(report["detector"]["sha256"]) == 64
+    assert video["verdict"] in ("fake", "no artifact found")
+    assert len(report["detector"]["sha256"]) == 64
     rules = report["rules"]
     knobs = ("rois", "top_k", "every", "detect_every", "detect_size")
     assert [rules[k] for k in knobs] == [4, 2, 4, 1, 0]
@@ -148,12 +152,11 @@ def test_fast_mode_fills_the_knobs_left_open(tiny_detector, face_video):
 def test_batched_scores_equal_one_roi_at_a_time(tiny_detector, face_video):
     from detect.scan import ScanConfig, Scanner
 
-    one = Scanner(ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=1), "cpu").scan(
-        face_video
-    )
-    many = Scanner(
-        ScanConfig(model=str(tiny_detector), rois=3, top_k=3, batch_size=64), "cpu"
-    ).scan(face_video)
+    def scan(batch_size):
+        config = ScanConfig(models=(str(tiny_detector),), rois=3, top_k=3, batch_size=batch_size)
+        return Scanner(config, "cpu").scan(face_video)
+
+    one, many = scan(1), scan(64)
     assert [f.frame for f in one.frames] == [f.frame for f in many.frames]
     np.testing.assert_allclose(one.frame_scores, many.frame_scores, atol=1e-5)
 
@@ -294,3 +297,55 @@ def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronau
         ],
     )
     assert bad.exit_code == 2 and "no such manifest" in bad.stderr
+
+
+def test_threshold_allows_at_most_the_false_positive_share():
+    from detect.calibrate import threshold_for
+
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    t = threshold_for(scores, 0.1)  # one of ten may reach it
+    assert sum(s >= t for s in scores) == 1 and t > 0.9
+    assert sum(s >= threshold_for(scores, 0.05) for s in scores) == 0
+    assert threshold_for(scores, 0.99) <= 0.95
+
+
+def test_calibration_stores_the_threshold_that_scan_then_uses(tiny_detector, two_facesets,
+                                                               tmp_path):
+    import shutil
+
+    detector = tmp_path / "det"
+    shutil.copytree(tiny_detector, detector)
+    args = ["calibrate", str(detector), *[a for fs in two_facesets for a in ("--faces", str(fs))],
+            "--frames", "10", "--device", "cpu", "--json"]
+    result = runner.invoke(detect_app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["clips"] == 6 and record["fpr_measured"] <= 0.05  # one clip, six variants
+    assert {r["variant"] for r in record["rows"]} == {"crf23", "crf30", "crf35", "crf40", "half",
+                                                      "smoothed"}
+    _, config = read_detector_config(detector)
+    assert config["threshold"]["value"] == record["value"]
+    clip = tmp_path / "calibration" / record["rows"][0]["identity"] / (
+        Path(record["rows"][0]["clip"]).stem + ".crf40.mp4")
+    scanned = runner.invoke(detect_app, ["scan", str(clip), "--model", str(detector), "--json"])
+    rules = json.loads(scanned.stdout)["rules"]
+    assert rules["threshold"] == record["value"]
+    assert rules["threshold_source"].startswith("calibrated")
+    assert json.loads(scanned.stdout)["inputs"][0]["verdict"] == "no artifact found"
+    human = runner.invoke(detect_app, ["scan", str(clip), "--model", str(detector)])
+    assert human.stdout.startswith("no artifact found") and " real" not in human.stdout
+    uncalibrated = runner.invoke(detect_app, ["scan", str(clip), "--model", str(tiny_detector),
+                                              "--json"])
+    assert json.loads(uncalibrated.stdout)["rules"]["threshold"] == 0.5
+
+
+def test_several_models_average_per_face(tiny_detector, face_video):
+    one = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
+                                     "--json"])
+    two = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
+                                     "--model", str(tiny_detector), "--json"])
+    assert one.exit_code == 0 and two.exit_code == 0, two.output
+    single, pair = json.loads(one.stdout), json.loads(two.stdout)
+    np.testing.assert_allclose(pair["inputs"][0]["score"], single["inputs"][0]["score"], atol=1e-6)
+    assert " + " in pair["detector"]["path"]
+    assert pair["detector"]["sha256"] != single["detector"]["sha256"]

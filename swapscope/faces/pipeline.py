@@ -112,7 +112,7 @@ class FacePipeline:
         self.config = config
         options = (
             {"detect_size": config.detect_size}
-            if config.backend == "dlib"
+            if config.backend in ("dlib", "dlib-cnn")
             else {"device": config.device, "batch_size": config.batch_size}
             if config.backend == "fan"
             else {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-VERDICTS = ("fake", "real", "no face", "error")
+VERDICTS = ("fake", "no artifact found", "no face", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class InputScan:
     path: str
     sha256: str
     score: float | None  # video (or image) score; None if no face was found
-    verdict: str  # fake | real | no face | error
+    verdict: str  # fake | no artifact found | no face | error (never "real": see detect.scan)
     frames: list[FrameScore] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     error: str = ""
