@@ -55,6 +55,8 @@ ValFraction = Annotated[
     float, typer.Option(help="Share of faces (whole identities) held out for validation.")
 ]
 Workers = Annotated[int, typer.Option(help="Data loader worker processes.")]
+KeepEvery = Annotated[int, typer.Option(
+    help="Also keep every N-th epoch's weights (fp16) in OUT/epochs/ (0: only the best).")]
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
 Model = Annotated[list[Path] | None, typer.Option(
     "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best); repeat it to "
@@ -133,6 +135,7 @@ def train(
     steps_per_epoch: StepsPerEpoch = T.steps_per_epoch or 0,
     val_fraction: ValFraction = T.val_fraction,
     workers: Workers = T.workers,
+    keep_every: KeepEvery = T.keep_every,
     device: kit.DeviceOption = kit.AUTO,
     seed: kit.SeedOption = T.seed,
     json_out: kit.JsonOption = False,
@@ -145,7 +148,8 @@ def train(
                          degrade=degrade, pretrained=pretrained, epochs=epochs,
                          batch_size=batch_size, lr=lr, lr_decay=lr_decay,
                          stride=stride, steps_per_epoch=steps_per_epoch or None,
-                         val_fraction=val_fraction, workers=workers, seed=seed)
+                         val_fraction=val_fraction, workers=workers, keep_every=keep_every,
+                         seed=seed)
     bar = ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}", unit="it/s")
     with bar as progress:
         summary = run_train(config, resolve_device(device), progress=progress)

@@ -63,6 +63,7 @@ class TrainConfig:
     stride: int = 3  # every N-th face of each track: neighbouring frames are near-duplicates
     steps_per_epoch: int | None = None  # cap for quick runs; default: one pass over the data
     workers: int = 0
+    keep_every: int = 0  # also keep every N-th epoch's weights (fp16) in OUT/epochs/, for curves
     seed: int = 0
     cache: str | None = None  # context-crop cache folder; default OUT/cache
 
@@ -176,6 +177,9 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
         if val_auc > best_auc:
             best_auc = val_auc
             save_detector(out / "best", model, {**meta, "epoch": epoch + 1, "val_auc": val_auc})
+        if config.keep_every and (epoch + 1) % config.keep_every == 0:
+            save_detector(out / "epochs" / f"{epoch + 1:03d}", model,
+                          {**meta, "epoch": epoch + 1, "val_auc": val_auc}, half=True)
         save_resume_state(out, model, optimizer, scheduler, epoch + 1, history, _identity(config))
         plot_curves(history, out / "curves.png")
         write_text_atomic(out / "history.json", json.dumps(history, indent=2))

@@ -37,7 +37,8 @@ SHIPPED_NAME = "shipped fwa_lite0"
 @dataclass
 class BenchmarkConfig:
     sets: list[str] = field(default_factory=list)  # forgery sets (folders with manifest.jsonl)
-    detectors: list[str] = field(default_factory=lambda: [""])  # checkpoints; "" = the shipped one
+    # checkpoints; "" = the shipped one; a list of checkpoints = one ensemble (their mean per face)
+    detectors: list[str | list[str]] = field(default_factory=lambda: [""])
     mode: str = "fast"  # detect scan preset
     realism_frames: int = 8
     bootstrap: int = 500
@@ -103,6 +104,21 @@ def detector_name(path: str, folder: Path) -> str:
     return SHIPPED_NAME if not path else f"{Path(folder).parent.name}/{Path(folder).name}"
 
 
+def load_detectors(entries: list[str | list[str]], device: str) -> dict:
+    """Name -> ``Ensemble`` of each configured detector (a single checkpoint is an ensemble of
+    one; a list of checkpoints scores as their mean)."""
+    from detect.checkpoint import Ensemble, load_detector
+    from detect.scan import DEFAULT_DETECTOR
+
+    out = {}
+    for entry in entries:
+        paths = entry if isinstance(entry, list) else [entry]
+        members = [load_detector(path or DEFAULT_DETECTOR, device) for path in paths]
+        name = " + ".join(detector_name(p, m.folder) for p, m in zip(paths, members))
+        out[name] = Ensemble(tuple(members))
+    return out
+
+
 def config_key(row: ManifestRow) -> str:
     knobs = {k: v for k, v in sorted(row.knobs.items()) if k not in ("seed",)}
     return f"{row.method} " + " ".join(f"{k}={v}" for k, v in knobs.items() if k != "method")
@@ -123,19 +139,14 @@ def _rules_key(mode: str) -> str:
 
 def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu") -> BenchmarkResult:
     """Scan and measure every output of the forgery sets with every detector; progress is logged."""
-    from detect.checkpoint import load_detector
-    from detect.scan import DEFAULT_DETECTOR
-
     cache = Path(config.cache or out / "cache")
     entries = collect(config.sets)
-    detectors = {}
-    for path in config.detectors:
-        detector = load_detector(path or DEFAULT_DETECTOR, device)
-        detectors[detector_name(path, detector.folder)] = detector
+    detectors = load_detectors(config.detectors, device)
     frame_scores = scan_all(entries, detectors, config.mode, cache, device)
     realism = measure(entries, config.realism_frames, cache)
     rows, roc = tabulate(entries, list(detectors), frame_scores, realism, config)
-    infos = [{"name": name, "sha256": d.sha256, "arch": d.arch} for name, d in detectors.items()]
+    infos = [{"name": name, "sha256": d.info.sha256, "arch": d.info.arch}
+             for name, d in detectors.items()]
     return BenchmarkResult(rows=rows, roc=roc, detectors=infos, config=config)
 
 
@@ -173,12 +184,13 @@ def scan_all(entries: list[Entry], detectors: dict, mode: str, cache: Path, devi
     for name, detector in detectors.items():
         scanner = None
         for entry in entries:
-            key = f"scan-{entry.row.output_sha256[:20]}-{detector.sha256[:12]}-{_rules_key(mode)}"
+            detector_key = detector.info.sha256[:12]
+            key = f"scan-{entry.row.output_sha256[:20]}-{detector_key}-{_rules_key(mode)}"
 
             def compute(entry=entry, detector=detector):
                 nonlocal scanner
                 if scanner is None:
-                    scanner = Scanner(ScanConfig(mode=mode), device, [detector])
+                    scanner = Scanner(ScanConfig(mode=mode), device, list(detector.members))
                 return {"frames": scanner.scan(entry.video).frame_scores}
 
             scores[(name, entry.row.id)] = _cached(cache, key, compute)["frames"]

@@ -34,7 +34,7 @@ class LoopConfig:
     train_steps: int = 400
     fwa_sizes: list[int] = field(default_factory=lambda: [64, 112])
     blends: list[str] = field(default_factory=lambda: ["alpha", "poisson"])
-    detectors: list[str] = field(default_factory=lambda: [""])
+    detectors: list[str | list[str]] = field(default_factory=lambda: [""])
 
 
 def _self_made_videos(folder: Path) -> list[Path]:
@@ -109,8 +109,10 @@ def load_config(path: str | Path) -> tuple[BenchmarkConfig | None, LoopConfig]:
     unknown = set(loop) - {f.name for f in fields(LoopConfig)}
     if unknown:
         raise InputError(f"{path}: unknown config keys {sorted('loop.' + k for k in unknown)}")
-    for key in ("sets", "detectors"):
-        if key in raw:
-            raw[key] = relative_to_config(path, raw[key])
+    if "sets" in raw:
+        raw["sets"] = relative_to_config(path, raw["sets"])
+    if "detectors" in raw:  # a checkpoint, or a list of them (an ensemble)
+        raw["detectors"] = [relative_to_config(path, d) if isinstance(d, list)
+                            else relative_to_config(path, [d])[0] for d in raw["detectors"]]
     bench = BenchmarkConfig(**raw) if raw.get("sets") else None
     return bench, LoopConfig(**loop)

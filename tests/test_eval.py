@@ -161,6 +161,19 @@ def test_the_html_report_renders_in_headless_chromium(forgery_set, tmp_path):
     assert picture is not None and picture.std() > 10  # something was drawn, not a blank page
 
 
+def test_an_ensemble_is_benchmarked_as_one_detector(forgery_set, tmp_path):
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{forgery_set}"]\ndetectors = ["", ["", ""]]\nbootstrap = 20\n'
+                      'realism_frames = 2\n')
+    result = runner.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    single, pair = row["detectors"]["shipped fwa_lite0"], row["detectors"][
+        "shipped fwa_lite0 + shipped fwa_lite0"]
+    assert pair["frame"]["auc"] == pytest.approx(single["frame"]["auc"])  # the mean of equals
+
+
 def test_bad_inputs_exit_2(forgery_set, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
