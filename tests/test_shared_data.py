@@ -13,6 +13,10 @@ from swapscope.media.sample import write_clip
 from swapscope.media.video import read_frames
 
 runner = CliRunner()
+# Bounds the shipped detector must keep. fwa_lite0 measures AUC 0.859 on 48 pairs and calls 4 of
+# 24 degraded clips fake (threshold 0.5); random weights give about 0.5 and far more.
+SKILL_AUC = 0.80
+SKILL_FPR = 0.25
 pytestmark = pytest.mark.slow
 
 
@@ -88,3 +92,54 @@ def test_forge_video_swaps_her_and_leaves_him_untouched(tmp_path, shared_data):
         right.append(changed[:, 480:].sum())
     assert min(left) > 100, left  # her face was re-rendered in every frame
     assert max(right) < 20, right  # his half: codec noise only
+
+
+def _held_out_clips(shared_data, identities, count=4):
+    folders = [shared_data / sub / name for name in identities
+               for sub in ("real_videos", "real_videos_extra")]
+    return [next(iter(sorted(f.glob("*.mp4")))) for f in folders if f.is_dir()][:count]
+
+
+def _skill(detector, clips, rng):
+    """AUC of the detector on real ROIs against FWA and SBI versions of the same ROIs."""
+    from sklearn.metrics import roc_auc_score
+
+    from detect.artifacts import crop_roi, random_roi, synthesise
+    from swapscope.faces.backends import create_backend
+
+    backend = create_backend("dlib")
+    reals, fakes = [], []
+    for clip in clips:
+        for frame in read_frames(clip, every=15, limit=90):
+            faces = backend.faces(frame.image)
+            if not faces:
+                continue
+            landmarks = max(faces, key=lambda f: f.size).landmarks
+            for kind in ("fwa", "sbi"):
+                fake = synthesise(kind, frame.image, landmarks, rng)
+                box = random_roi(landmarks, frame.image.shape, rng)
+                reals.append(crop_roi(frame.image, box))
+                fakes.append(crop_roi(fake, box))
+    scores = np.concatenate([detector.probabilities(reals), detector.probabilities(fakes)])
+    return roc_auc_score([0] * len(reals) + [1] * len(fakes), scores), len(reals)
+
+
+@pytest.mark.slow
+def test_the_shipped_detector_keeps_its_skill(shared_data, tmp_path):
+    """On people it never trained on: synthetic artifacts (a fixed, seeded set) are told from the
+    same faces untouched, and its own threshold calls few of their degraded real clips fake.
+    Random weights fail both bounds."""
+    from detect.calibrate import VARIANTS, degraded_clip
+    from detect.checkpoint import load_detector
+    from detect.scan import DEFAULT_DETECTOR, ScanConfig, Scanner
+
+    detector = load_detector(DEFAULT_DETECTOR)
+    clips = _held_out_clips(shared_data, detector.meta["val_identities"])
+    assert len(clips) >= 3, "the shipped detector's validation identities have no clips here"
+    auc, pairs = _skill(detector, clips, np.random.default_rng(0))
+    assert pairs >= 20 and auc >= SKILL_AUC, auc
+    scanner = Scanner(ScanConfig(), "cpu", [detector])
+    scores = [scanner.scan(degraded_clip(clip, v, tmp_path / f"{clip.stem}.{v.name}.mp4", 45)).score
+              for clip in clips for v in VARIANTS]
+    fpr = np.mean([s is not None and s >= scanner.threshold for s in scores])
+    assert fpr <= SKILL_FPR, (fpr, scanner.threshold, scores)
