@@ -20,6 +20,7 @@ from detect.models import DataConfig, to_tensor
 from swapscope import __version__
 from swapscope.checkpoint import fresh_folder, load_weights, read_config, swap_in
 from swapscope.device import autocast_for
+from swapscope.errors import InputError
 from swapscope.files import sha256_file
 from swapscope.formats.scan import DetectorInfo
 
@@ -141,8 +142,18 @@ def load_detector(path: str | Path, device: str = "cpu") -> Detector:
     )
 
 
-def export_detector(source: str | Path, out: str | Path, half: bool = True) -> Path:
-    """Re-save a detector (e.g. as fp16 for release), recording the source weights' hash."""
+def export_detector(source: str | Path, out: str | Path, half: bool = True,
+                    overwrite: bool = False) -> Path:
+    """Re-save a detector (e.g. as fp16 for release), recording the source weights' hash. An
+    existing ``out`` is replaced only with ``overwrite`` and only if it is a detector checkpoint."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise InputError(f"{out}: already exists; choose another --out, or --overwrite to "
+                             "replace a detector checkpoint there")
+        read_detector_config(out)  # anything but a detector checkpoint is refused, never replaced
+        if not out.is_dir():
+            raise InputError(f"{out}: not a checkpoint folder; refusing to replace it")
     detector = load_detector(source)
     meta = {k: v for k, v in detector.meta.items() if k not in ("kind", "code_version", "dtype")}
     meta["exported_from"] = {"sha256": detector.sha256, "dtype": detector.meta.get("dtype")}

@@ -111,6 +111,8 @@ Checkpoint = Annotated[
     Path, typer.Argument(help="Detector checkpoint folder (detect train's OUT/best).")
 ]
 ExportOut = Annotated[Path, typer.Option("--out", "-o", help="Folder for the exported checkpoint.")]
+Overwrite = Annotated[bool, typer.Option(
+    help="Replace --out if it is a detector checkpoint (anything else is never replaced).")]
 Half = Annotated[
     bool, typer.Option(help="Store the weights as fp16 (half the size; loaded back as fp32).")
 ]
@@ -209,7 +211,7 @@ def scan(
     if json_out:
         print_json(result.to_json())
     problems = [i for i in result.inputs if i.verdict in ("no face", "error")]
-    reasons = [i.error or f"{i.path}: no face found to score" for i in problems]
+    reasons = [i.error for i in problems]
     if len(result.inputs) == 1 and problems:
         fail(reasons[0])
     if problems:
@@ -260,11 +262,12 @@ def calibrate(
 
 @app.command()
 @handle_errors
-def export(checkpoint: Checkpoint, out: ExportOut, half: Half = True) -> None:
+def export(checkpoint: Checkpoint, out: ExportOut, half: Half = True,
+           overwrite: Overwrite = False) -> None:
     """Copy a detector checkpoint for release: fp16 weights, the same config, its source's hash."""
     from detect.checkpoint import export_detector
 
-    folder = export_detector(checkpoint, out, half=half)
+    folder = export_detector(checkpoint, out, half=half, overwrite=overwrite)
     size = (folder / "weights.safetensors").stat().st_size
     typer.echo(f"{folder}: {size / 1e6:.1f} MB")
 

@@ -186,7 +186,8 @@ class Scanner:
             for index, time_s, work in frames
         ]
         result = InputScan(path=str(path), sha256=sha256_file(path), score=None, verdict="no face",
-                           frames=scored, timings=timer.as_dict(), provenance=provenance)
+                           frames=scored, timings=timer.as_dict(), provenance=provenance,
+                           error="" if scored else f"{path}: no face found to score")
         if scored:
             result.score = video_score(np.array(result.frame_scores), self.config.top_fraction)
             result.verdict = VERDICTS[0] if result.score >= self.threshold else VERDICTS[1]

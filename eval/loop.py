@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from eval.benchmark import BenchmarkConfig
-from swapscope.config import read_config_file, relative_to_config
+from swapscope.config import check_types, read_config_file, relative_to_config
 from swapscope.errors import InputError
 from swapscope.shared import find_shared_data
 
@@ -106,9 +106,13 @@ def load_config(path: str | Path) -> tuple[BenchmarkConfig | None, LoopConfig]:
     path = Path(path)
     raw = read_config_file(path, {f.name for f in fields(BenchmarkConfig)} | {"loop"})
     loop = raw.pop("loop", {})
+    if not isinstance(loop, dict):
+        raise InputError(f"{path}: [loop] must be a table of keys")
     unknown = set(loop) - {f.name for f in fields(LoopConfig)}
     if unknown:
         raise InputError(f"{path}: unknown config keys {sorted('loop.' + k for k in unknown)}")
+    check_types(raw, BenchmarkConfig, path)
+    check_types(loop, LoopConfig, f"{path} [loop]")
     if "sets" in raw:
         raw["sets"] = relative_to_config(path, raw["sets"])
     if "detectors" in raw:  # a checkpoint, or a list of them (an ensemble)

@@ -105,6 +105,8 @@ FwaSize = Annotated[
 Crf = Annotated[int, typer.Option(help="Output H.264 CRF.")]
 VideoBatchSize = Annotated[int, typer.Option(help="Frames per model call.")]
 VideoMinSize = Annotated[int, typer.Option(help="Do not swap faces smaller than this (px).")]
+VideoOverwrite = Annotated[bool, typer.Option(
+    help="Replace --out if it is a fake this forge made (its manifest row is replaced too).")]
 Workers = Annotated[
     int, typer.Option(help="Processes that embed the watermark (0: one per CPU core).")
 ]
@@ -232,6 +234,7 @@ def video(
     min_size: VideoMinSize = V.min_size,
     max_frames: kit.MaxFramesOption = V.max_frames,
     workers: Workers = V.workers,
+    overwrite: VideoOverwrite = V.overwrite,
     seed: kit.SeedOption = V.seed,
     device: kit.DeviceOption = kit.AUTO,
     json_out: kit.JsonOption = False,
@@ -246,7 +249,7 @@ def video(
         method=method, model=str(model) if model else "", to=to,
         identity=[str(p) for p in identity or []], identity_threshold=identity_threshold,
         smooth=smooth, fwa_size=fwa_size, crf=crf, batch_size=batch_size, min_size=min_size,
-        max_frames=max_frames, workers=workers, seed=seed,
+        max_frames=max_frames, workers=workers, seed=seed, overwrite=overwrite,
         composite=CompositeConfig(mask=mask, erode=erode, feather=feather, colour=colour,
                                   blend=blend))
     target = out or Path(f"{source.stem}.fake.mp4")

@@ -35,7 +35,7 @@ from forge.swap import CompositeConfig
 from forge.swap_video import VideoConfig, encode_labelled, forge_video
 from swapscope import __version__
 from swapscope.cli import Progress
-from swapscope.config import read_config_file, relative_to_config
+from swapscope.config import check_types, read_config_file, relative_to_config
 from swapscope.errors import InputError
 from swapscope.files import write_text_atomic
 from swapscope.formats.manifest import (
@@ -72,7 +72,8 @@ class DatasetConfig:
     @classmethod
     def load(cls, path: str | Path) -> DatasetConfig:
         path = Path(path)
-        config = cls(**read_config_file(path, {f.name for f in fields(cls)}))
+        raw = read_config_file(path, {f.name for f in fields(cls)})
+        config = cls(**check_types(raw, cls, path))
         config.videos = relative_to_config(path, config.videos)
         config.out = relative_to_config(path, [config.out])[0]
         if "model" in config.sweep:

@@ -38,6 +38,7 @@ from swapscope.formats.manifest import (
     append_manifest,
     mask_polygons,
     new_manifest_id,
+    read_manifest,
     write_data_card,
     write_labels,
 )
@@ -70,6 +71,7 @@ class VideoConfig:
     # forge video always; forge dataset follows its policy for reals and fakes alike
     watermark: bool = True
     workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
+    overwrite: bool = False  # replace ``out`` if it is a fake this forge made (its manifest says)
 
     def resolved(self) -> VideoConfig:
         method = self.method or ("model" if self.model else "fwa-sim")
@@ -150,7 +152,8 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     source, out = Path(source), Path(out)
     progress = progress or NoProgress()
     cfg = config.resolved()
-    info = _check_paths(source, out, cfg)
+    folder = Path(root) if root is not None else out.parent
+    info = _check_paths(source, out, cfg, folder)
     renderer = (
         ModelRenderer(cfg.model, cfg.to, device)
         if cfg.method == "model"
@@ -172,7 +175,6 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
         raise InputError(
             f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first"
         )
-    folder = Path(root) if root is not None else out.parent
     row = record(folder, manifest_id, source, out, cfg, renderer, plan, labels, info, written)
     return VideoResult(
         id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
@@ -180,7 +182,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     )
 
 
-def _check_paths(source: Path, out: Path, cfg: VideoConfig) -> VideoInfo:
+def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> VideoInfo:
     if not source.is_file():
         raise InputError(f"{source}: no such file")
     if is_image(source):
@@ -189,6 +191,8 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig) -> VideoInfo:
         raise InputError(f"{out}: the output must be an .mp4 file")
     if out.resolve() == source.resolve():
         raise InputError(f"{out}: would overwrite the input")
+    if out.exists() or out.is_symlink():
+        _check_replaceable(out, folder, cfg.overwrite)
     info = probe(source)
     if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
         raise InputError(
@@ -196,6 +200,19 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig) -> VideoInfo:
             f"fake must have (at least {MIN_WATERMARK_SIDE} px a side)"
         )
     return info
+
+
+def _check_replaceable(out: Path, folder: Path, overwrite: bool) -> None:
+    """An existing ``out`` is replaced only when asked to, and only if the manifest in ``folder``
+    says this forge made it."""
+    if not overwrite:
+        raise InputError(f"{out}: already exists; choose another --out, or --overwrite to replace "
+                         "a fake forge video made")
+    made = (folder / "manifest.jsonl").is_file() and any(
+        (folder / row.output).resolve() == out.resolve() for row in read_manifest(folder))
+    if not made or not out.is_file():
+        raise InputError(f"{out}: not a fake listed in {folder / 'manifest.jsonl'}; refusing to "
+                         "replace it")
 
 
 def _frames_to_write(info: VideoInfo, max_frames: int | None) -> int | None:

@@ -511,8 +511,14 @@ def _load_resume(out: Path, run: _Run) -> dict | None:
     load_weights(folder, run.model, run.meta["arch"])
     load_optimizer(run.opt_g, folder / "resume" / "opt_g.safetensors", state["opt_g"])
     load_optimizer(run.opt_d, folder / "resume" / "opt_d.safetensors", state["opt_d"])
-    for key, image in sorted(load_file(str(folder / "resume" / "pools.safetensors")).items(),
-                             key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[-1]))):
-        if key != "_empty":
-            run.pools[key.split("/")[0]].images.append(image)
+    # the learning rates are this run's options: a resumed run uses (and records) the new ones
+    options = run.meta["config"]
+    for optimizer, lr in ((run.opt_g, options["lr"]), (run.opt_d, options["lr_d"])):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    pooled = load_file(str(folder / "resume" / "pools.safetensors"))
+    pooled.pop("_empty", None)  # the placeholder of a run whose pools were still empty
+    for key, image in sorted(pooled.items(), key=lambda kv: (kv[0].split("/")[0],
+                                                             int(kv[0].split("/")[-1]))):
+        run.pools[key.split("/")[0]].images.append(image)
     return state

@@ -37,3 +37,44 @@ def relative_to_config(path: str | Path, values: list[str]) -> list[str]:
     (which means "the default") stay as they are."""
     base = Path(path).parent
     return [str(base / v) if v and not Path(v).is_absolute() else v for v in values]
+
+
+def check_types(raw: dict, cls: type, where: str | Path) -> dict:
+    """``raw``, with every value checked against the annotation of ``cls``'s field of that name
+    (str, int, float, bool, None, lists, dicts and unions of them); InputError naming the key."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for key, value in raw.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise InputError(f"{where}: config key {key!r} must be {_describe(hints[key])}, "
+                             f"not {type(value).__name__} {value!r}"[:300])
+    return raw
+
+
+def _matches(value, hint) -> bool:
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple) and all(
+            _matches(v, args[0]) for v in value) if args else isinstance(value, list | tuple)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and _matches(v, args[1]) for k, v in value.items())
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _describe(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")

@@ -214,10 +214,11 @@ def write_manifest(path: Path, rows: list[ManifestRow]) -> Path:
 
 def append_manifest(folder: Path, row: ManifestRow) -> Path:
     """Add one output's row to ``folder/manifest.jsonl`` (rewritten atomically), replacing a row
-    with the same id."""
+    with the same id or the same output (the file it described is gone)."""
     path = folder / "manifest.jsonl"
     rows = read_manifest(path) if path.is_file() else []
-    return write_manifest(path, [r for r in rows if r.id != row.id] + [row])
+    kept = [r for r in rows if r.id != row.id and r.output != row.output]
+    return write_manifest(path, kept + [row])
 
 
 def write_labels(path: Path, labels: list[FrameLabel]) -> Path:

@@ -1,0 +1,136 @@
+"""Faults a user meets: outputs that already exist, interrupted appends, resumed runs with
+changed options, configs of the wrong type, inputs with nothing to score. Each test failed before
+its fix (issue: nothing lost, nothing mislabelled)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from detect.cli import app as detect_app
+from forge.cli import app as forge_app
+from swapscope.formats.faceset import FaceSet
+from swapscope.formats.manifest import read_manifest
+
+runner = CliRunner()
+
+
+def _train(two_facesets, out, *extra):
+    return runner.invoke(forge_app, ["train", *map(str, two_facesets), "--out", str(out),
+                                     "--arch", "swap-ae-lite", "--batch-size", "2", "--device",
+                                     "cpu", "--preview-every", "1", "--json", *extra])
+
+
+def test_a_run_saved_before_its_image_pools_filled_resumes(two_facesets, tmp_path):
+    out = tmp_path / "model"
+    first = _train(two_facesets, out, "--steps", "2", "--save-every", "1", "--no-gan")
+    assert first.exit_code == 0, first.output
+    again = _train(two_facesets, out, "--steps", "3", "--save-every", "1", "--no-gan")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["step"] == 3
+
+
+def test_a_resumed_run_uses_and_records_a_new_learning_rate(two_facesets, tmp_path):
+    from forge.models import read_swap_config
+
+    out = tmp_path / "model"
+    assert _train(two_facesets, out, "--steps", "1", "--no-gan").exit_code == 0
+    resumed = _train(two_facesets, out, "--steps", "2", "--no-gan", "--lr", "0.001")
+    assert resumed.exit_code == 0, resumed.output
+    folder, config = read_swap_config(out)
+    state = json.loads((folder / "resume" / "state.json").read_text())
+    assert config["config"]["lr"] == 0.001
+    assert {group["lr"] for group in state["opt_g"]["param_groups"]} == {0.001}
+
+
+@pytest.fixture(scope="module")
+def random_detector(tmp_path_factory):
+    from detect.checkpoint import save_detector
+    from detect.models import create_detector
+
+    model, data_cfg = create_detector("efficientnet_lite0", pretrained=False)
+    return save_detector(tmp_path_factory.mktemp("det") / "det", model,
+                         {"arch": "efficientnet_lite0", "data_config": data_cfg.to_json()})
+
+
+def _export(source, out, *extra):
+    return runner.invoke(detect_app, ["export", str(source), "--out", str(out), *extra])
+
+
+def test_export_never_replaces_what_it_did_not_make(random_detector, tmp_path):
+    mine = tmp_path / "my_folder"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = _export(random_detector, mine)
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    forced = _export(random_detector, mine, "--overwrite")
+    assert forced.exit_code == 2 and "not a swapscope checkpoint" in forced.stderr
+    assert (mine / "notes.txt").read_text() == "keep me"
+    plain = tmp_path / "file.bin"
+    plain.write_bytes(b"data")
+    assert _export(random_detector, plain).exit_code == 2
+    assert plain.read_bytes() == b"data"
+    release = tmp_path / "release"
+    assert _export(random_detector, release).exit_code == 0
+    again = _export(random_detector, release, "--overwrite")
+    assert again.exit_code == 0, again.output
+
+
+def test_forge_video_never_replaces_what_it_did_not_make(face_video, tmp_path):
+    other = tmp_path / "holiday.mp4"
+    other.write_bytes(b"someone's video")
+    args = ["video", str(face_video), "--out", str(other), "--max-frames", "4"]
+    result = runner.invoke(forge_app, args)
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    forced = runner.invoke(forge_app, [*args, "--overwrite"])
+    assert forced.exit_code == 2 and "refusing to replace" in forced.stderr
+    assert other.read_bytes() == b"someone's video"
+    fake = tmp_path / "fake.mp4"
+    args = ["video", str(face_video), "--out", str(fake), "--max-frames", "4", "--workers", "1"]
+    assert runner.invoke(forge_app, args).exit_code == 0
+    assert runner.invoke(forge_app, args).exit_code == 2  # without --overwrite: refused
+    assert runner.invoke(forge_app, [*args, "--overwrite"]).exit_code == 0
+    rows = read_manifest(tmp_path)
+    assert len(rows) == 1 and rows[0].output == "fake.mp4"  # the stale row went with its file
+
+
+def test_scan_json_says_why_an_input_has_no_score(tmp_path):
+    from skimage import data
+
+    from swapscope.media.sample import write_clip
+
+    clip = write_clip(tmp_path / "cup.mp4", [data.coffee()[:320, :320]] * 4, fps=25)
+    result = runner.invoke(detect_app, ["scan", str(clip), "--json"])
+    assert result.exit_code == 2
+    item = json.loads(result.stdout)["inputs"][0]
+    assert item["verdict"] == "no face" and item["error"] == f"{clip}: no face found to score"
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('videos = "videos"\n', "videos"),
+    ('videos = ["videos"]\nmax_frames = "all"\n', "max_frames"),
+    ('videos = ["videos"]\n[sweep]\ncrf = 28\n', "sweep"),
+])
+def test_a_config_of_the_wrong_type_is_one_line(tmp_path, text, key):
+    config = tmp_path / "set.toml"
+    config.write_text(text)
+    result = runner.invoke(forge_app, ["dataset", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert f"'{key}' must be" in result.stderr
+    assert not (tmp_path / "forgeries").exists()
+
+
+def test_a_torn_face_set_append_does_not_break_the_next_run(face_video, tmp_path, astronaut):
+    import cv2
+
+    out = tmp_path / "faces"
+    assert runner.invoke(forge_app, ["extract", str(face_video), "--out", str(out)]).exit_code == 0
+    with open(out / "faces.jsonl", "a") as handle:  # a disk that filled up mid-append
+        handle.write('{"source_id": "4f1c", "frame_ind')
+    photo = tmp_path / "eileen" / "photo.png"
+    photo.parent.mkdir()
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    again = runner.invoke(forge_app, ["extract", str(face_video), str(photo), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert len(FaceSet.open(out)) == 25
