@@ -21,6 +21,7 @@ settings, the same watermark policy. Re-running skips outputs the manifest alrea
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import itertools
@@ -37,7 +38,7 @@ from swapscope import __version__
 from swapscope.cli import Progress
 from swapscope.config import check_types, read_config_file, relative_to_config
 from swapscope.errors import InputError
-from swapscope.files import write_text_atomic
+from swapscope.files import WriteLock, write_text_atomic
 from swapscope.formats.manifest import (
     ManifestRow,
     append_manifest,
@@ -150,12 +151,19 @@ def build_dataset(config: DatasetConfig, device: str = "cpu",
     config.check()
     root = Path(config.out)
     root.mkdir(parents=True, exist_ok=True)
-    videos = [v for v in collect_media(config.videos) if not is_image(v)]
+    with WriteLock(root / ".swapscope.lock", root, "forge dataset"):
+        return _build(config, root, device, progress)
+
+
+def _build(config: DatasetConfig, root: Path, device: str, progress: Progress | None) -> dict:
+    failed: list[str] = []
+    videos = _real_sources(config.videos, root, failed)
     if not videos:
-        raise InputError("the config's videos hold no video files")
+        raise InputError("the config's videos hold no real video files" + (
+            f" ({'; '.join(failed)})" if failed else ""))
     split_of = split_identities(sorted({v.parent.name for v in videos}), config.splits, config.seed)
     done = {row.output for row in _rows(root)}
-    made, skipped, failed = 0, 0, []
+    made, skipped = 0, 0
     for rel, make in _outputs(videos, config, split_of, root, device, progress):
         if rel in done and (root / rel).is_file():
             skipped += 1
@@ -176,22 +184,52 @@ def build_dataset(config: DatasetConfig, device: str = "cpu",
             "reals": sum(r.label == "real" for r in rows), "splits": split_of}
 
 
+def _real_sources(inputs: list[str], root: Path, failed: list[str]) -> list[Path]:
+    """The videos among ``inputs`` that can be real sources: never a file inside the forgery set
+    being written, and never a file that carries swapscope's label (a fake, or a real
+    counterpart someone copied out of a set); each refused one is a line in ``failed``."""
+    from swapscope.formats.provenance import read_provenance
+
+    videos = []
+    for video in collect_media(inputs):
+        if is_image(video) or video.resolve().is_relative_to(root.resolve()):
+            continue
+        if read_provenance(video).metadata is not None:
+            failed.append(f"{video}: carries swapscope's label (made by the forge); not a real "
+                          "source")
+            continue
+        videos.append(video)
+    return videos
+
+
 def _outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str], root: Path,
              device: str, progress: Progress | None):
     """(output path relative to ``root``, a function that makes it) for every output of the set:
     per video, a real counterpart per CRF of the sweep, then a fake per knob combination."""
     combos = config.combinations()
+    names = output_names(videos)
     for video in videos:
         identity = video.parent.name
         split = split_of[identity]
         for crf in sorted({c.get("crf", 18) for c in combos}):
-            rel = f"real/crf{crf}/{identity}__{video.stem}.mp4"
+            rel = f"real/crf{crf}/{names[video]}.mp4"
             yield rel, functools.partial(write_real, video, rel, root, crf, config, identity, split)
         for knobs in combos:
-            rel = f"fake/{knob_id(knobs)}/{identity}__{video.stem}.mp4"
+            rel = f"fake/{knob_id(knobs)}/{names[video]}.mp4"
             yield rel, functools.partial(forge_video, video, root / rel,
                                          _video_config(knobs, config, split), device, progress,
                                          root=root)
+
+
+def output_names(videos: list[Path]) -> dict[Path, str]:
+    """Each video's output name, ``<identity>__<stem>``; videos that would share one (the same
+    folder and file names in two places) also get a hash of their path, so none overwrites
+    another."""
+    base = {v: f"{v.parent.name}__{v.stem}" for v in videos}
+    counts = collections.Counter(base.values())
+    return {v: name if counts[name] == 1 else
+            f"{name}__{hashlib.sha256(str(v.resolve()).encode()).hexdigest()[:8]}"
+            for v, name in base.items()}
 
 
 def _rows(root: Path) -> list[ManifestRow]:

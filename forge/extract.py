@@ -21,7 +21,7 @@ from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import face_affine, warp_face
 from swapscope.faces.identity import match_track
 from swapscope.faces.pipeline import FacePipeline, MediaFaces, PipelineConfig, TrackedFace
-from swapscope.files import sha256_file
+from swapscope.files import WriteLock, sha256_file
 from swapscope.formats.faceset import FaceRow, FaceSetWriter
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.media.video import probe, read_frames
@@ -82,11 +82,28 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
     in the summary.
     """
     progress = progress or NoProgress()
-    media = collect_media(inputs)
+    out = Path(out)
+    media = [m for m in collect_media(inputs) if not _inside(m, out)]  # never its own crops
+    if not media:
+        raise InputError(f"{out}: the inputs hold no media outside the face set being written")
     pipeline = FacePipeline(config)
-    writer = FaceSetWriter(
-        Path(out), config.crop_size, config.padding, config.backend, asdict(config)
-    )
+    with WriteLock(out.with_name(f".{out.name}.lock"), out, "forge extract"):
+        writer = FaceSetWriter(out, config.crop_size, config.padding, config.backend,
+                               asdict(config))
+        return _extract_all(media, pipeline, writer, progress)
+
+
+def _inside(path: Path, out: Path) -> bool:
+    """Whether ``path`` lies in the face set ``out`` (or its unfinished ``out.partial``)."""
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(folder.resolve())
+               for folder in (out, out.with_name(out.name + ".partial")))
+
+
+def _extract_all(media: list[Path], pipeline: FacePipeline, writer: FaceSetWriter,
+                 progress: Progress) -> ExtractSummary:
+    """Each input in turn, skipping those already in the face set; a failed input is one
+    reported row."""
     done = writer.done()
     timer = StageTimer()
     results: list[SourceResult] = []
@@ -107,9 +124,8 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
         progress.stop()
         _log_result(result)
     faces_total = writer.close()
-    return ExtractSummary(
-        out=str(out), sources=results, timings=timer.as_dict(), faces_total=faces_total
-    )
+    return ExtractSummary(out=str(writer.out), sources=results, timings=timer.as_dict(),
+                          faces_total=faces_total)
 
 
 def _log_result(result: SourceResult) -> None:

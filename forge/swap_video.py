@@ -193,6 +193,8 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
         raise InputError(f"{out}: would overwrite the input")
     if out.exists() or out.is_symlink():
         _check_replaceable(out, folder, cfg.overwrite)
+    if (folder / "manifest.jsonl").is_file():
+        read_manifest(folder)  # a manifest that does not read is refused before a fake is made
     info = probe(source)
     if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
         raise InputError(

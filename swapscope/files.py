@@ -95,3 +95,36 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+class WriteLock:
+    """An advisory lock for an output that a command writes over time (a face set, a forgery
+    set), held on the file ``path``: a second writer is refused at once instead of corrupting the
+    first's work. The (empty) lock file stays; the lock dies with the process, so a killed run
+    never leaves it held."""
+
+    def __init__(self, path: str | Path, output: str | Path, what: str, wait: bool = False) -> None:
+        """``wait``: queue behind the holder (for short critical sections) instead of refusing."""
+        self.path, self.output, self.what, self.wait = Path(path), Path(output), what, wait
+        self._handle = None
+
+    def __enter__(self) -> WriteLock:
+        import fcntl
+
+        from swapscope.errors import InputError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self._handle.close()
+            self._handle = None
+            raise InputError(f"{self.output}: another {self.what} is writing it; wait for it to "
+                             "finish") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+            self._handle = None

@@ -3,7 +3,9 @@ changed options, configs of the wrong type, inputs with nothing to score. Each t
 its fix (issue: nothing lost, nothing mislabelled)."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -134,3 +136,81 @@ def test_a_torn_face_set_append_does_not_break_the_next_run(face_video, tmp_path
     again = runner.invoke(forge_app, ["extract", str(face_video), str(photo), "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert len(FaceSet.open(out)) == 25
+
+
+def test_extract_never_takes_its_own_crops_as_input(tmp_path, astronaut):
+    import cv2
+
+    folder = tmp_path / "eileen"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), astronaut[..., ::-1])
+    args = ["extract", str(folder), "--out", str(folder / "faces"), "--json"]
+    assert runner.invoke(forge_app, args).exit_code == 0
+    cv2.imwrite(str(folder / "b.png"), np.ascontiguousarray(astronaut[:, ::-1, ::-1]))
+    again = runner.invoke(forge_app, args)
+    assert again.exit_code == 0, again.output
+    assert [s["path"] for s in json.loads(again.stdout)["sources"]] == [
+        str(folder / "a.png"), str(folder / "b.png")]
+    sources = {Path(row.source_path).name for row in FaceSet.open(folder / "faces").rows}
+    assert sources == {"a.png", "b.png"}
+
+
+def test_a_second_writer_of_a_face_set_is_refused(face_video, tmp_path):
+    from swapscope.files import WriteLock
+
+    out = tmp_path / "faces"
+    with WriteLock(tmp_path / ".faces.lock", out, "forge extract"):  # a first run, still going
+        result = runner.invoke(forge_app, ["extract", str(face_video), "--out", str(out)])
+    assert result.exit_code == 2 and "another forge extract is writing it" in result.stderr
+    assert not out.exists() and not (tmp_path / "faces.partial").exists()
+
+
+def _clip(path, image, frames=6):
+    from swapscope.media.sample import moving_face_frames, write_clip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_clip(path, moving_face_frames(image, frames), fps=25)
+
+
+def test_dataset_takes_no_forge_output_as_a_real_source(tmp_path, astronaut):
+    _clip(tmp_path / "videos" / "eileen" / "clip.mp4", astronaut)
+    _clip(tmp_path / "videos" / "mirror" / "clip.mp4", np.ascontiguousarray(astronaut[:, ::-1]))
+    config = tmp_path / "set.toml"
+    config.write_text('out = "videos/set"\nvideos = ["videos"]\nmax_frames = 6\n'
+                      'watermark = "neither"\n[sweep]\nfwa_size = [64]\n')
+    assert runner.invoke(forge_app, ["dataset", str(config)]).exit_code == 0
+    rows = read_manifest(tmp_path / "videos" / "set")
+    again = runner.invoke(forge_app, ["dataset", str(config), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["made"] == 0
+    assert read_manifest(tmp_path / "videos" / "set") == rows
+    copied = tmp_path / "videos" / "copied" / "fake.mp4"  # a fake copied out of the set
+    copied.parent.mkdir()
+    copied.write_bytes((tmp_path / "videos" / "set" / rows[-1].output).read_bytes())
+    third = runner.invoke(forge_app, ["dataset", str(config)])
+    assert third.exit_code == 2 and "carries swapscope's label" in third.stderr
+
+
+def test_dataset_outputs_of_same_named_videos_do_not_collide(tmp_path, astronaut):
+    _clip(tmp_path / "a" / "alice" / "clip.mp4", astronaut)
+    _clip(tmp_path / "b" / "alice" / "clip.mp4", np.ascontiguousarray(astronaut[:, ::-1]))
+    (tmp_path / "b" / "broken").mkdir()
+    (tmp_path / "b" / "broken" / "clip.mp4").write_bytes(b"not a video")
+    config = tmp_path / "set.toml"
+    config.write_text('out = "set"\nvideos = ["a", "b"]\nmax_frames = 6\nwatermark = "neither"\n'
+                      'splits = {train = 1.0}\n[sweep]\nfwa_size = [64]\n')
+    result = runner.invoke(forge_app, ["dataset", str(config), "--json"])
+    assert result.exit_code == 2 and "broken/clip.mp4" in result.stderr  # one bad video, one row
+    summary = json.loads(result.stdout)
+    assert (summary["fakes"], summary["reals"]) == (2, 2)
+    assert (tmp_path / "set" / "dataset.json").is_file()
+    outputs = [r.output for r in read_manifest(tmp_path / "set")]
+    assert len(set(outputs)) == 4 and all((tmp_path / "set" / o).is_file() for o in outputs)
+
+
+def test_forge_video_refuses_a_manifest_it_cannot_read_before_making_a_fake(face_video, tmp_path):
+    (tmp_path / "manifest.jsonl").write_text('{"id": "x", "label": \n')
+    out = tmp_path / "fake.mp4"
+    result = runner.invoke(forge_app, ["video", str(face_video), "--out", str(out)])
+    assert result.exit_code == 2 and "manifest line does not parse" in result.stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from swapscope import __version__
 from swapscope.errors import InputError
-from swapscope.files import read_jsonl, write_jsonl_atomic, write_text_atomic
+from swapscope.files import WriteLock, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 LABELS = ("fake", "real")
 
@@ -216,9 +216,10 @@ def append_manifest(folder: Path, row: ManifestRow) -> Path:
     """Add one output's row to ``folder/manifest.jsonl`` (rewritten atomically), replacing a row
     with the same id or the same output (the file it described is gone)."""
     path = folder / "manifest.jsonl"
-    rows = read_manifest(path) if path.is_file() else []
-    kept = [r for r in rows if r.id != row.id and r.output != row.output]
-    return write_manifest(path, kept + [row])
+    with WriteLock(folder / ".manifest.lock", path, "writer of this manifest", wait=True):
+        rows = read_manifest(path) if path.is_file() else []
+        kept = [r for r in rows if r.id != row.id and r.output != row.output]
+        return write_manifest(path, kept + [row])
 
 
 def write_labels(path: Path, labels: list[FrameLabel]) -> Path:
