@@ -27,7 +27,7 @@ from detect.artifacts import ARTIFACTS, FwaConfig, training_sample
 from detect.models import to_tensor
 from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
-from swapscope.files import read_jsonl, write_jsonl_atomic
+from swapscope.files import read_jsonl, sha256_file, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
 from swapscope.formats.manifest import ManifestRow, read_labels, read_manifest
 from swapscope.media.images import is_image, load_image
@@ -151,6 +151,9 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3,
         video = folder / row.output
         if not video.is_file():
             raise InputError(f"{video}: output listed in {manifest} is missing")
+        if sha256_file(video) != row.output_sha256:
+            raise InputError(f"{video}: does not match the sha256 its manifest row {row.id[:8]} "
+                             "recorded (changed since the forge wrote it); not training on it")
         for frame, k, lms in _labelled_faces(video, folder, row, stride, backend):
             x1, y1, x2, y2 = _context_box(lms, frame.image.shape)
             name = f"{row.id[:12]}_{frame.index:06d}_{k}.png"

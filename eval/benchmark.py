@@ -217,6 +217,7 @@ def measure(entries: list[Entry], frames: int, cache: Path) -> dict[str, dict]:
             continue
 
         def compute(entry=entry, row=row):
+            _check_source(row)
             found, _, _ = meter.measure(
                 entry.video, Path(row.source), read_labels(entry.folder, row), row.target_identity,
                 row.source_identity or "source", frames=frames,
@@ -228,6 +229,16 @@ def measure(entries: list[Entry], frames: int, cache: Path) -> dict[str, dict]:
         )
         log.info("measured realism of %s", row.output)
     return realism
+
+
+def _check_source(row: ManifestRow) -> None:
+    """Realism reads a fake's source video: only the very file the forge made it from."""
+    source = Path(row.source)
+    if not source.is_file():
+        raise InputError(f"{source}: the source of manifest row {row.id[:8]} is missing")
+    if sha256_file(source) != row.source_sha256:
+        raise InputError(f"{source}: does not match the sha256 manifest row {row.id[:8]} recorded "
+                         "for its source")
 
 
 def tabulate(entries: list[Entry], detectors: list[str], frame_scores: dict, realism: dict,

@@ -6,14 +6,18 @@ and those configurations' fakes of the *train and val* identities of each forger
 benchmark the old and the new detector on the *test* identities only, and put the two side by
 side. The split comes from the forgery sets' manifests (by identity, so by source video).
 
-Everything it writes goes under ``REPORT/harden``; the forgery sets are only read.
+Everything it writes goes under ``REPORT/harden`` (the subsets of the forgery sets it trains and
+tests on are forgery sets of their own there, their files linked); the forgery sets are only
+read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from eval.benchmark import (
@@ -103,37 +107,41 @@ def _choose(report: dict, config: HardenConfig) -> _Target:
                    chosen_full={full_names[c] for c in chosen})
 
 
-def split_sets(
-    sets: list[str], chosen_full: set[str], out: Path
-) -> tuple[list[str], list[str], list[Path]]:
-    """Per forgery set, a manifest of its train/val reals and chosen fakes and one of its test
-    rows, written under ``out`` (their paths made absolute, so they point into the set), and
-    the train/val real videos. Returns (train manifests, test manifests, real videos)."""
+def split_sets(sets: list[str], chosen_full: set[str], out: Path
+               ) -> tuple[list[str], list[str], list[Path]]:
+    """Per forgery set, two subsets written under ``out`` as forgery sets of their own: its
+    train/val reals and chosen fakes, and its test rows (their files hard-linked, or copied
+    across file systems). Returns (train manifests, test manifests, train/val real videos)."""
     train_manifests, test_sets, real_videos = [], [], []
     for i, folder in enumerate(map(Path, sets)):
-        rows = [_absolute(folder, r) for r in read_manifest(folder)]
-        keep = [
-            r
-            for r in rows
-            if r.split in ("train", "val") and (r.label == "real" or config_key(r) in chosen_full)
-        ]
+        rows = read_manifest(folder)
+        keep = [r for r in rows if r.split in ("train", "val")
+                and (r.label == "real" or config_key(r) in chosen_full)]
         test = [r for r in rows if r.split == "test"]
         if not any(r.label == "fake" for r in keep):
-            raise InputError(
-                f"{folder}: no fakes of the evading configurations in its train/val splits"
-            )
+            raise InputError(f"{folder}: no fakes of the evading configurations in its train/val "
+                             "splits")
         if not any(r.label == "fake" for r in test) or not any(r.label == "real" for r in test):
             raise InputError(f"{folder}: its test split needs fakes and reals to compare on")
         named = out / f"{i:02d}_{folder.name}"
-        train_manifests.append(str(write_manifest(named / "train" / "manifest.jsonl", keep)))
-        test_sets.append(str(write_manifest(named / "test" / "manifest.jsonl", test)))
-        real_videos += [Path(r.output) for r in keep if r.label == "real"]
+        train_manifests.append(str(_subset(folder, keep, named / "train")))
+        test_sets.append(str(_subset(folder, test, named / "test")))
+        real_videos += [named / "train" / r.output for r in keep if r.label == "real"]
     return train_manifests, test_sets, real_videos
 
 
-def _absolute(folder: Path, row: ManifestRow) -> ManifestRow:
-    labels = str((folder / row.labels).resolve()) if row.labels else None
-    return replace(row, output=str((folder / row.output).resolve()), labels=labels)
+def _subset(folder: Path, rows: list[ManifestRow], out: Path) -> Path:
+    """A forgery set at ``out`` holding these rows of the set at ``folder``, and their files."""
+    for row in rows:
+        for rel in filter(None, (row.output, row.labels)):
+            target = out / rel
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(folder / rel, target)
+                except OSError:
+                    shutil.copyfile(folder / rel, target)
+    return write_manifest(out / "manifest.jsonl", rows)
 
 
 def fine_tune(

@@ -191,6 +191,8 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
         raise InputError(f"{out}: the output must be an .mp4 file")
     if out.resolve() == source.resolve():
         raise InputError(f"{out}: would overwrite the input")
+    if not out.resolve().is_relative_to(folder.resolve()):
+        raise InputError(f"{out}: must lie inside {folder}, the folder of its manifest")
     if out.exists() or out.is_symlink():
         _check_replaceable(out, folder, cfg.overwrite)
     if (folder / "manifest.jsonl").is_file():
@@ -334,10 +336,7 @@ def record(
 
 
 def _relative(path: Path, folder: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(folder.resolve()))
-    except ValueError:
-        return str(path)
+    return str(path.resolve().relative_to(folder.resolve()))  # inside: _check_paths saw to it
 
 
 def _target_identity(renderer, cfg: VideoConfig) -> str | None:

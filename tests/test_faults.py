@@ -214,3 +214,53 @@ def test_forge_video_refuses_a_manifest_it_cannot_read_before_making_a_fake(face
     result = runner.invoke(forge_app, ["video", str(face_video), "--out", str(out)])
     assert result.exit_code == 2 and "manifest line does not parse" in result.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory, astronaut):
+    """A forgery set of one fake and its real counterpart."""
+    root = tmp_path_factory.mktemp("set")
+    _clip(root / "videos" / "eileen" / "clip.mp4", astronaut, frames=8)
+    config = root / "set.toml"
+    config.write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 8\nwatermark = "neither"\n'
+                      'splits = {train = 1.0}\n[sweep]\nfwa_size = [64]\n')
+    assert runner.invoke(forge_app, ["dataset", str(config)]).exit_code == 0
+    return root / "set"
+
+
+def _tampered(small_set, tmp_path, change):
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(small_set, copy)
+    rows = [json.loads(line) for line in (copy / "manifest.jsonl").read_text().splitlines()]
+    (copy / "manifest.jsonl").write_text("".join(json.dumps(change(r)) + "\n" for r in rows))
+    return copy
+
+
+@pytest.mark.parametrize("path", ["../../../etc/passwd", "/etc/passwd"])
+def test_manifest_paths_are_never_followed_out_of_their_folder(small_set, tmp_path, two_facesets,
+                                                               path):
+    from eval.cli import app as eval_app
+
+    bad = _tampered(small_set, tmp_path, lambda r: {**r, "output": path})
+    trained = runner.invoke(detect_app, ["train", str(two_facesets[0]), "--fakes", str(bad),
+                                         "--out", str(tmp_path / "run"), "--epochs", "1",
+                                         "--device", "cpu"])
+    assert trained.exit_code == 2 and "lies outside the manifest's folder" in trained.stderr
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{bad}"]\n')
+    report = runner.invoke(eval_app, ["report", "--config", str(config), "--out",
+                                      str(tmp_path / "r")])
+    assert report.exit_code == 2 and "lies outside the manifest's folder" in report.stderr
+
+
+def test_a_real_listed_as_a_fake_is_caught_by_its_hash(small_set, tmp_path, two_facesets):
+    real = next(r for r in read_manifest(small_set) if r.label == "real")
+    swapped = _tampered(small_set, tmp_path, lambda r: {**r, "output": real.output}
+                        if r["label"] == "fake" else r)
+    trained = runner.invoke(detect_app, ["train", str(two_facesets[0]), "--fakes", str(swapped),
+                                         "--out", str(tmp_path / "run"), "--epochs", "1",
+                                         "--device", "cpu"])
+    assert trained.exit_code == 2 and "does not match the sha256" in trained.stderr
+    assert not (tmp_path / "run" / "best").exists()

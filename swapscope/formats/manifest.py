@@ -147,7 +147,18 @@ class ManifestRow:
                 raise InputError(f"{where}: manifest row key {name!r} has the wrong type")
         if values["label"] not in LABELS:
             raise InputError(f"{where}: manifest row label must be one of {list(LABELS)}")
+        for key in ("output", "labels"):
+            if values[key] is not None and not _inside_folder(values[key]):
+                raise InputError(f"{where}: manifest row's {key} {values[key]!r} lies outside the "
+                                 "manifest's folder")
         return cls(**values)
+
+
+def _inside_folder(relative: str) -> bool:
+    """Whether a path written in a manifest stays inside the manifest's folder: relative, and
+    never stepping up."""
+    path = Path(relative)
+    return bool(relative) and not path.is_absolute() and ".." not in path.parts
 
 
 _STR, _OPT = (str,), (str, type(None))
