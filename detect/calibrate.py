@@ -107,7 +107,7 @@ def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path, de
         raise InputError("--fpr must be between 0 and 1")
     detector = load_detector(checkpoint, device)
     clips = validation_clips(detector.meta, facesets)
-    scanner = Scanner(ScanConfig(models=(str(detector.folder),), threshold=1.0), device, [detector])
+    scanner = Scanner(ScanConfig(), device, [detector])  # scores only: its verdicts are unused
     progress = progress or NoProgress()
     progress.start("calibrating", len(clips) * len(VARIANTS))
     rows = []
