@@ -86,18 +86,12 @@ def build_context_cache(faceset: FaceSet, cache: Path, stride: int = 1,
             for row in wanted.get(index, []):
                 x1, y1, x2, y2 = _context_box(row.landmarks, image.shape)
                 name = f"{row.source_id[:16]}_{index:06d}_t{row.track_id}.png"
-                cv2.imwrite(
-                    str(cache / name),
-                    image[y1:y2, x1:x2][..., ::-1],
-                    [cv2.IMWRITE_PNG_COMPRESSION, 1],
-                )
-                items_json.append(
-                    {
-                        "context": name,
-                        "landmarks": np.round(row.landmarks - [x1, y1], 2).tolist(),
-                        "identity": row.identity, "source_id": row.source_id, "frame_index": index,
-                    }
-                )
+                cv2.imwrite(str(cache / name), image[y1:y2, x1:x2][..., ::-1],
+                            [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                items_json.append({"context": name,
+                                   "landmarks": np.round(row.landmarks - [x1, y1], 2).tolist(),
+                                   "identity": row.identity, "source_id": row.source_id,
+                                   "frame_index": index})
                 progress.advance(1)
     progress.stop()
     return _write_items(cache, items_json)
