@@ -125,20 +125,14 @@ class ProgressBar:
     """
 
     def __init__(self, enabled: bool, *fields: str, unit: str = "it/s") -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich import progress as rich
 
         self._unit = unit
         self._fields = [name for f in fields for name in re.findall(r"task\.fields\[(\w+)\]", f)]
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            *(TextColumn(f) for f in fields), TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(), console=err_console, disable=not enabled, transient=True,
+        self._progress = rich.Progress(
+            rich.TextColumn("{task.description}"), rich.BarColumn(), rich.MofNCompleteColumn(),
+            *(rich.TextColumn(f) for f in fields), rich.TextColumn("{task.fields[rate]}"),
+            rich.TimeRemainingColumn(), console=err_console, disable=not enabled, transient=True,
         )
         self._task = None
 
