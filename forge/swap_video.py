@@ -193,10 +193,10 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
         raise InputError(f"{out}: would overwrite the input")
     if not out.resolve().is_relative_to(folder.resolve()):
         raise InputError(f"{out}: must lie inside {folder}, the folder of its manifest")
+    # a manifest that does not read is refused before a fake is made
+    rows = read_manifest(folder) if (folder / "manifest.jsonl").is_file() else []
     if out.exists() or out.is_symlink():
-        _check_replaceable(out, folder, cfg.overwrite)
-    if (folder / "manifest.jsonl").is_file():
-        read_manifest(folder)  # a manifest that does not read is refused before a fake is made
+        _check_replaceable(out, folder, rows, cfg.overwrite)
     info = probe(source)
     if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
         raise InputError(
@@ -206,14 +206,13 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
     return info
 
 
-def _check_replaceable(out: Path, folder: Path, overwrite: bool) -> None:
+def _check_replaceable(out: Path, folder: Path, rows: list[ManifestRow], overwrite: bool) -> None:
     """An existing ``out`` is replaced only when asked to, and only if the manifest in ``folder``
     says this forge made it."""
     if not overwrite:
         raise InputError(f"{out}: already exists; choose another --out, or --overwrite to replace "
                          "a fake forge video made")
-    made = (folder / "manifest.jsonl").is_file() and any(
-        (folder / row.output).resolve() == out.resolve() for row in read_manifest(folder))
+    made = any((folder / row.output).resolve() == out.resolve() for row in rows)
     if not made or not out.is_file():
         raise InputError(f"{out}: not a fake listed in {folder / 'manifest.jsonl'}; refusing to "
                          "replace it")
