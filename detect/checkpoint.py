@@ -18,10 +18,11 @@ import torch
 
 from detect.models import DataConfig, to_tensor
 from swapscope import __version__
-from swapscope.checkpoint import fresh_folder, load_weights, read_config, swap_in
+from swapscope.checkpoint import load_weights, read_config, replacing
+from swapscope.config import check_keys
 from swapscope.device import autocast_for
 from swapscope.errors import InputError
-from swapscope.files import sha256_file
+from swapscope.files import sha256_file, writable_folder
 from swapscope.formats.scan import DetectorInfo
 
 DETECTOR_KIND = "swapscope.detector"
@@ -31,25 +32,29 @@ def save_detector(folder: Path, model: torch.nn.Module, meta: dict, half: bool =
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    tmp = fresh_folder(folder)
     dtype = torch.float16 if half else torch.float32
     tensors = {
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in model.state_dict().items()
     }
-    save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": DETECTOR_KIND})
     config = {
         "kind": DETECTOR_KIND, "code_version": __version__,
         "dtype": str(dtype).replace("torch.", ""), **meta,
     }
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    swap_in(tmp, folder)
+    with replacing(folder) as tmp:
+        save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": DETECTOR_KIND})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return folder
 
 
 def read_detector_config(path: str | Path) -> tuple[Path, dict]:
     """Find and check a detector checkpoint: the folder, or its weights file, or its config."""
-    return read_config(path, DETECTOR_KIND, "detector")
+    folder, config = read_config(path, DETECTOR_KIND, "detector",
+                                 {"arch": str, "data_config": dict})
+    check_keys(config["data_config"], {"input_size": int, "mean": list, "std": list,
+                                       "interpolation": str}, folder / "config.json",
+               "detector data_config")
+    return folder, config
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -154,6 +159,7 @@ def export_detector(source: str | Path, out: str | Path, half: bool = True,
         read_detector_config(out)  # anything but a detector checkpoint is refused, never replaced
         if not out.is_dir():
             raise InputError(f"{out}: not a checkpoint folder; refusing to replace it")
+    writable_folder(out.parent)
     detector = load_detector(source)
     meta = {k: v for k, v in detector.meta.items() if k not in ("kind", "code_version", "dtype")}
     meta["exported_from"] = {"sha256": detector.sha256, "dtype": detector.meta.get("dtype")}

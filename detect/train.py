@@ -30,11 +30,18 @@ from detect.data import (
     split_by_identity,
 )
 from detect.models import create_detector
-from swapscope.checkpoint import fresh_folder, load_optimizer, load_weights, save_optimizer, swap_in
+from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_optimizer, settle
 from swapscope.cli import NoProgress, Progress
+from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.errors import InputError, require_at_least_one
-from swapscope.files import write_figure_atomic, write_text_atomic
+from swapscope.files import (
+    WriteLock,
+    sha256_file,
+    writable_folder,
+    write_figure_atomic,
+    write_text_atomic,
+)
 from swapscope.formats.faceset import FaceSet
 from swapscope.formats.manifest import manifest_file
 
@@ -133,9 +140,12 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
     """Train a detector; returns the summary. Re-running with the same OUT resumes. Each
     epoch's losses and AUC are logged."""
     config.check()
-    progress = progress or NoProgress()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(config.out)
+    with WriteLock(out / ".lock", out, "detect train"):
+        return _train(config, out, device, progress or NoProgress())
+
+
+def _train(config: TrainConfig, out: Path, device: str, progress: Progress) -> dict:
     torch.manual_seed(config.seed)
     items, hashes = collect_items(config, out, progress)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
@@ -155,7 +165,8 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
             "facesets": hashes, "train_faces": len(train_items), "val_faces": len(val_items),
             "train_fixed_fakes": sum(i.label == 1 for i in train_items),
             "train_identities": sorted({i.identity for i in train_items}),
-            "val_identities": sorted({i.identity for i in val_items})}
+            "val_identities": sorted({i.identity for i in val_items}),
+            "init_sha256": _init_hash(config)}
 
     for epoch in range(state["epoch"] if state else 0, config.epochs):
         train_set.epoch = epoch
@@ -220,6 +231,14 @@ def _create_model(config: TrainConfig, device: str):
     return model.to(device), data_cfg
 
 
+def _init_hash(config: TrainConfig) -> str | None:
+    """The sha256 of the weights a fine-tuned run started from (None: from ImageNet)."""
+    if not config.init:
+        return None
+    folder, _ = read_detector_config(config.init)
+    return sha256_file(folder / "weights.safetensors")
+
+
 def _datasets(config: TrainConfig, train_items: list, val_items: list, data_cfg
               ) -> tuple[ArtifactDataset, ArtifactDataset]:
     """Training examples of the configured artifact; validation examples of both artifacts, so
@@ -270,30 +289,40 @@ def save_resume_state(
 ) -> None:
     from safetensors.torch import save_file
 
-    final = Path(out) / "resume"
-    tmp = fresh_folder(final)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
-    optimizer_rest = save_optimizer(optimizer, tmp / "optimizer.safetensors")
-    state = {"epoch": epoch, "history": history, "identity": identity, "optimizer": optimizer_rest,
-             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state().tolist()}
-    (tmp / "state.json").write_text(json.dumps(state, default=float))
-    swap_in(tmp, final)
+    with replacing(Path(out) / "resume") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        optimizer_rest = save_optimizer(optimizer, tmp / "optimizer.safetensors")
+        state = {"epoch": epoch, "history": history, "identity": identity,
+                 "optimizer": optimizer_rest, "scheduler": scheduler.state_dict(),
+                 "torch_rng": torch.get_rng_state().tolist()}
+        (tmp / "state.json").write_text(json.dumps(state, default=float))
 
 
 def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict) -> dict | None:
-    from safetensors.torch import load_file
-
     folder = Path(out) / "resume"
+    settle(folder)
     if not (folder / "state.json").is_file():
         return None
-    state = json.loads((folder / "state.json").read_text())
+    state = read_json_object(folder / "state.json", "resume state")
+    check_keys(state, {"epoch": int, "history": list, "identity": dict, "optimizer": dict,
+                       "scheduler": dict, "torch_rng": list}, folder / "state.json", "resume state")
     if state["identity"] != expected:
         raise InputError(
             f"{out}: holds a different training run ({state['identity']}); use another --out"
         )
+    try:
+        _restore(folder, state, model, optimizer, scheduler)
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        raise InputError(f"{out}: resume state does not load ({exc}); move resume/ away to "
+                         "start over") from None
+    return state
+
+
+def _restore(folder: Path, state: dict, model, optimizer, scheduler) -> None:
+    from safetensors.torch import load_file
+
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     load_optimizer(optimizer, folder / "optimizer.safetensors", state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-    return state

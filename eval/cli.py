@@ -12,6 +12,8 @@ from eval.harden import HardenConfig
 from swapscope import cli as kit
 from swapscope.cli import handle_errors, make_app, print_json
 from swapscope.device import resolve_device
+from swapscope.errors import InputError
+from swapscope.files import WriteLock, writable_folder
 
 app = make_app("eval", "Score fakes for realism against detectability and write benchmark reports.")
 H = HardenConfig  # where the defaults live
@@ -76,10 +78,11 @@ def report(
     bench, loop = load_config(config) if config else (None, LoopConfig())
     if not sample_data:
         loop.shared_data = "none"
-    if bench is None:
-        bench = make_default_data(out / "work", loop, resolved)
-    result = run_benchmark(bench, out, resolved)
-    paths = write_report(result, out)
+    with WriteLock(writable_folder(out) / ".lock", out, "eval report or harden"):
+        if bench is None:
+            bench = make_default_data(out / "work", loop, resolved)
+        result = run_benchmark(bench, out, resolved)
+        paths = write_report(result, out)
     if json_out:
         table = result.to_json()
         print_json(
@@ -116,10 +119,13 @@ def harden(
 
     config = HardenConfig(report=str(out), detector=str(detector) if detector else "", top=top,
                           epochs=epochs)
-    outcome = run_harden(config, resolve_device(device))
-    table = before_after_markdown(outcome)
-    paths = write_report(outcome["result"], out / "harden",
-                         title="swapscope benchmark after hardening", extra_md=table)
+    if not out.is_dir():
+        raise InputError(f"{out}: no such report folder; run eval report --out {out} first")
+    with WriteLock(writable_folder(out) / ".lock", out, "eval report or harden"):
+        outcome = run_harden(config, resolve_device(device))
+        table = before_after_markdown(outcome)
+        paths = write_report(outcome["result"], out / "harden",
+                             title="swapscope benchmark after hardening", extra_md=table)
     if json_out:
         print_json({k: v for k, v in outcome.items() if k != "result"})
     else:

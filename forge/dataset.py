@@ -36,14 +36,16 @@ from forge.swap import CompositeConfig
 from forge.swap_video import VideoConfig, encode_labelled, forge_video
 from swapscope import __version__
 from swapscope.cli import Progress
-from swapscope.config import check_types, read_config_file, relative_to_config
+from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
 from swapscope.errors import InputError
-from swapscope.files import WriteLock, write_text_atomic
+from swapscope.files import WriteLock, writable_folder, write_text_atomic
 from swapscope.formats.manifest import (
     ManifestRow,
-    append_manifest,
+    commit,
     new_manifest_id,
+    pending_path,
     read_manifest,
+    settle,
     write_data_card,
 )
 from swapscope.media.images import collect_media, is_image
@@ -149,13 +151,52 @@ def build_dataset(config: DatasetConfig, device: str = "cpu",
     Each output made is logged; outputs the manifest already holds are skipped; an output that
     fails is one line in the summary's ``failed``."""
     config.check()
-    root = Path(config.out)
-    root.mkdir(parents=True, exist_ok=True)
+    root = writable_folder(config.out)
     with WriteLock(root / ".swapscope.lock", root, "forge dataset"):
-        return _build(config, root, device, progress)
+        sweeps = _check_settings(root, config)
+        settle(root)  # what a killed run left: outputs whose row is down go in place, the rest
+        return _build(config, root, sweeps, device, progress)
 
 
-def _build(config: DatasetConfig, root: Path, device: str, progress: Progress | None) -> dict:
+# the settings every output of a set shares: a set is never extended under other ones (a new
+# sweep only adds outputs, named by their knobs, so one set may hold several)
+SETTINGS_OF_OUTPUTS = ("videos", "watermark", "max_frames", "splits", "seed")
+
+
+def _check_settings(root: Path, config: DatasetConfig) -> list[dict]:
+    """A re-run resumes the same set (or adds a sweep to it); one with other settings is
+    refused, since the outputs already made would not match what ``dataset.json`` records.
+    The settings are recorded before the first output is made. Returns every sweep the set
+    holds, this one last."""
+    path = root / "dataset.json"
+    current = _settings(asdict(config))
+    sweeps: list[dict] = []
+    if path.is_file():
+        recorded = read_json_object(path, "dataset settings")
+        if not isinstance(recorded.get("config"), dict):
+            raise InputError(f"{path}: has no 'config' object")
+        changed = [k for k in SETTINGS_OF_OUTPUTS
+                   if _settings(recorded["config"]).get(k) != current[k]]
+        if changed:
+            raise InputError(f"{root}: this forgery set was made with other {', '.join(changed)}; "
+                             "choose another out (or restore the settings to resume it)")
+        sweeps = [s for s in recorded.get("sweeps", [recorded["config"].get("sweep")])
+                  if isinstance(s, dict) and s != config.sweep]
+    sweeps.append(config.sweep)
+    write_text_atomic(path, json.dumps({"config": asdict(config), "sweeps": sweeps,
+                                        "code_version": __version__, "finished": False}, indent=2))
+    return sweeps
+
+
+def _settings(config: dict) -> dict:
+    settings = {k: config.get(k) for k in SETTINGS_OF_OUTPUTS}
+    if isinstance(settings["videos"], list):
+        settings["videos"] = sorted(str(Path(str(v)).resolve()) for v in settings["videos"])
+    return json.loads(json.dumps(settings))  # tuples as lists, as the recorded JSON has them
+
+
+def _build(config: DatasetConfig, root: Path, sweeps: list[dict], device: str,
+           progress: Progress | None) -> dict:
     failed: list[str] = []
     videos = _real_sources(config.videos, root, failed)
     if not videos:
@@ -177,7 +218,9 @@ def _build(config: DatasetConfig, root: Path, device: str, progress: Progress | 
         log.info("[green]made[/] %s", rel)
     rows = _rows(root)
     write_data_card(root)
-    summary = {"config": asdict(config), "code_version": __version__, "splits": split_of}
+    summary = {"config": asdict(config), "sweeps": sweeps, "code_version": __version__,
+               "finished": True,
+               "splits": split_of}
     write_text_atomic(root / "dataset.json", json.dumps(summary, indent=2))
     return {"out": str(root), "made": made, "skipped": skipped, "failed": failed, "rows": len(rows),
             "fakes": sum(r.label == "fake" for r in rows),
@@ -243,16 +286,20 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
     info = probe(source)
     manifest_id = new_manifest_id()
     watermark = config.watermark == "both"
-    frames = encode_labelled(
-        source, root / rel, info, manifest_id=manifest_id, method="real", crf=crf,
-        watermark=watermark, workers=config.workers, max_frames=config.max_frames,
-        batch_size=config.batch_size,
-    )
-    row = ManifestRow.new(
-        manifest_id=manifest_id, label="real", method="real", split=split, source=source,
-        output=rel, folder=root, source_identity=identity, target_identity=identity,
-        knobs={"crf": crf}, frames=frames, swapped_frames=0, fps=info.fps, width=info.width,
-        height=info.height, watermark=watermark, labels=None,
-    )
-    append_manifest(root, row)
+    hidden = pending_path(root / rel)  # until its manifest row is down
+    try:
+        frames = encode_labelled(
+            source, hidden, info, manifest_id=manifest_id, method="real", crf=crf,
+            watermark=watermark, workers=config.workers, max_frames=config.max_frames,
+            batch_size=config.batch_size,
+        )
+        row = ManifestRow.new(
+            manifest_id=manifest_id, label="real", method="real", split=split, source=source,
+            output=rel, written=hidden, folder=root, source_identity=identity,
+            target_identity=identity, knobs={"crf": crf}, frames=frames, swapped_frames=0,
+            fps=info.fps, width=info.width, height=info.height, watermark=watermark, labels=None,
+        )
+        commit(root, row, [(hidden, root / rel)])
+    finally:
+        hidden.unlink(missing_ok=True)
     return row

@@ -21,7 +21,7 @@ from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import face_affine, warp_face
 from swapscope.faces.identity import match_track
 from swapscope.faces.pipeline import FacePipeline, MediaFaces, PipelineConfig, TrackedFace
-from swapscope.files import WriteLock, sha256_file
+from swapscope.files import WriteLock, sha256_file, writable_folder
 from swapscope.formats.faceset import FaceRow, FaceSetWriter
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.media.video import probe, read_frames
@@ -86,6 +86,7 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
     media = [m for m in collect_media(inputs) if not _inside(m, out)]  # never its own crops
     if not media:
         raise InputError(f"{out}: the inputs hold no media outside the face set being written")
+    writable_folder(out.parent)
     pipeline = FacePipeline(config)
     with WriteLock(out.with_name(f".{out.name}.lock"), out, "forge extract"):
         writer = FaceSetWriter(out, config.crop_size, config.padding, config.backend,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from swapscope.checkpoint import load_weights, read_config
+from swapscope.config import check_keys
 from swapscope.errors import InputError
 
 SIZES = (64, 128, 256)
@@ -160,7 +161,12 @@ SWAP_MODEL_KIND = "swapscope.swap-model"
 
 def read_swap_config(path: str | Path) -> tuple[Path, dict]:
     """Find and check a ``forge train`` checkpoint: (folder, config)."""
-    return read_config(path, SWAP_MODEL_KIND, "swap model")
+    folder, config = read_config(path, SWAP_MODEL_KIND, "swap model", {
+        "arch": str, "size": int, "padding": (int, float), "step": int, "identities": dict,
+    })
+    check_keys(config["identities"], {"a": str, "b": str}, folder / "config.json",
+               "swap model identities")
+    return folder, config
 
 
 def swap_model_from(folder: Path, config: dict, device: str = "cpu") -> SwapModel:

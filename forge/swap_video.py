@@ -30,15 +30,17 @@ from swapscope.faces.identity import DEFAULT_THRESHOLD, Reference, match_track
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import FaceTrack
 from swapscope.faces.track import smooth_track
-from swapscope.files import sha256_file
+from swapscope.files import sha256_file, writable_folder
 from swapscope.formats.manifest import (
     FaceLabel,
     FrameLabel,
     ManifestRow,
-    append_manifest,
+    commit,
     mask_polygons,
     new_manifest_id,
+    pending_path,
     read_manifest,
+    settle,
     write_data_card,
     write_labels,
 )
@@ -164,18 +166,23 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     manifest_id = new_manifest_id()
     labels: list[FrameLabel] = []
     progress.start(f"swapping {source.name}", _frames_to_write(info, cfg.max_frames))
-    written = encode_labelled(
-        source, out, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf,
-        watermark=cfg.watermark, workers=cfg.workers, max_frames=cfg.max_frames,
-        batch_size=cfg.batch_size, timer=timer, progress=progress,
-        render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer),
-    )
-    progress.stop()
-    if written != plan.frames:
-        raise InputError(
-            f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first"
+    hidden = pending_path(out)  # until its manifest row is down
+    try:
+        written = encode_labelled(
+            source, hidden, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf,
+            watermark=cfg.watermark, workers=cfg.workers, max_frames=cfg.max_frames,
+            batch_size=cfg.batch_size, timer=timer, progress=progress,
+            render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer),
         )
-    row = record(folder, manifest_id, source, out, cfg, renderer, plan, labels, info, written)
+        progress.stop()
+        if written != plan.frames:
+            raise InputError(
+                f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first"
+            )
+        row = record(folder, manifest_id, source, (hidden, out), cfg, renderer, plan, labels,
+                     info, written)
+    finally:
+        hidden.unlink(missing_ok=True)  # still there only if the fake was not committed
     return VideoResult(
         id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
         target_tracks=[t.track_id for t in plan.targets], timings=timer.as_dict(), row=row,
@@ -195,6 +202,8 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
         raise InputError(f"{out}: must lie inside {folder}, the folder of its manifest")
     # a manifest that does not read is refused before a fake is made
     rows = read_manifest(folder) if (folder / "manifest.jsonl").is_file() else []
+    writable_folder(out.parent)
+    settle(folder, also=(out.parent,))  # what a killed run left: finished, or removed
     if out.exists() or out.is_symlink():
         _check_replaceable(out, folder, rows, cfg.overwrite)
     info = probe(source)
@@ -291,11 +300,17 @@ def encode_labelled(
         return output.flush()
 
 
+def _checkpoint_hash(cfg: VideoConfig, renderer) -> str | None:
+    if cfg.method != "model":
+        return None
+    return sha256_file(renderer.folder / "weights.safetensors")
+
+
 def record(
     folder: Path,
     manifest_id: str,
     source: Path,
-    out: Path,
+    files: tuple[Path, Path],
     cfg: VideoConfig,
     renderer,
     plan: SwapPlan,
@@ -303,33 +318,25 @@ def record(
     info: VideoInfo,
     written: int,
 ) -> ManifestRow:
-    """Write the per-frame labels, the manifest row and the data card of one fake."""
+    """Write the per-frame labels, the manifest row and the data card of one fake, and move the
+    fake from its pending name to its place (``files``: (pending, final)) once its row is down."""
+    hidden, out = files
     labels_rel = f"labels/{manifest_id}.jsonl"
-    write_labels(folder / labels_rel, labels)
-    row = ManifestRow.new(
-        manifest_id=manifest_id,
-        label="fake",
-        method=cfg.method,
-        split=cfg.split,
-        source=source,
-        output=_relative(out, folder),
-        folder=folder,
-        checkpoint=cfg.model or None,
-        checkpoint_sha256=sha256_file(renderer.folder / "weights.safetensors")
-        if cfg.method == "model"
-        else None,
-        source_identity=_source_identity(plan, renderer, cfg, source),
-        target_identity=_target_identity(renderer, cfg),
-        knobs=_knobs(cfg, renderer),
-        frames=written,
-        swapped_frames=len(labels),
-        fps=info.fps,
-        width=info.width,
-        height=info.height,
-        watermark=cfg.watermark,
-        labels=labels_rel,
-    )
-    append_manifest(folder, row)
+    labels_pending = pending_path(folder / labels_rel)
+    try:
+        write_labels(labels_pending, labels)
+        row = ManifestRow.new(
+            manifest_id=manifest_id, label="fake", method=cfg.method, split=cfg.split,
+            source=source, output=_relative(out, folder), written=hidden, folder=folder,
+            checkpoint=cfg.model or None, checkpoint_sha256=_checkpoint_hash(cfg, renderer),
+            source_identity=_source_identity(plan, renderer, cfg, source),
+            target_identity=_target_identity(renderer, cfg), knobs=_knobs(cfg, renderer),
+            frames=written, swapped_frames=len(labels), fps=info.fps, width=info.width,
+            height=info.height, watermark=cfg.watermark, labels=labels_rel,
+        )
+        commit(folder, row, [(labels_pending, folder / labels_rel), (hidden, out)])
+    finally:
+        labels_pending.unlink(missing_ok=True)
     write_data_card(folder)
     return row
 

@@ -40,12 +40,19 @@ from forge.models import (
     read_swap_config,
 )
 from swapscope import __version__
-from swapscope.checkpoint import fresh_folder, load_optimizer, load_weights, save_optimizer, swap_in
+from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_optimizer, settle
 from swapscope.cli import NoProgress, Progress
+from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import hflip_affine, recrop_affine
-from swapscope.files import sha256_file, write_figure_atomic, write_image_atomic
+from swapscope.files import (
+    WriteLock,
+    sha256_file,
+    writable_folder,
+    write_figure_atomic,
+    write_image_atomic,
+)
 from swapscope.formats.faceset import FaceSet
 
 
@@ -324,8 +331,15 @@ def _setup(config: TrainConfig, device: str) -> _Run:
 
 
 def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
-    """Train (or resume) a swap model; returns the summary."""
+    """Train (or resume) a swap model; returns the summary. One run writes ``out`` at a time."""
     config.check()
+    out = Path(config.out)
+    writable_folder(out.parent)
+    with WriteLock(out.with_name(f".{out.name}.lock"), out, "forge train"):
+        return _train(config, device, progress)
+
+
+def _train(config: TrainConfig, device: str, progress: Progress | None) -> dict:
     progress = progress or NoProgress()
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -469,45 +483,57 @@ def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.G
     from safetensors.torch import save_file
 
     model, meta, pools = run.model, run.meta, run.pools
-    tmp = fresh_folder(out)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp / "weights.safetensors"), metadata={"kind": SWAP_MODEL_KIND})
-    config = {"kind": SWAP_MODEL_KIND, "code_version": __version__, "step": step, **meta}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    resume = tmp / "resume"
-    resume.mkdir()
-    pool_tensors = {
-        f"{side}/{i}": img.contiguous()
-        for side, p in pools.items()
-        for i, img in enumerate(p.images)
-    }
-    save_file(pool_tensors or {"_empty": torch.zeros(1)}, str(resume / "pools.safetensors"))
-    state = {"step": step, "identity": _run_identity(meta), "history": history,
-             "opt_g": save_optimizer(run.opt_g, resume / "opt_g.safetensors"),
-             "opt_d": save_optimizer(run.opt_d, resume / "opt_d.safetensors"),
-             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist()}
-    (resume / "state.json").write_text(json.dumps(state))
-    (tmp / "history.json").write_text(json.dumps(history, indent=2))
-    if history:
-        plot_curves(history, tmp / "curves.png")
-    previews = out.with_name(out.name + ".previews") / "preview.png"
-    if previews.is_file():
-        shutil.copyfile(previews, tmp / "preview.png")
-    swap_in(tmp, out)
+    with replacing(out) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp / "weights.safetensors"), metadata={"kind": SWAP_MODEL_KIND})
+        config = {"kind": SWAP_MODEL_KIND, "code_version": __version__, "step": step, **meta}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        resume = tmp / "resume"
+        resume.mkdir()
+        pool_tensors = {
+            f"{side}/{i}": img.contiguous()
+            for side, p in pools.items()
+            for i, img in enumerate(p.images)
+        }
+        save_file(pool_tensors or {"_empty": torch.zeros(1)}, str(resume / "pools.safetensors"))
+        state = {"step": step, "identity": _run_identity(meta), "history": history,
+                 "opt_g": save_optimizer(run.opt_g, resume / "opt_g.safetensors"),
+                 "opt_d": save_optimizer(run.opt_d, resume / "opt_d.safetensors"),
+                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist()}
+        (resume / "state.json").write_text(json.dumps(state))
+        (tmp / "history.json").write_text(json.dumps(history, indent=2))
+        if history:
+            plot_curves(history, tmp / "curves.png")
+        previews = out.with_name(out.name + ".previews") / "preview.png"
+        if previews.is_file():
+            shutil.copyfile(previews, tmp / "preview.png")
 
 
 def _load_resume(out: Path, run: _Run) -> dict | None:
-    from safetensors.torch import load_file
-
+    settle(out)  # a kill half-way through a checkpoint swap leaves the old one set aside
     if not out.exists():
         return None
-    folder, config = read_swap_config(out)
+    folder, _ = read_swap_config(out)
     state_path = folder / "resume" / "state.json"
     if not state_path.is_file():
         raise InputError(f"{out}: a finished model without resume state; choose another --out")
-    state = json.loads(state_path.read_text())
+    state = read_json_object(state_path, "resume state")
+    check_keys(state, {"identity": dict, "step": int, "history": list, "opt_g": dict,
+                       "opt_d": dict, "numpy_rng": dict, "torch_rng": list},
+               state_path, "resume state")
     if state["identity"] != _run_identity(run.meta):
         raise InputError(f"{out}: holds a different training run; choose another --out")
+    try:
+        _restore(folder, run, state)
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        raise InputError(f"{out}: resume state does not load ({exc}); move the folder away to "
+                         "start over") from None
+    return state
+
+
+def _restore(folder: Path, run: _Run, state: dict) -> None:
+    from safetensors.torch import load_file
+
     load_weights(folder, run.model, run.meta["arch"])
     load_optimizer(run.opt_g, folder / "resume" / "opt_g.safetensors", state["opt_g"])
     load_optimizer(run.opt_d, folder / "resume" / "opt_d.safetensors", state["opt_d"])
@@ -521,4 +547,3 @@ def _load_resume(out: Path, run: _Run) -> dict | None:
     for key, image in sorted(pooled.items(), key=lambda kv: (kv[0].split("/")[0],
                                                              int(kv[0].split("/")[-1]))):
         run.pools[key.split("/")[0]].images.append(image)
-    return state

@@ -7,26 +7,46 @@ what it is; ``read_config`` checks both before anything is loaded.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from swapscope.config import check_keys, read_json_object
 from swapscope.errors import InputError
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
 
 def swap_in(tmp: Path, final: Path) -> None:
-    """Replace folder ``final`` by ``tmp`` so that a kill leaves one of the two whole."""
+    """Replace folder ``final`` by ``tmp`` so that a kill leaves one of the two whole: the old
+    folder is set aside as ``final.old`` first, and ``settle`` puts it back if the kill came
+    between the two renames."""
+    from swapscope.faults import kill_point
+
+    settle(final)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
+    kill_point("swap-in")
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def settle(final: Path) -> None:
+    """Finish what a killed ``swap_in`` left: a missing ``final`` whose old copy is still set
+    aside is put back; temporary folders of dead writers beside it are removed."""
+    from swapscope.files import remove_leftovers
+
+    final = Path(final)
+    old = final.with_name(final.name + ".old")
+    if not final.exists() and old.is_dir():
+        os.replace(old, final)
+    remove_leftovers(final.parent)
 
 
 def fresh_folder(final: Path) -> Path:
@@ -37,8 +57,27 @@ def fresh_folder(final: Path) -> Path:
     return tmp
 
 
-def read_config(path: str | Path, kind: str, what: str) -> tuple[Path, dict]:
-    """Find and check a checkpoint of ``kind``: the folder, its weights file, or its config."""
+@contextlib.contextmanager
+def replacing(final: Path) -> Iterator[Path]:
+    """Build folder ``final`` anew: yields an empty temporary folder beside it, swapped in
+    (``swap_in``) when the block ends; an exception or Ctrl-C/SIGTERM inside the block removes
+    the temporary folder and leaves ``final`` as it was."""
+    final = Path(final)
+    tmp = fresh_folder(final)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    swap_in(tmp, final)
+
+
+def read_config(
+    path: str | Path, kind: str, what: str, required: dict[str, type | tuple] | None = None
+) -> tuple[Path, dict]:
+    """Find and check a checkpoint of ``kind``: the folder, its weights file, or its config.
+    ``required``: keys the config must hold, with their types (a hand-edited config is one
+    InputError, never a traceback later)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such checkpoint")
@@ -51,12 +90,10 @@ def read_config(path: str | Path, kind: str, what: str) -> tuple[Path, dict]:
         raise InputError(
             f"{path}: not a swapscope checkpoint (needs weights.safetensors and config.json)"
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{config_path}: checkpoint config does not parse") from None
+    config = read_json_object(config_path, "checkpoint config")
     if config.get("kind") != kind:
         raise InputError(f"{path}: checkpoint is a {config.get('kind')!r}, not a {what} ({kind!r})")
+    check_keys(config, required or {}, config_path, f"{what} config")
     return folder, config
 
 

@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,15 +36,39 @@ def handle_errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        previous = _stop_on_sigterm()
         try:
             return func(*args, **kwargs)
         except InputError as exc:
             fail(str(exc))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every clean-up has run
             print("interrupted: re-run the same command to resume", file=sys.stderr)
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        except OSError as exc:  # an output that cannot be written, a disk that is full
+            fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that temporary files are removed and worker processes
+    stopped on the way out."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into ``Terminated`` for the length of a command; the previous handler, or
+    None where signals cannot be set (not the main thread)."""
+
+    def raise_terminated(signum, frame) -> None:
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:
+        return None
 
 
 def print_json(payload: Any) -> None:

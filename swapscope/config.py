@@ -78,3 +78,26 @@ def _matches(value, hint) -> bool:
 
 def _describe(hint) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON file that must hold one object: parsed, or one InputError naming it."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{path}: {what} does not parse") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: {what} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def check_keys(
+    value: dict, required: dict[str, type | tuple], where: Path | str, what: str
+) -> None:
+    """Each required key present with a value of its type (bool is not taken for int)."""
+    for key, kind in required.items():
+        item = value.get(key)
+        if key not in value or not isinstance(item, kind) or (
+            isinstance(item, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        ):
+            raise InputError(f"{where}: {what} has no valid {key!r}")

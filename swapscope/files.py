@@ -4,18 +4,76 @@ of one: write beside it under a temporary name, then rename), JSON lines, sha256
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
+
+# the names of temporary files and folders: ``<name>.tmp-<pid>[.suffix]``, the pid of the writer
+_LEFTOVER = re.compile(r"\.tmp-(\d+)(\.[^.]*)?$")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the write failed (a full disk)
     return path
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete the temporary files and folders in ``folder`` (not below it) whose writer is dead:
+    what a killed run left. Only swapscope's own temporary names are touched, and never those
+    of a run that is still going."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        match = _LEFTOVER.search(path.name)
+        if match is None or pid_alive(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """Make ``folder`` (and its parents) and check that files can be written in it, before any
+    work is done: a read-only or impossible output is one InputError, not a traceback at the
+    end of a long run."""
+    import tempfile
+
+    from swapscope.errors import InputError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".swapscope-write-test-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
+    return folder
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

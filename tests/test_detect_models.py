@@ -40,9 +40,24 @@ def test_every_registered_architecture_has_a_two_way_head(arch):
 
 
 def test_default_detector_starts_from_imagenet_with_a_fresh_head():
+    """Its backbone is the packaged ImageNet network: given the ImageNet classifier back, it
+    sees the cat; only the two-way head is new."""
+    import timm
+    from skimage import data
+
     model, cfg = create_detector()
     assert cfg.input_size == 224
     assert model.get_classifier().out_features == 2
+    imagenet = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    imagenet.load_state_dict(packaged_efficientnet_lite0_state())
+    model.reset_classifier(1000)
+    model.get_classifier().load_state_dict(imagenet.get_classifier().state_dict())
+    cat = _imagenet_top(model.eval(), data.chelsea(), cfg)
+    assert int(cat.argmax()) in (281, 282, 285) and float(cat[[281, 282, 285]].sum()) > 0.8
+    fresh, _ = create_detector(pretrained=False)  # without ImageNet: not a cat
+    fresh.reset_classifier(1000)
+    fresh.get_classifier().load_state_dict(imagenet.get_classifier().state_dict())
+    assert float(_imagenet_top(fresh.eval(), data.chelsea(), cfg)[[281, 282, 285]].sum()) < 0.5
 
 
 def test_hub_weights_offline_fail_with_one_clear_line(monkeypatch):

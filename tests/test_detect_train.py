@@ -162,7 +162,7 @@ def test_batched_scores_equal_one_roi_at_a_time(tiny_detector, face_video):
 
 
 def test_heatmap_writes_the_scored_frames_with_grad_cam(
-    tiny_detector, face_video, tmp_path, astronaut
+    tiny_detector, face_video, tmp_path, astronaut, dlib_backend
 ):
     import cv2
 
@@ -182,7 +182,8 @@ def test_heatmap_writes_the_scored_frames_with_grad_cam(
     )
     assert result.exit_code == 0, result.output
     picture = cv2.imread(str(drawn))[..., ::-1]
-    assert picture.shape == astronaut.shape and (picture != astronaut).any()
+    assert picture.shape == astronaut.shape
+    _assert_drawn_on_the_face(picture, astronaut, dlib_backend.faces(astronaut)[0].box)
     wrong = tmp_path / "heat.gif"
     result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
                                         "--heatmap", str(wrong)])
@@ -195,6 +196,20 @@ def test_heatmap_writes_the_scored_frames_with_grad_cam(
         ],
     )
     assert result.exit_code == 2 and "draws one input" in result.stderr
+
+
+def _assert_drawn_on_the_face(picture: np.ndarray, photo: np.ndarray, face_box) -> None:
+    """The map covers the face, and nothing is drawn away from it (only the score's text above
+    the ROI box)."""
+    x1, y1, x2, y2 = np.asarray(face_box, float)
+    changed = np.abs(picture.astype(int) - photo.astype(int)).max(-1) > 0
+    inside = changed[int(y1):int(y2), int(x1):int(x2)]
+    assert inside.mean() > 0.9  # the heat overlay covers the face
+    ys, xs = np.nonzero(changed)
+    side = max(x2 - x1, y2 - y1)  # the ROI is the face box enlarged, the text sits on top
+    assert xs.min() >= x1 - side and xs.max() <= x2 + side
+    assert ys.min() >= y1 - 1.5 * side and ys.max() <= y2 + side
+    assert changed.mean() < 4 * side * side / changed.size
 
 
 def test_grad_cam_maps_are_normalised_and_probabilities_match_the_model(tiny_detector):

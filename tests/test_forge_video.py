@@ -180,8 +180,10 @@ def test_model_method_swaps_with_a_trained_model(two_facesets, face_video, tmp_p
     result = runner.invoke(
         forge_app,
         [
+            # the hull mask (a one-step model's learned mask is still empty) and no colour
+            # transfer or seamless cloning, which would pull its grey render back to the face
             "video", str(face_video), "--model", str(model), "--out", str(out), "--blend",
-            "poisson", "--colour", "histogram", "--batch-size", "5", "--json",
+            "alpha", "--colour", "none", "--mask", "hull", "--batch-size", "5", "--json",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -191,8 +193,28 @@ def test_model_method_swaps_with_a_trained_model(two_facesets, face_video, tmp_p
         and row["target_identity"] == "mirror"
         and row["source_identity"] == "eileen"
     )
-    assert len(row["checkpoint_sha256"]) == 64 and row["knobs"]["blend"] == "poisson"
+    assert len(row["checkpoint_sha256"]) == 64 and row["knobs"]["blend"] == "alpha"
     assert row["knobs"]["model_step"] == 1 and probe(out).frame_count == 24
+    inside, outside = _change_inside_and_outside_the_swap(face_video, out, tmp_path)
+    assert len(inside) == row["swapped_frames"] >= 20
+    assert np.mean(inside) > 5 * np.mean(outside)  # the face was replaced, the rest re-encoded
+
+
+def _change_inside_and_outside_the_swap(source, fake, folder) -> tuple[list, list]:
+    """Per swapped frame: the mean absolute change (0-255) of the pixels the labels' masks
+    cover, and of all the others."""
+    from swapscope.formats.manifest import read_labels
+
+    labels = {label.frame: label for label in read_labels(folder, read_manifest(folder)[-1])}
+    inside, outside = [], []
+    for before, after in zip(read_frames(source), read_frames(fake)):
+        if before.index not in labels:
+            continue
+        change = np.abs(after.image.astype(int) - before.image.astype(int)).mean(-1)
+        mask = fill_polygons([p for f in labels[before.index].faces for p in f.mask], change.shape)
+        inside.append(change[mask].mean())
+        outside.append(change[~mask].mean())
+    return inside, outside
 
 
 def test_bad_inputs_exit_2_and_leave_nothing(tmp_path, face_video, astronaut):

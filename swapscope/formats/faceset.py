@@ -31,6 +31,7 @@ import numpy as np
 
 from swapscope import __version__
 from swapscope.errors import InputError
+from swapscope.faults import kill_point
 from swapscope.files import append_jsonl, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 FACESET_KIND = "swapscope.faceset"
@@ -218,6 +219,7 @@ class FaceSetWriter:
 
     def commit(self, source: dict, rows: list[FaceRow]) -> None:
         """Move one input's crops in, append its rows, then mark it done."""
+        kill_point("faceset-commit")
         short = source["source_id"][:16]
         crops = self.root / "crops"
         crops.mkdir(exist_ok=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
 import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 
 from swapscope import __version__
 from swapscope.errors import InputError
+from swapscope.faults import kill_point
 from swapscope.files import WriteLock, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 LABELS = ("fake", "real")
@@ -103,15 +106,17 @@ class ManifestRow:
             checkpoint: str | None = None, checkpoint_sha256: str | None = None,
             source_identity: str | None, target_identity: str | None,
             knobs: dict, frames: int, swapped_frames: int, fps: float, width: int, height: int,
-            watermark: bool, labels: str | None, folder: Path, manifest_id: str) -> ManifestRow:
+            watermark: bool, labels: str | None, folder: Path, manifest_id: str,
+            written: Path | None = None) -> ManifestRow:
         """The one constructor of fake and real rows: hashes the source and the output
-        (``output`` is relative to ``folder``), and stamps the code version and time."""
+        (``output`` is relative to ``folder``; ``written``: where the output file is until its
+        row is down, see ``commit``), and stamps the code version and time."""
         from swapscope.files import sha256_file
 
         return cls(
             id=manifest_id, label=label, method=method, split=split,
             source=str(Path(source).resolve()), source_sha256=sha256_file(source), output=output,
-            output_sha256=sha256_file(folder / output), checkpoint=checkpoint,
+            output_sha256=sha256_file(written or folder / output), checkpoint=checkpoint,
             checkpoint_sha256=checkpoint_sha256, source_identity=source_identity,
             target_identity=target_identity, knobs=knobs, frames=frames,
             swapped_frames=swapped_frames, fps=float(fps), width=width, height=height,
@@ -225,12 +230,73 @@ def write_manifest(path: Path, rows: list[ManifestRow]) -> Path:
 
 def append_manifest(folder: Path, row: ManifestRow) -> Path:
     """Add one output's row to ``folder/manifest.jsonl`` (rewritten atomically), replacing a row
-    with the same id or the same output (the file it described is gone)."""
+    with the same id or the same output (the file it described is gone, and so goes its labels
+    file)."""
     path = folder / "manifest.jsonl"
     with WriteLock(folder / ".manifest.lock", path, "writer of this manifest", wait=True):
         rows = read_manifest(path) if path.is_file() else []
         kept = [r for r in rows if r.id != row.id and r.output != row.output]
-        return write_manifest(path, kept + [row])
+        written = write_manifest(path, kept + [row])
+        still_used = {r.labels for r in kept} | {row.labels}
+        for gone in rows:
+            if gone not in kept and gone.labels and gone.labels not in still_used:
+                (folder / gone.labels).unlink(missing_ok=True)  # confined: from_json saw to it
+        return written
+
+
+# --- an output and its row land together --------------------------------------------------
+# An output is written under a pending name (``pending_path``), its row appended, and only then
+# renamed into place (``commit``). A kill before the row leaves a pending file no row names; a
+# kill after it leaves one whose row is down. ``settle`` (run by the next writer of the set)
+# deletes the first and moves the second into place, so no output is ever without its row.
+
+_PENDING = re.compile(r"^\.(?P<stem>.+)\.pending-(?P<pid>\d+)(?P<suffix>(\.[^.]+)?)$")
+
+
+def pending_path(final: Path) -> Path:
+    """Where ``final`` is written until its row is down (hidden, the same suffix)."""
+    return final.with_name(f".{final.stem}.pending-{os.getpid()}{final.suffix}")
+
+
+def commit(folder: Path, row: ManifestRow, moves: list[tuple[Path, Path]]) -> None:
+    """Append ``row``, then move each (pending, final) file into place."""
+    kill_point("before-manifest-row")
+    append_manifest(folder, row)
+    kill_point("after-manifest-row")
+    for pending, final in moves:
+        os.replace(pending, final)
+
+
+def settle(folder: Path, also: tuple[Path, ...] = ()) -> list[Path]:
+    """Finish or undo the pending files that dead writers of ``folder``'s set left beside its
+    outputs (and in the folders ``also``); returns the files moved into place."""
+    from swapscope.files import pid_alive, sha256_file
+
+    folder = Path(folder)
+    rows = read_manifest(folder) if (folder / "manifest.jsonl").is_file() else []
+    committed: dict[Path, str | None] = {}
+    for row in rows:
+        committed[(folder / row.output).resolve()] = row.output_sha256
+        if row.labels:
+            committed[(folder / row.labels).resolve()] = None  # labels carry no hash of their own
+    moved = []
+    parents = {p.parent for p in committed}
+    parents |= {Path(p).resolve() for p in (*also, folder / "labels")}
+    for parent in parents:
+        for path in parent.glob(".*.pending-*") if parent.is_dir() else ():
+            match = _PENDING.match(path.name)
+            if match is None or pid_alive(int(match["pid"])):
+                continue
+            final = parent / (match["stem"] + match["suffix"])
+            try:
+                if final in committed and committed[final] in (None, sha256_file(path)):
+                    os.replace(path, final)
+                    moved.append(final)
+                else:
+                    path.unlink()
+            except FileNotFoundError:  # another writer settled it first
+                pass
+    return moved
 
 
 def write_labels(path: Path, labels: list[FrameLabel]) -> Path:

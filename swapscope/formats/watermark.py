@@ -10,6 +10,7 @@ or a smaller scale failed on small frames.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future
 
 import numpy as np
@@ -71,7 +72,7 @@ class Watermarker:
                 context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_start_worker,
-                initargs=(self._payload,),
+                initargs=(self._payload, os.getpid()),
             )
         return [self._pool.submit(_embed_in_worker, image) for image in images]
 
@@ -119,9 +120,27 @@ def _embed(encoder, image: np.ndarray) -> np.ndarray:
 _worker_encoder = None  # one per worker process
 
 
-def _start_worker(payload: bytes) -> None:
+def _start_worker(payload: bytes, owner: int) -> None:
     global _worker_encoder
     _worker_encoder = _new_encoder(payload)
+    _exit_with(owner)
+
+
+def _exit_with(owner: int, interval: float = 0.5) -> None:
+    """Stop this worker when process ``owner`` (the forge that started it) is gone, so a
+    SIGKILLed forge leaves no worker running; the fork server, which waits for its workers,
+    then ends too."""
+    import threading
+    import time
+
+    from swapscope.files import pid_alive
+
+    def watch() -> None:
+        while pid_alive(owner):
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-owner", daemon=True).start()
 
 
 def _embed_in_worker(image: np.ndarray) -> np.ndarray:

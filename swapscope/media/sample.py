@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from swapscope.files import remove_leftovers, writable_folder
+
 
 def astronaut() -> np.ndarray:
     """(512, 512, 3) uint8 RGB."""
@@ -34,11 +36,21 @@ def write_clip(
     """Write frames as H.264 (plus a 440 Hz tone as AAC if ``audio_seconds``), atomically."""
     import os
 
+    path = Path(path)
+    remove_leftovers(writable_folder(path.parent))  # temp files of killed writers
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        _encode_clip(tmp, frames, fps, audio_seconds)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only by a failed or interrupted write
+    return path
+
+
+def _encode_clip(path: Path, frames: list[np.ndarray], fps: int, audio_seconds: float) -> None:
     import av
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    with av.open(str(tmp), mode="w") as container:
+    with av.open(str(path), mode="w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height = frames[0].shape[1], frames[0].shape[0]
         video.pix_fmt = "yuv420p"
@@ -67,8 +79,6 @@ def write_clip(
                     container.mux(packet)
             for packet in audio.encode(None):
                 container.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
 def write_sample(path: str | Path, frames: int = 48, fps: int = 25) -> Path:

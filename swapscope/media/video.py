@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from swapscope.errors import InputError
+from swapscope.files import remove_leftovers, writable_folder
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 _CLOCK = Fraction(1, 90000)  # encoder time base: fine enough for any frame rate, MPEG's own clock
@@ -169,7 +170,7 @@ class VideoWriter:
         import av
 
         self.out = Path(out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(writable_folder(self.out.parent))  # temp files of killed writers
         self._tmp = self.out.with_name(f".{self.out.stem}.tmp-{os.getpid()}{self.out.suffix}")
         # custom tags (the labels of DESIGN.md section 5) need mp4's metadata-tags flag
         options = {"movflags": "use_metadata_tags"} if metadata else {}
