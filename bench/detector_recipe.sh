@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The shipped detector's recipe, step by step; every step resumes where a killed run stopped.
-#   bash bench/detector_recipe.sh [WORK] [ARTIFACT] [EPOCHS]
+#   bash bench/detector_recipe.sh [WORK] [ARTIFACT] [EPOCHS] [OPTIMIZER] [LR]
 # WORK (default ~/swapscope-detector) holds the face sets and the training run; the sample data
 # is ../shared/data (SWAPSCOPE_SHARED_DATA overrides). Never dev_eval or dev_fakes: those
 # validate, they never train.
@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 DATA=${SWAPSCOPE_SHARED_DATA:-../shared/data}
 WORK=${1:-$HOME/swapscope-detector}
 ARTIFACT=${2:-mix}
-EPOCHS=${3:-60}
+EPOCHS=${3:-30}
+OPTIMIZER=${4:-adamw}
+LR=${5:-0.0001}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$WORK"
 
@@ -56,7 +58,7 @@ done
 extract "${photos[@]}" --out "$WORK/faces_photos" || echo "(photos without a face are left out)"
 
 # Train (resumes), then export the best epoch as fp16.
+RUN="$WORK/run_${ARTIFACT}_${OPTIMIZER}"
 $PY -m detect train "$WORK"/faces_* --artifact "$ARTIFACT" --epochs "$EPOCHS" --batch-size 32 \
-  --stride 3 --lr 0.001 --lr-decay 0.97 --val-fraction 0.2 --keep-every 5 \
-  --out "$WORK/run_$ARTIFACT" --json \
-  > "$WORK/run_$ARTIFACT.json"
+  --stride 3 --optimizer "$OPTIMIZER" --lr "$LR" --lr-decay 0.95 --val-fraction 0.2 \
+  --keep-every 5 --workers 1 --out "$RUN" --json > "$RUN.json"

@@ -62,6 +62,7 @@ class TrainConfig:
     pretrained: bool = True
     epochs: int = 20
     batch_size: int = 64
+    optimizer: str = "sgd"  # sgd (the paper's, with momentum) or adamw
     lr: float = 1e-3
     lr_decay: float = 0.95  # per epoch
     momentum: float = 0.9
@@ -82,6 +83,20 @@ class TrainConfig:
             raise InputError("--val-fraction must be between 0 and 1")
         if self.artifact not in ARTIFACTS:
             raise InputError(f"unknown --artifact {self.artifact!r}; choose from {list(ARTIFACTS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown --optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
+
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def make_optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
+    """The paper's SGD with momentum, or AdamW (fine-tuning in fewer epochs, for CPU budgets)."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -154,8 +169,7 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress) -> d
     trained_on = ("fwa", "sbi") if config.artifact == "mix" else (config.artifact,)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
 
     state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config))
@@ -279,7 +293,8 @@ def _identity(config: TrainConfig) -> dict:
             "degrade": config.degrade,
             "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
             "fakes": sorted(str(Path(p).resolve()) for p in config.fakes),
-            "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride}
+            "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride,
+            "optimizer": config.optimizer, "lr": config.lr, "lr_decay": config.lr_decay}
 
 
 # --- resume state: weights, optimiser and scheduler as safetensors + JSON, never a pickle ---

@@ -74,6 +74,23 @@ def test_train_save_reload_resume_and_infer(two_facesets, tmp_path):
         assert detector.module(torch.zeros(1, 3, 224, 224)).shape == (1, 2)
 
 
+def test_adamw_runs_resume_and_refuse_changed_optimiser_settings(two_facesets, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", *map(str, two_facesets), "--out", str(out), "--batch-size", "4",
+            "--steps-per-epoch", "2", "--stride", "2", "--device", "cpu", "--json",
+            "--optimizer", "adamw", "--lr", "0.0001"]
+    first = runner.invoke(detect_app, [*args, "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    assert json.loads((out / "resume" / "state.json").read_text())["optimizer"]["param_groups"][0][
+        "lr"] == pytest.approx(1e-4 * 0.95)  # AdamW's groups, decayed once
+    second = runner.invoke(detect_app, [*args, "--epochs", "2"])
+    assert second.exit_code == 0, second.output
+    assert [h["epoch"] for h in json.loads(second.stdout)["history"]] == [1, 2]
+    for changed in (["--lr", "0.001"], ["--optimizer", "sgd"]):  # never resumed under other ones
+        again = runner.invoke(detect_app, [*args, "--epochs", "3", *changed])
+        assert again.exit_code == 2 and "different training run" in again.output
+
+
 def test_pickles_and_other_kinds_are_refused(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
