@@ -204,8 +204,11 @@ def scan(
     def report(item) -> None:
         if json_out:
             return
-        if item.provenance.get("labelled"):
-            typer.echo(f"LABELLED  {item.path}: {item.provenance['summary']}")
+        labels = item.provenance
+        if labels.get("status") in LABEL_HEADS:
+            typer.echo(f"{LABEL_HEADS[labels['status']]}  {item.path}: {labels['summary']}")
+        elif (labels.get("credential") or {}).get("present"):
+            typer.echo(f"CREDENTIALS  {item.path}: {labels['summary'].split('; ', 1)[-1]}")
         if item.verdict not in ("no face", "error"):
             typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
                        f"frames scored, {item.timings.get('total', 0):.1f} s)")
@@ -222,6 +225,8 @@ def scan(
              + "; ".join(reasons))
 
 
+LABEL_HEADS = {"verified": "LABELLED (verified)", "disputed": "LABEL DISPUTED",
+               "claimed": "CLAIMS A LABEL (unverified)"}
 CalibrationFaces = Annotated[list[Path], typer.Option(
     "--faces", help="The face sets the detector trained on (their validation identities' real "
     "videos are the calibration clips); repeatable.")]

@@ -130,8 +130,9 @@ class Scanner:
             from detect.heatmap import HeatmapWriter
 
             writer = HeatmapWriter(cfg.heatmap, path, self.detector.members[0])
+        damage = None  # a decode error part-way: reported after the labels of what was read
         try:
-            for index, time_s, image, faces in self._frames(path, timer):
+            for index, time_s, image, faces in self._read(path, timer):
                 if not faces:
                     continue
                 if len(marked_frames) < cfg.label_frames:
@@ -151,9 +152,10 @@ class Scanner:
                     with timer("classify"):
                         self._score(pending, crops)
                     pending, crops = [], {size: [] for size in sizes}
+            damage = self._damage
             with timer("classify"):
                 self._score(pending, crops)
-            if writer is not None:
+            if writer is not None and damage is None:
                 with timer("heatmap"):
                     writer.close()
         finally:
@@ -161,7 +163,24 @@ class Scanner:
                 writer.abort()
         with timer("labels"):
             provenance = read_provenance(path, marked_frames)
-        return self._result(path, frames, timer, provenance.to_json())
+        result = self._result(path, frames, timer, provenance.to_json())
+        if damage is not None:
+            result.score, result.verdict, result.error = None, "error", damage
+        return result
+
+    def _read(self, path: Path, timer: StageTimer):
+        """``_frames``, ending quietly at a decode error part-way and keeping it in ``_damage``
+        (a file that does not open at all still raises)."""
+        self._damage = None
+        produced = False
+        try:
+            for item in self._frames(path, timer):
+                produced = True
+                yield item
+        except InputError as exc:
+            if not produced:
+                raise
+            self._damage = str(exc)
 
     def _score(self, faces: list[_FaceWork], crops: dict[int, list[np.ndarray]]) -> None:
         if not faces:
@@ -221,7 +240,8 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
         try:
             item = scanner.scan(path)
         except InputError as exc:
-            item = InputScan(path=str(path), sha256="", score=None, verdict="error", error=str(exc))
+            item = InputScan(path=str(path), sha256="", score=None, verdict="error", error=str(exc),
+                             provenance=_labels_only(path))
         item.timings["total"] = round(time.perf_counter() - started, 3)
         results.append(item)
         if on_result:
@@ -230,3 +250,11 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
              if f.name != "models"}
     rules.update(threshold=scanner.threshold, threshold_source=scanner.threshold_source)
     return ScanResult(detector=scanner.detector.info, rules=rules, inputs=results)
+
+
+def _labels_only(path: Path) -> dict:
+    """The labels of a file whose frames do not decode: metadata and Content Credentials."""
+    try:
+        return read_provenance(path).to_json()
+    except (InputError, OSError, ValueError):
+        return {}

@@ -105,6 +105,11 @@ FwaSize = Annotated[
 Crf = Annotated[int, typer.Option(help="Output H.264 CRF.")]
 VideoBatchSize = Annotated[int, typer.Option(help="Frames per model call.")]
 VideoMinSize = Annotated[int, typer.Option(help="Do not swap faces smaller than this (px).")]
+SignKey = Annotated[Path | None, typer.Option(
+    help="PEM private key that signs the Content Credentials (with --sign-cert; default: this "
+    "installation's self-signed pair, made on first use).")]
+SignCert = Annotated[Path | None, typer.Option(
+    help="PEM certificate chain of --sign-key, the signing certificate first.")]
 VideoOverwrite = Annotated[bool, typer.Option(
     help="Replace --out if it is a fake this forge made (its manifest row is replaced too).")]
 Workers = Annotated[
@@ -235,11 +240,14 @@ def video(
     max_frames: kit.MaxFramesOption = V.max_frames,
     workers: Workers = V.workers,
     overwrite: VideoOverwrite = V.overwrite,
+    sign_key: SignKey = None,
+    sign_cert: SignCert = None,
     seed: kit.SeedOption = V.seed,
     device: kit.DeviceOption = kit.AUTO,
     json_out: kit.JsonOption = False,
 ) -> None:
-    """Swap one person's face in a video and label the result (manifest, metadata, watermark).
+    """Swap one person's face in a video and label it (manifest, Content Credentials, metadata,
+    watermark).
 
     Without --identity the largest face's person is swapped; the audio is cut with --max-frames.
     --json prints the manifest row and timings."""
@@ -250,6 +258,7 @@ def video(
         identity=[str(p) for p in identity or []], identity_threshold=identity_threshold,
         smooth=smooth, fwa_size=fwa_size, crf=crf, batch_size=batch_size, min_size=min_size,
         max_frames=max_frames, workers=workers, seed=seed, overwrite=overwrite,
+        sign_key=str(sign_key or ""), sign_cert=str(sign_cert or ""),
         composite=CompositeConfig(mask=mask, erode=erode, feather=feather, colour=colour,
                                   blend=blend))
     target = out or Path(f"{source.stem}.fake.mp4")

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from forge.swap import CompositeConfig
-from forge.swap_video import VideoConfig, encode_labelled, forge_video
+from forge.swap_video import VideoConfig, encode_labelled, forge_video, sign_output
 from swapscope import __version__
 from swapscope.cli import Progress
 from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
 from swapscope.errors import InputError
 from swapscope.files import WriteLock, writable_folder, write_text_atomic
+from swapscope.formats.credentials import signing_key
 from swapscope.formats.manifest import (
     ManifestRow,
     commit,
@@ -71,6 +72,10 @@ class DatasetConfig:
     batch_size: int = 8
     workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
     seed: int = 0
+    # Content Credentials: the user's PEM key and certificate chain (paths relative to the
+    # config file); "" = this installation's self-signed pair
+    sign_key: str = ""
+    sign_cert: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> DatasetConfig:
@@ -79,6 +84,9 @@ class DatasetConfig:
         config = cls(**check_types(raw, cls, path))
         config.videos = relative_to_config(path, config.videos)
         config.out = relative_to_config(path, [config.out])[0]
+        for name in ("sign_key", "sign_cert"):
+            if getattr(config, name):
+                setattr(config, name, relative_to_config(path, [getattr(config, name)])[0])
         if "model" in config.sweep:
             config.sweep["model"] = relative_to_config(path, config.sweep["model"])
         config.check()
@@ -115,6 +123,7 @@ def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig
         **{k: v for k, v in knobs.items() if k in VIDEO_KNOBS}, composite=composite,
         max_frames=config.max_frames, batch_size=config.batch_size, seed=config.seed, split=split,
         watermark=config.watermark == "both", workers=config.workers,
+        sign_key=config.sign_key, sign_cert=config.sign_cert,
     )
 
 
@@ -293,6 +302,9 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
             watermark=watermark, workers=config.workers, max_frames=config.max_frames,
             batch_size=config.batch_size,
         )
+        sign_output(hidden, Path(rel).name, signing_key(config.sign_key or None,
+                                                        config.sign_cert or None),
+                    manifest_id=manifest_id, method="real", source=source)
         row = ManifestRow.new(
             manifest_id=manifest_id, label="real", method="real", split=split, source=source,
             output=rel, written=hidden, folder=root, source_identity=identity,

@@ -31,6 +31,7 @@ from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import FaceTrack
 from swapscope.faces.track import smooth_track
 from swapscope.files import sha256_file, writable_folder
+from swapscope.formats.credentials import SigningKey, sign_file, signing_key
 from swapscope.formats.manifest import (
     FaceLabel,
     FrameLabel,
@@ -74,6 +75,10 @@ class VideoConfig:
     watermark: bool = True
     workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
     overwrite: bool = False  # replace ``out`` if it is a fake this forge made (its manifest says)
+    # Content Credentials: the user's PEM key and certificate chain; "" = this installation's
+    # self-signed pair (swapscope.formats.credentials)
+    sign_key: str = ""
+    sign_cert: str = ""
 
     def resolved(self) -> VideoConfig:
         method = self.method or ("model" if self.model else "fwa-sim")
@@ -156,6 +161,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     cfg = config.resolved()
     folder = Path(root) if root is not None else out.parent
     info = _check_paths(source, out, cfg, folder)
+    key = signing_key(cfg.sign_key or None, cfg.sign_cert or None)  # before any work
     renderer = (
         ModelRenderer(cfg.model, cfg.to, device)
         if cfg.method == "model"
@@ -179,6 +185,9 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
             raise InputError(
                 f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first"
             )
+        with timer("sign"):
+            sign_output(hidden, out.name, key, manifest_id=manifest_id, method=cfg.method,
+                        source=source, checkpoint_sha256=_checkpoint_hash(cfg, renderer))
         row = record(folder, manifest_id, source, (hidden, out), cfg, renderer, plan, labels,
                      info, written)
     finally:
@@ -298,6 +307,14 @@ def encode_labelled(
             output.put(batch, render(batch) if render else [f.image for f in batch])
             progress.advance(len(batch))
         return output.flush()
+
+
+def sign_output(path: Path, name: str, key: SigningKey, *, manifest_id: str, method: str,
+                source: Path, checkpoint_sha256: str | None = None) -> None:
+    """Sign an output's Content Credentials (``path``: where it is until its row is down;
+    ``name``: the name it will have)."""
+    sign_file(path, key, manifest_id=manifest_id, method=method, source=source,
+              source_sha256=sha256_file(source), checkpoint_sha256=checkpoint_sha256, title=name)
 
 
 def _checkpoint_hash(cfg: VideoConfig, renderer) -> str | None:

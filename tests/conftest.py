@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ from swapscope.shared import find_shared_data
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded in tests
 os.environ.setdefault("SWAPSCOPE_OFFLINE", "1")
+# the per-installation Content Credentials key is made in a folder of the test run's own,
+# never in the user's config folder (commands run in subprocesses inherit it)
+os.environ["SWAPSCOPE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="swapscope-config-")
 
 
 @pytest.fixture(scope="session")

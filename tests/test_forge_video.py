@@ -146,8 +146,10 @@ def test_watermark_and_metadata_survive_a_crf23_reencode_and_scan_reports_them(f
     provenance = json.loads(scan.stdout)["inputs"][0]["provenance"]
     assert provenance["labelled"] and provenance["metadata"]["manifest_id"] == manifest_id
     assert provenance["frames_watermarked"] >= 0.95 * provenance["frames_checked"]
+    assert provenance["status"] == "verified"  # the watermark, not the metadata, verifies it
     text = runner.invoke(detect_app, ["scan", str(again)])
-    assert text.stdout.splitlines()[0].startswith(f"LABELLED  {again}: labelled by swapscope")
+    assert text.stdout.splitlines()[0].startswith(
+        f"LABELLED (verified)  {again}: labelled by swapscope (verified): watermark")
 
 
 def test_real_video_carries_no_label(face_video):
@@ -297,6 +299,9 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(
         found.metadata["manifest_id"] == real.id and found.metadata["digital_source_type"] is None
     )
     assert found.frames_marked == 0
+    signed = found.credential  # a real counterpart is signed as a transcode, not as synthetic
+    assert signed.valid and signed.swapscope["manifest_id"] == real.id
+    assert "c2pa.transcoded" in signed.actions and not signed.ai_generated
     again = runner.invoke(app, ["dataset", str(config), "--json"])
     assert json.loads(again.stdout)["made"] == 0 and json.loads(again.stdout)["skipped"] == 12
     bad = tmp_path / "bad.toml"

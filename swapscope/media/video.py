@@ -172,8 +172,10 @@ class VideoWriter:
         self.out = Path(out)
         remove_leftovers(writable_folder(self.out.parent))  # temp files of killed writers
         self._tmp = self.out.with_name(f".{self.out.stem}.tmp-{os.getpid()}{self.out.suffix}")
-        # custom tags (the labels of DESIGN.md section 5) need mp4's metadata-tags flag
-        options = {"movflags": "use_metadata_tags"} if metadata else {}
+        # custom tags (the labels of DESIGN.md section 5) need mp4's metadata-tags flag; the
+        # index (and with it the labels) goes first, so a file cut short keeps its labels and
+        # the frames before the cut
+        options = {"movflags": "+faststart" + ("+use_metadata_tags" if metadata else "")}
         self._container = av.open(str(self._tmp), mode="w", options=options)
         for key, value in (metadata or {}).items():
             self._container.metadata[key] = value
