@@ -53,4 +53,5 @@ def write_json(path: str | None, results: dict) -> None:
     import json
 
     if path:
-        Path(path).write_text(json.dumps(results, indent=2))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=2))

@@ -70,7 +70,9 @@ class DatasetConfig:
         default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2}
     )
     batch_size: int = 8
-    workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
+    # processes that embed the watermark; 0 = one per CPU core. 1 (in this process) measured
+    # fastest since the watermark is array code (bench/forge_video.py)
+    workers: int = 1
     seed: int = 0
     # Content Credentials: the user's PEM key and certificate chain (paths relative to the
     # config file); "" = this installation's self-signed pair

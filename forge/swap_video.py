@@ -73,7 +73,9 @@ class VideoConfig:
     split: str = ""  # dataset split the output belongs to
     # forge video always; forge dataset follows its policy for reals and fakes alike
     watermark: bool = True
-    workers: int = 0  # processes that embed the watermark; 0 = one per CPU core
+    # processes that embed the watermark; 0 = one per CPU core. 1 (in this process) measured
+    # fastest since the watermark is array code (bench/forge_video.py)
+    workers: int = 1
     overwrite: bool = False  # replace ``out`` if it is a fake this forge made (its manifest says)
     # Content Credentials: the user's PEM key and certificate chain; "" = this installation's
     # self-signed pair (swapscope.formats.credentials)
