@@ -1,7 +1,10 @@
 """Detectors side by side on genuine deepfakes and on degraded real footage.
 
     python bench/dev_eval.py --detector detect/weights/fwa_lite0 --detector RUN/best \
-        --faces FACESET ... [--epochs RUN/epochs] [--json out.json]
+        [--detector A+B] --faces FACESET ... [--epochs RUN/epochs] [--json out.json]
+
+(``A+B``: an ensemble, the members' probabilities averaged per face as ``detect scan --model A
+--model B`` does.)
 
 Per detector (``detect scan`` fast rules, each detector's own verdict threshold):
 - ``dev_eval`` (genuine DFDC / FF++ c23 / Celeb-DF-v2 files) and ``dev_fakes``: input-level AUC
@@ -147,7 +150,7 @@ def _fmt(row: dict) -> str:
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--detector", action="append", required=True,
-                        help="checkpoint (repeatable)")
+                        help="checkpoint, or checkpoints joined by + (an ensemble); repeatable")
     parser.add_argument("--faces", action="append", default=[],
                         help="face sets the last detector trained on")
     parser.add_argument("--epochs", help="a run's OUT/epochs, for the AUC-by-epoch plot")
@@ -160,18 +163,21 @@ def main() -> None:
 
     data = shared_data(args.data)
     dev_eval, dev_fakes = labelled_inputs(data / "dev_eval"), labelled_inputs(data / "dev_fakes")
-    last = load_detector(args.detector[-1])
+    last = load_detector(args.detector[-1].split("+")[-1])
     clips = validation_clips(last.meta, args.faces) if args.faces else []
     results = {"machine": machine(), "detectors": {},
                "validation_clips": [str(v) for _, v in clips]}
     for path in args.detector:
-        detector = load_detector(path)
-        scanner = Scanner(ScanConfig(models=(path,)), "cpu", [detector])
+        members = [load_detector(member) for member in path.split("+")]
+        # an ensemble's false positives: on clips of people none of its members trained on
+        trained = sorted({i for m in members for i in m.meta.get("train_identities") or []})
+        scanner = Scanner(ScanConfig(models=tuple(path.split("+"))), "cpu", members)
         results["detectors"][path] = {
             "threshold": scanner.threshold, "threshold_source": scanner.threshold_source,
             "dev_eval": auc_rows(scan_inputs(scanner, dev_eval), DEV_EVAL_SOURCES),
             "dev_fakes": auc_rows(scan_inputs(scanner, dev_fakes)),
-            "false_positives": false_positives(scanner, detector.meta, clips, Path(args.work),
+            "false_positives": false_positives(scanner, {"train_identities": trained}, clips,
+                                               Path(args.work),
                                                args.frames) if clips else {}}
     if args.epochs:
         results["by_epoch"] = epoch_curve(Path(args.epochs), dev_eval,

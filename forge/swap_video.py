@@ -381,9 +381,9 @@ def _source_identity(plan: SwapPlan, renderer, cfg: VideoConfig, source: Path) -
 
 
 class MarkedOutput:
-    """Watermarks and writes batches of frames, in order. A batch goes to the watermark's worker
-    processes when it is put, and is written when the next one is put (or at ``flush``), so
-    the workers mark one batch while this process swaps the next."""
+    """Watermarks and writes batches of frames, in order. A batch goes to the watermark (its
+    thread, or its worker processes) when it is put, and is written when the next one is put
+    (or at ``flush``), so one batch is marked while the last is encoded and the next swapped."""
 
     def __init__(
         self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer

@@ -58,22 +58,26 @@ class Watermarker:
         self._encoder = _new_encoder(self._payload)
         self.workers = workers or cpu_cores()
         self._pool = None
+        self._thread = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         _check_watermark_size(image)
         return _embed(self._encoder, image)
 
-    def submit(self, images: list[np.ndarray]) -> list[Future]:
-        """Start watermarking a batch of frames; one future per frame, in order. With ``workers``
-        > 1 the frames go to the worker processes and this returns at once, so the caller can
-        prepare the next batch meanwhile; otherwise the work is done here."""
+    def submit(self, images: list[np.ndarray]) -> list:
+        """Start watermarking a batch of frames and return at once, so the caller can encode the
+        last batch and prepare the next meanwhile; one future per frame, in order. The batch is
+        marked in one array pass on a thread of this process (``workers`` 1), or spread over
+        the worker processes."""
         for image in images:
             _check_watermark_size(image)
-        if self.workers == 1:
-            sizes = {image.shape for image in images}
-            if len(sizes) == 1:  # one array pass over the whole batch
-                return [_done(image) for image in embed_frames(images, self._encoder)]
-            return [_done(_embed(self._encoder, image)) for image in images]
+        if self.workers == 1:  # one thread here: numpy and OpenCV release the GIL
+            if self._thread is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="watermark")
+            batch = self._thread.submit(embed_frames, images, self._encoder)
+            return [_Part(batch, i) for i in range(len(images))]
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -91,6 +95,9 @@ class Watermarker:
         return [self._pool.submit(_embed_in_worker, image) for image in images]
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(cancel_futures=True)
+            self._thread = None
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -110,10 +117,14 @@ def _check_watermark_size(image: np.ndarray) -> None:
         )
 
 
-def _done(image: np.ndarray) -> Future:
-    future: Future = Future()
-    future.set_result(image)
-    return future
+class _Part:
+    """Frame ``index`` of a batch being marked: ``result()`` waits for the batch."""
+
+    def __init__(self, batch: Future, index: int) -> None:
+        self.batch, self.index = batch, index
+
+    def result(self) -> np.ndarray:
+        return self.batch.result()[self.index]
 
 
 def _new_encoder(payload: bytes) -> np.ndarray:
