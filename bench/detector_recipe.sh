@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SWAPSCOPE_SHARED_DATA:-../shared/data}
 WORK=${1:-$HOME/swapscope-detector}
-ARTIFACT=${2:-mix}
+ARTIFACT=${2:-sbi}
 EPOCHS=${3:-30}
 OPTIMIZER=${4:-adamw}
 LR=${5:-0.0001}

@@ -146,3 +146,25 @@ def test_two_first_uses_agree_on_one_installation_key(tmp_path):
         keys = list(pool.map(local_signing_key, [tmp_path] * 4))
     assert len({k.private_key for k in keys}) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2pa"]  # no temporary folder left
+
+
+def test_a_source_c2pa_cannot_read_is_named_by_its_hash_and_the_fake_signed_as_created(
+        face_video, tmp_path):
+    import av
+
+    source = tmp_path / "clip.mkv"  # a container c2pa takes no ingredient from
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 320, "yuv420p"
+        for frame in read_frames(face_video):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    out = tmp_path / "fake.mp4"
+    result = runner.invoke(forge_app, ["video", str(source), "--out", str(out), "--max-frames",
+                                       "6", "--json"])
+    assert result.exit_code == 0, result.output
+    found = read_credential(out)
+    assert found.valid and found.ai_generated and found.actions == ["c2pa.created"]
+    assert found.swapscope["source_sha256"] == sha256_file(source)

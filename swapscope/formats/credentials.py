@@ -34,7 +34,10 @@ SELF_SIGNED_ORG = "swapscope per-installation key (self-signed, identity not ver
 AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia",
                    "algorithmicMedia", "compositeSynthetic")
 _MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-         ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+         ".avi": "video/x-msvideo", ".png": "image/png", ".jpg": "image/jpeg",
+         ".jpeg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff",
+         ".gif": "image/gif", ".heic": "image/heic", ".avif": "image/avif"}  # what c2pa reads
+CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 
 
 # --- the signing key ----------------------------------------------------------------------
@@ -195,35 +198,56 @@ def sign_file(path: Path, key: SigningKey, *, manifest_id: str, method: str, sou
     import c2pa
 
     path, source = Path(path), Path(source)
+    # a source c2pa can read is the parent ingredient of an edit; any other (mkv, webm, ...) is
+    # named by its hash in swapscope's assertion, and the output is signed as created
+    parent = _MIME.get(source.suffix.lower())
     builder = c2pa.Builder(json.dumps(_definition(title or path.name, key, manifest_id, method,
-                                                  source_sha256, checkpoint_sha256)),
+                                                  source_sha256, checkpoint_sha256,
+                                                  edit=parent is not None)),
                            context=_offline())
-    builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
-    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(key.algorithm, key.chain,
-                                                       key.private_key, None))
-    ingredient = {"title": source.name, "relationship": "parentOf"}
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-c2pa{path.suffix}")
+    if parent is None:
+        kind = (c2pa.C2paDigitalSourceType.DIGITAL_CAPTURE if method == "real" else
+                c2pa.C2paDigitalSourceType.COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA)
+        builder.set_intent(c2pa.C2paBuilderIntent.CREATE, kind)
+    else:
+        builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+    # a temporary name remove_leftovers knows: a killed signing leaves nothing for good
+    tmp = path.with_name(f".{path.stem}-c2pa.tmp-{os.getpid()}{path.suffix}")
+    signer = None
     try:
-        with open(source, "rb") as parent, open(path, "rb") as unsigned, open(tmp, "wb") as out:
-            builder.add_ingredient(json.dumps(ingredient), _mime(source), parent)
+        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(key.algorithm, key.chain,
+                                                           key.private_key, None))
+        with open(path, "rb") as unsigned, open(tmp, "wb") as out:
+            if parent is not None:
+                with open(source, "rb") as stream:
+                    builder.add_ingredient(json.dumps({"title": source.name,
+                                                       "relationship": "parentOf"}),
+                                           parent, stream)
             builder.sign(signer, _mime(path), unsigned, out)
         os.replace(tmp, path)
     except c2pa.C2paError as exc:
         raise InputError(f"{path}: could not sign its Content Credentials ({exc})") from None
     finally:
         tmp.unlink(missing_ok=True)
-        signer.close()
+        if signer is not None:
+            signer.close()
 
 
 def _definition(title: str, key: SigningKey, manifest_id: str, method: str,
-                source_sha256: str, checkpoint_sha256: str | None) -> dict:
+                source_sha256: str, checkpoint_sha256: str | None, edit: bool = True) -> dict:
+    """The manifest: an edit of the source (``edit``), or a creation when the source is in a
+    container c2pa cannot take as an ingredient."""
     from swapscope import __version__
 
     if method == "real":
-        action = {"action": "c2pa.transcoded", "softwareAgent": {"name": "swapscope forge"},
+        action = {"action": "c2pa.transcoded" if edit else "c2pa.created",
+                  "softwareAgent": {"name": "swapscope forge"},
                   "description": "real counterpart of a swapscope dataset, re-encoded"}
+        if not edit:
+            action["digitalSourceType"] = CAPTURE
     else:
-        action = {"action": "c2pa.edited", "digitalSourceType": DIGITAL_SOURCE_TYPE,
+        action = {"action": "c2pa.edited" if edit else "c2pa.created",
+                  "digitalSourceType": DIGITAL_SOURCE_TYPE,
                   "softwareAgent": {"name": "swapscope forge", "version": __version__},
                   "description": f"face swap ({method}) made by swapscope, a deepfake "
                                  "forensics lab"}
