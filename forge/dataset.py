@@ -38,7 +38,7 @@ from swapscope import __version__
 from swapscope.cli import Progress
 from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
 from swapscope.errors import InputError
-from swapscope.files import WriteLock, writable_folder, write_text_atomic
+from swapscope.files import WriteLock, sha256_file, writable_folder, write_text_atomic
 from swapscope.formats.credentials import signing_key
 from swapscope.formats.manifest import (
     ManifestRow,
@@ -304,12 +304,15 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
             watermark=watermark, workers=config.workers, max_frames=config.max_frames,
             batch_size=config.batch_size,
         )
+        source_hash = sha256_file(source)  # once, for the credential and the row
         sign_output(hidden, Path(rel).name, signing_key(config.sign_key or None,
                                                         config.sign_cert or None),
-                    manifest_id=manifest_id, method="real", source=source)
+                    manifest_id=manifest_id, method="real", source=source,
+                    hashes=(source_hash, None))
         row = ManifestRow.new(
             manifest_id=manifest_id, label="real", method="real", split=split, source=source,
-            output=rel, written=hidden, folder=root, source_identity=identity,
+            source_sha256=source_hash, output=rel, written=hidden, folder=root,
+            source_identity=identity,
             target_identity=identity, knobs={"crf": crf}, frames=frames, swapped_frames=0,
             fps=info.fps, width=info.width, height=info.height, watermark=watermark, labels=None,
         )

@@ -187,11 +187,12 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
             raise InputError(
                 f"{source}: decoded {written} frames on the second pass, {plan.frames} on the first"
             )
+        hashes = (sha256_file(source), _checkpoint_hash(cfg, renderer))  # once, for both
         with timer("sign"):
             sign_output(hidden, out.name, key, manifest_id=manifest_id, method=cfg.method,
-                        source=source, checkpoint_sha256=_checkpoint_hash(cfg, renderer))
+                        source=source, hashes=hashes)
         row = record(folder, manifest_id, source, (hidden, out), cfg, renderer, plan, labels,
-                     info, written)
+                     info, written, hashes)
     finally:
         hidden.unlink(missing_ok=True)  # still there only if the fake was not committed
     return VideoResult(
@@ -312,11 +313,11 @@ def encode_labelled(
 
 
 def sign_output(path: Path, name: str, key: SigningKey, *, manifest_id: str, method: str,
-                source: Path, checkpoint_sha256: str | None = None) -> None:
+                source: Path, hashes: tuple[str, str | None]) -> None:
     """Sign an output's Content Credentials (``path``: where it is until its row is down;
-    ``name``: the name it will have)."""
+    ``name``: the name it will have; ``hashes``: of the source and of the checkpoint)."""
     sign_file(path, key, manifest_id=manifest_id, method=method, source=source,
-              source_sha256=sha256_file(source), checkpoint_sha256=checkpoint_sha256, title=name)
+              source_sha256=hashes[0], checkpoint_sha256=hashes[1], title=name)
 
 
 def _checkpoint_hash(cfg: VideoConfig, renderer) -> str | None:
@@ -336,6 +337,7 @@ def record(
     labels: list[FrameLabel],
     info: VideoInfo,
     written: int,
+    hashes: tuple[str, str | None],
 ) -> ManifestRow:
     """Write the per-frame labels, the manifest row and the data card of one fake, and move the
     fake from its pending name to its place (``files``: (pending, final)) once its row is down."""
@@ -347,7 +349,7 @@ def record(
         row = ManifestRow.new(
             manifest_id=manifest_id, label="fake", method=cfg.method, split=cfg.split,
             source=source, output=_relative(out, folder), written=hidden, folder=folder,
-            checkpoint=cfg.model or None, checkpoint_sha256=_checkpoint_hash(cfg, renderer),
+            checkpoint=cfg.model or None, source_sha256=hashes[0], checkpoint_sha256=hashes[1],
             source_identity=_source_identity(plan, renderer, cfg, source),
             target_identity=_target_identity(renderer, cfg), knobs=_knobs(cfg, renderer),
             frames=written, swapped_frames=len(labels), fps=info.fps, width=info.width,

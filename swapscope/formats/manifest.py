@@ -107,15 +107,17 @@ class ManifestRow:
             source_identity: str | None, target_identity: str | None,
             knobs: dict, frames: int, swapped_frames: int, fps: float, width: int, height: int,
             watermark: bool, labels: str | None, folder: Path, manifest_id: str,
-            written: Path | None = None) -> ManifestRow:
+            written: Path | None = None, source_sha256: str | None = None) -> ManifestRow:
         """The one constructor of fake and real rows: hashes the source and the output
         (``output`` is relative to ``folder``; ``written``: where the output file is until its
-        row is down, see ``commit``), and stamps the code version and time."""
+        row is down, see ``commit``; ``source_sha256`` if the caller hashed it already), and stamps
+        the code version and time."""
         from swapscope.files import sha256_file
 
         return cls(
             id=manifest_id, label=label, method=method, split=split,
-            source=str(Path(source).resolve()), source_sha256=sha256_file(source), output=output,
+            source=str(Path(source).resolve()),
+            source_sha256=source_sha256 or sha256_file(source), output=output,
             output_sha256=sha256_file(written or folder / output), checkpoint=checkpoint,
             checkpoint_sha256=checkpoint_sha256, source_identity=source_identity,
             target_identity=target_identity, knobs=knobs, frames=frames,
