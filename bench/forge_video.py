@@ -4,11 +4,11 @@ Runs ``forge video`` on the first N frames of the 720x1280 sample clip, with the
 (a forge train checkpoint; without --model an untrained swap-ae-lite of 64 px, the architecture
 of the fixed swap run, whose cost is the same) and with fwa-sim. Stages: decode (both passes),
 detect / landmarks / embed (the tracking pass), align, render (the network), blend (mask, colour,
-warp back), labels, watermark, encode. Each method runs side by side with: invisible-watermark's
-own dwtDctSvd (a Python loop over 8x8 blocks, in the swapping thread: the baseline, what
-swapscope used before), and swapscope's array code (the same marks) on a thread of this process
-(the default: it marks one batch while the main thread encodes the last and swaps the next) and
-in one worker process per CPU core. Each configuration runs in a fresh process.
+warp back), labels, watermark, encode. Each method runs side by side with the watermark before
+(the legacy frame mark: dwtDctSvd as array code over every whole frame) and now (the face mark:
+landmarks found again on each swapped face, then the mark in its aligned crop), both on the
+thread that marks one batch while the main thread encodes the last and swaps the next. Each
+configuration runs in a fresh process.
 
     python bench/forge_video.py [--data ../shared/data] [--frames 150] [--model MODEL] \
         [--repeats 3] [--json out.json]
@@ -25,19 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
 CLIP = "real_videos/lp_d13_man_glasses_office/d13.mp4"  # 720x1280, the only 720p clip
-LIBRARY, ARRAYS = "library watermark", "array watermark"
+LEGACY, FACE = "legacy frame mark (before)", "face mark (now)"
 
 
 def _in_child(function, *args):
-    """Run one configuration in a fresh process, so the library's watermark patched into one
-    run never leaks into the next."""
+    """Run one configuration in a fresh process, so the legacy watermark patched into one run
+    never leaks into the next."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -62,39 +60,28 @@ def untrained_model(folder: Path, arch: str = "swap-ae-lite", size: int = 64) ->
     return folder
 
 
-def library_watermark() -> None:
-    """Embed with invisible-watermark's own encoder in the calling thread, as swapscope did
-    before (the baseline)."""
-    from imwatermark import WatermarkEncoder
-
+def legacy_watermark() -> None:
+    """Mark whole frames with the legacy frame mark on the watermark's thread, as swapscope did
+    before the face mark (the baseline)."""
     from swapscope.formats import watermark
 
-    def embed(bits, image):
-        encoder = WatermarkEncoder()
-        encoder.set_watermark("bits", bits.astype(int).tolist())
-        bgr = np.ascontiguousarray(image[..., ::-1])
-        return np.ascontiguousarray(encoder.encode(bgr, watermark.WATERMARK_METHOD,
-                                                   **watermark.WATERMARK_OPTIONS)[..., ::-1])
+    def submit(self, images, boxes):
+        if self._thread is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-    class Done:  # marked already: the old way, in the caller's thread
-        def __init__(self, image):
-            self.image = image
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="watermark")
+        bits = watermark.legacy_bits(watermark.payload("5a3c" * 8))
+        batch = self._thread.submit(watermark.embed_frames, images, bits)
+        return [watermark._Part(batch, i) for i in range(len(images))]
 
-        def result(self):
-            return self.image
-
-    def submit(self, images):
-        return [Done(embed(self._encoder, image)) for image in images]
-
-    watermark._embed = embed
     watermark.Watermarker.submit = submit
 
 
-def run(source: Path, out: Path, config, device: str, library: bool) -> dict:
+def run(source: Path, out: Path, config, device: str, legacy: bool) -> dict:
     from forge.swap_video import forge_video
 
-    if library:
-        library_watermark()  # every process of this run embeds the library's way
+    if legacy:
+        legacy_watermark()
     start = time.perf_counter()
     result = forge_video(source, out, config, device)
     wall = time.perf_counter() - start
@@ -112,7 +99,7 @@ def main() -> None:
                         help="runs of each configuration (the median is reported)")
     args = parser.parse_args()
     from forge.swap_video import VideoConfig
-    from swapscope.device import cpu_cores, resolve_device
+    from swapscope.device import resolve_device
     from swapscope.media.video import probe
 
     device = resolve_device(args.device)
@@ -125,19 +112,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(untrained_model(Path(tmp) / "model"))
         results["model"] = args.model or "untrained swap-ae-lite 64 px"
-        cores = cpu_cores()
         configs = {}
         for method, knobs in (("model", {"model": model}), ("fwa-sim", {})):
-            for code, workers in ((LIBRARY, 1), (ARRAYS, 1), (ARRAYS, cores)):
-                name = (f"{method}, {code}, {workers} watermark "
-                        f"process{'es' if workers > 1 else ''}")
-                configs[name] = (VideoConfig(**knobs, max_frames=args.frames, workers=workers),
-                                 code == LIBRARY)
+            for code in (LEGACY, FACE):
+                configs[f"{method}, {code}"] = (VideoConfig(**knobs, max_frames=args.frames),
+                                                code == LEGACY)
         repeats: dict[str, list] = {name: [] for name in configs}
         for round_ in range(args.repeats):  # round robin: drift of the machine hits all alike
-            for i, (name, (config, library)) in enumerate(configs.items()):
+            for i, (name, (config, legacy)) in enumerate(configs.items()):
                 out = Path(tmp) / f"{round_}-{i}" / "out.mp4"
-                repeats[name].append(_in_child(run, source, out, config, device, library))
+                repeats[name].append(_in_child(run, source, out, config, device, legacy))
         for name, runs in repeats.items():  # the run of median frames/s
             results["runs"][name] = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
             results["runs"][name]["fps_all"] = [round(r["fps"], 2) for r in runs]
@@ -154,11 +138,9 @@ def main() -> None:
         print(f"| {name} | {r['fps']:.2f} | {every} | {r['wall_s']:.1f} | {cells} |")
     runs = results["runs"]
     for method in ("model", "fwa-sim"):
-        baseline = runs[f"{method}, {LIBRARY}, 1 watermark process"]
-        for name, r in runs.items():
-            if name.startswith(method + ",") and r is not baseline:
-                print(f"{name}: {r['fps'] / baseline['fps']:.2f}x the frames/s of the library's "
-                      "watermark in process")
+        before, now = runs[f"{method}, {LEGACY}"], runs[f"{method}, {FACE}"]
+        print(f"{method}: the face mark runs at {now['fps'] / before['fps']:.2f}x the frames/s of "
+              "the legacy frame mark")
     print(f"\ndevice {device}; machine: {results['machine']}")
     write_json(args.json, results)
 

@@ -98,8 +98,8 @@ ScanBatchSize = Annotated[int, typer.Option(help="ROIs per network call.")]
 LabelFrames = Annotated[
     int,
     typer.Option(
-        help="Check this many scored frames for swapscope's watermark (the container metadata is "
-        "always read)."
+        help="Read swapscope's watermark in the faces of this many scored frames (the container "
+        "metadata and Content Credentials are always read)."
     ),
 ]
 Heatmap = Annotated[

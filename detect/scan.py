@@ -29,7 +29,7 @@ from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
 from swapscope.files import sha256_file
-from swapscope.formats.provenance import read_provenance
+from swapscope.formats.provenance import LabelReader, read_provenance
 from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.timing import StageTimer
@@ -55,7 +55,7 @@ class ScanConfig:
     top_fraction: float = 1 / 3  # a video scores the mean of its highest third of frame scores
     threshold: float | None = None  # verdict "fake" at or above it; None = the detector's own
     batch_size: int = 32  # ROIs per network call
-    label_frames: int = 8  # check this many scored frames for swapscope's watermark (0: none)
+    label_frames: int = 100  # read swapscope's watermark in this many scored frames (0: none)
     heatmap: str | None = None  # write the scored frames with scores and Grad-CAM maps here
     max_frames: int | None = None  # stop each video after this many decoded frames
     seed: int = 0
@@ -124,7 +124,7 @@ class Scanner:
         pending: list[_FaceWork] = []  # faces whose ROIs are not scored yet
         crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}  # their ROIs, in order
         frames: list[tuple[int, float, list[_FaceWork]]] = []
-        marked_frames: list[np.ndarray] = []
+        labels = LabelReader()
         writer = None
         if cfg.heatmap:
             from detect.heatmap import HeatmapWriter
@@ -135,8 +135,9 @@ class Scanner:
             for index, time_s, image, faces in self._read(path, timer):
                 if not faces:
                     continue
-                if len(marked_frames) < cfg.label_frames:
-                    marked_frames.append(image)
+                if labels.frames < cfg.label_frames:
+                    with timer("labels"):
+                        labels.add(image, [face.landmarks for face in faces])
                 with timer("roi"):
                     work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
                                       rois=[random_roi(face.landmarks, image.shape, rng)
@@ -162,7 +163,7 @@ class Scanner:
             if writer is not None:
                 writer.abort()
         with timer("labels"):
-            provenance = read_provenance(path, marked_frames)
+            provenance = read_provenance(path, labels)
         result = self._result(path, frames, timer, provenance.to_json())
         if damage is not None:
             result.score, result.verdict, result.error = None, "error", damage

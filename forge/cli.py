@@ -112,9 +112,6 @@ SignCert = Annotated[Path | None, typer.Option(
     help="PEM certificate chain of --sign-key, the signing certificate first.")]
 VideoOverwrite = Annotated[bool, typer.Option(
     help="Replace --out if it is a fake this forge made (its manifest row is replaced too).")]
-Workers = Annotated[
-    int, typer.Option(help="Processes that embed the watermark (0: one per CPU core).")
-]
 Config = Annotated[
     Path,
     typer.Argument(
@@ -238,7 +235,6 @@ def video(
     batch_size: VideoBatchSize = V.batch_size,
     min_size: VideoMinSize = V.min_size,
     max_frames: kit.MaxFramesOption = V.max_frames,
-    workers: Workers = V.workers,
     overwrite: VideoOverwrite = V.overwrite,
     sign_key: SignKey = None,
     sign_cert: SignCert = None,
@@ -257,7 +253,7 @@ def video(
         method=method, model=str(model) if model else "", to=to,
         identity=[str(p) for p in identity or []], identity_threshold=identity_threshold,
         smooth=smooth, fwa_size=fwa_size, crf=crf, batch_size=batch_size, min_size=min_size,
-        max_frames=max_frames, workers=workers, seed=seed, overwrite=overwrite,
+        max_frames=max_frames, seed=seed, overwrite=overwrite,
         sign_key=str(sign_key or ""), sign_cert=str(sign_cert or ""),
         composite=CompositeConfig(mask=mask, erode=erode, feather=feather, colour=colour,
                                   blend=blend))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from forge.swap import CompositeConfig
-from forge.swap_video import VideoConfig, encode_labelled, forge_video, sign_output
+from forge.swap_video import VideoConfig, encode_labelled, faces_to_mark, forge_video, sign_output
 from swapscope import __version__
 from swapscope.cli import Progress
 from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
@@ -70,9 +70,6 @@ class DatasetConfig:
         default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2}
     )
     batch_size: int = 8
-    # processes that embed the watermark; 0 = one per CPU core. 1 (in this process) measured
-    # fastest since the watermark is array code (bench/forge_video.py)
-    workers: int = 1
     seed: int = 0
     # Content Credentials: the user's PEM key and certificate chain (paths relative to the
     # config file); "" = this installation's self-signed pair
@@ -108,8 +105,8 @@ class DatasetConfig:
                 raise InputError(f"sweep.{knob} must be a non-empty list")
         if abs(sum(self.splits.values()) - 1) > 1e-6:
             raise InputError("splits must add up to 1")
-        if self.batch_size < 1 or self.workers < 0:
-            raise InputError("batch_size must be at least 1 and workers not negative")
+        if self.batch_size < 1:
+            raise InputError("batch_size must be at least 1")
 
     def combinations(self) -> list[dict]:
         names = sorted(self.sweep)
@@ -124,7 +121,7 @@ def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig
     return VideoConfig(
         **{k: v for k, v in knobs.items() if k in VIDEO_KNOBS}, composite=composite,
         max_frames=config.max_frames, batch_size=config.batch_size, seed=config.seed, split=split,
-        watermark=config.watermark == "both", workers=config.workers,
+        watermark=config.watermark == "both",
         sign_key=config.sign_key, sign_cert=config.sign_cert,
     )
 
@@ -299,9 +296,10 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
     watermark = config.watermark == "both"
     hidden = pending_path(root / rel)  # until its manifest row is down
     try:
+        faces = faces_to_mark(source, VideoConfig.min_size, config.max_frames) if watermark else {}
         frames = encode_labelled(
             source, hidden, info, manifest_id=manifest_id, method="real", crf=crf,
-            watermark=watermark, workers=config.workers, max_frames=config.max_frames,
+            watermark=watermark, faces=faces, max_frames=config.max_frames,
             batch_size=config.batch_size,
         )
         source_hash = sha256_file(source)  # once, for the credential and the row

@@ -3,7 +3,7 @@
 Phases: ``plan_swaps`` finds and tracks every face and picks the target (the tracks that match
 ``identity``, else the largest face's track and the same person's other tracks) and One-Euro
 smooths its landmarks along time; ``encode_labelled`` decodes again, swaps the target's faces in
-batches of frames (one renderer call per batch), watermarks each frame and encodes H.264 with
+batches of frames (one renderer call per batch), watermarks each swapped face and encodes H.264 with
 the input's size, frame times and audio -- the same loop writes the real counterparts of a
 dataset; ``record`` writes the per-frame labels, the manifest row and the data card. Other
 people are never touched.
@@ -16,7 +16,6 @@ the watermark. Everything is written to temporary names first and renamed at the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from swapscope.formats.manifest import (
     write_labels,
 )
 from swapscope.formats.provenance import container_metadata
-from swapscope.formats.watermark import MIN_WATERMARK_SIDE, Watermarker
+from swapscope.formats.watermark import Watermarker
 from swapscope.media.images import is_image
 from swapscope.media.video import Frame, VideoInfo, VideoWriter, cuts_video, probe, read_frames
 from swapscope.timing import StageTimer
@@ -73,9 +72,6 @@ class VideoConfig:
     split: str = ""  # dataset split the output belongs to
     # forge video always; forge dataset follows its policy for reals and fakes alike
     watermark: bool = True
-    # processes that embed the watermark; 0 = one per CPU core. 1 (in this process) measured
-    # fastest since the watermark is array code (bench/forge_video.py)
-    workers: int = 1
     overwrite: bool = False  # replace ``out`` if it is a fake this forge made (its manifest says)
     # Content Credentials: the user's PEM key and certificate chain; "" = this installation's
     # self-signed pair (swapscope.formats.credentials)
@@ -94,8 +90,6 @@ class VideoConfig:
             raise InputError("--crf must be in [0, 51]")
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError("--max-frames must be at least 1")
-        if self.workers < 0:
-            raise InputError("--workers must not be negative")
         self.composite.check()
         fwa_size = self.fwa_size or int(np.random.default_rng(self.seed).integers(64, 128))
         composite = (
@@ -151,6 +145,8 @@ class SwapPlan:
     targets: list[FaceTrack]  # the target person's tracks
     # frame index -> [(track id, (68, 2) float32 landmarks in frame px)]
     landmarks: dict[int, list[tuple[int, np.ndarray]]]
+    # frame index -> the (4,) boxes of the same faces, where the watermark finds them again
+    boxes: dict[int, list[np.ndarray]]
     frames: int  # frames processed
 
 
@@ -178,7 +174,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     try:
         written = encode_labelled(
             source, hidden, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf,
-            watermark=cfg.watermark, workers=cfg.workers, max_frames=cfg.max_frames,
+            watermark=cfg.watermark, faces=plan.boxes, max_frames=cfg.max_frames,
             batch_size=cfg.batch_size, timer=timer, progress=progress,
             render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer),
         )
@@ -218,13 +214,7 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
     settle(folder, also=(out.parent,))  # what a killed run left: finished, or removed
     if out.exists() or out.is_symlink():
         _check_replaceable(out, folder, rows, cfg.overwrite)
-    info = probe(source)
-    if cfg.watermark and min(info.width, info.height) < MIN_WATERMARK_SIDE:
-        raise InputError(
-            f"{source}: {info.width}x{info.height} is too small to carry the watermark every "
-            f"fake must have (at least {MIN_WATERMARK_SIDE} px a side)"
-        )
-    return info
+    return probe(source)
 
 
 def _check_replaceable(out: Path, folder: Path, rows: list[ManifestRow], overwrite: bool) -> None:
@@ -256,14 +246,29 @@ def plan_swaps(
     targets = _target_tracks(found.tracks, pipeline, cfg, source)
     times = {f.face.frame_index: f.time for f in found.faces}
     landmarks: dict[int, list[tuple[int, np.ndarray]]] = {}
+    boxes: dict[int, list[np.ndarray]] = {}
     for track in targets:
+        for face in track.faces:
+            boxes.setdefault(face.frame_index, []).append(face.box)
         if cfg.smooth:
             track = smooth_track(track, np.array([times[f.frame_index] for f in track.faces]))
         for face in track.faces:
             landmarks.setdefault(face.frame_index, []).append((track.track_id, face.landmarks))
-    return SwapPlan(
-        reference=pipeline.reference, targets=targets, landmarks=landmarks, frames=found.frames
-    )
+    return SwapPlan(reference=pipeline.reference, targets=targets, landmarks=landmarks,
+                    boxes=boxes, frames=found.frames)
+
+
+def faces_to_mark(source: Path, min_size: int, max_frames: int | None,
+                  timer: StageTimer | None = None) -> dict[int, list[np.ndarray]]:
+    """Frame index -> the boxes of every face in ``source``: where a real counterpart's
+    watermark goes."""
+    pipeline = FacePipeline(PipelineConfig(min_size=min_size, embed=False,
+                                           max_frames=max_frames))
+    found = pipeline.faces_in_video(source, timer or StageTimer(), NoProgress())
+    marks: dict[int, list[np.ndarray]] = {}
+    for f in found.faces:
+        marks.setdefault(f.face.frame_index, []).append(f.face.box)
+    return marks
 
 
 def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
@@ -286,7 +291,7 @@ def encode_labelled(
     method: str,
     crf: int,
     watermark: bool,
-    workers: int,
+    faces: dict[int, list[np.ndarray]],
     max_frames: int | None,
     batch_size: int,
     timer: StageTimer | None = None,
@@ -294,16 +299,17 @@ def encode_labelled(
     render: Callable[[list[Frame]], list[np.ndarray]] | None = None,
 ) -> int:
     """Decode ``source``, turn each batch of frames into images (``render``; None keeps them as
-    they are: a real counterpart), watermark them and encode them into ``out`` with the
-    source's audio and the container labels. Returns the number of frames written."""
+    they are: a real counterpart), watermark the faces in ``faces`` (frame index -> boxes: the
+    swapped faces of a fake, every face of a real counterpart) and encode them into ``out`` with the source's audio and the container labels. Returns the
+    number of frames written."""
     timer = timer or StageTimer()
     progress = progress or NoProgress()
-    mark = Watermarker(manifest_id, workers) if watermark else None
+    mark = Watermarker(manifest_id) if watermark else None
     with mark or nullcontext(), \
             VideoWriter(out, info.width, info.height, info.fps, audio_from=source, crf=crf,
                         metadata=container_metadata(manifest_id, method),
                         trim_audio=cuts_video(info, max_frames)) as writer:
-        output = MarkedOutput(writer, mark, timer)
+        output = MarkedOutput(writer, mark, faces, timer)
         for batch in _batches(
             timer.iterate("decode", read_frames(source, limit=max_frames)), batch_size
         ):
@@ -383,43 +389,33 @@ def _source_identity(plan: SwapPlan, renderer, cfg: VideoConfig, source: Path) -
 
 
 class MarkedOutput:
-    """Watermarks and writes batches of frames, in order. A batch goes to the watermark (its
-    thread, or its worker processes) when it is put, and is written when the next one is put
-    (or at ``flush``), so one batch is marked while the last is encoded and the next swapped."""
+    """Watermarks and writes batches of frames, in order. A batch goes to the watermark's thread
+    when it is put, and is written when the next one is put (or at ``flush``), so one batch is
+    marked while the last is encoded and the next swapped."""
 
-    def __init__(
-        self, writer: VideoWriter, watermark: Watermarker | None, timer: StageTimer
-    ) -> None:
-        self.writer, self.watermark, self.timer = writer, watermark, timer
+    def __init__(self, writer: VideoWriter, watermark: Watermarker | None,
+                 faces: dict[int, list[np.ndarray]], timer: StageTimer) -> None:
+        self.writer, self.watermark, self.faces, self.timer = writer, watermark, faces, timer
         self.pending: list[tuple] = []  # (frame, future or image) of the batch being marked
         self.written = 0
 
     def put(self, frames: list, images: list[np.ndarray]) -> None:
         with self.timer("watermark"):
-            marked = self.watermark.submit(images) if self.watermark is not None else images
+            marked = (self.watermark.submit(images, [self.faces.get(f.index, []) for f in frames])
+                      if self.watermark is not None else images)
         self.flush()
         self.pending = list(zip(frames, marked))
 
     def flush(self) -> int:
         for frame, item in self.pending:
             if self.watermark is not None:
-                with self.timer("watermark"):  # with workers: the time spent waiting for them
-                    item = _result(item)
+                with self.timer("watermark"):  # the time spent waiting for its thread
+                    item = item.result()
             with self.timer("encode"):
                 self.writer.write(item, frame.time)
             self.written += 1
         self.pending = []
         return self.written
-
-
-def _result(future):
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:  # most often: a worker re-ran an unguarded calling script
-        raise RuntimeError(
-            "the watermark's worker processes stopped; a script that calls forge must start "
-            "under `if __name__ == '__main__':` (or use workers=1)"
-        ) from exc
 
 
 def _swap_batch(

@@ -88,7 +88,7 @@ def test_forge_video_never_replaces_what_it_did_not_make(face_video, tmp_path):
     assert forced.exit_code == 2 and "refusing to replace" in forced.stderr
     assert other.read_bytes() == b"someone's video"
     fake = tmp_path / "fake.mp4"
-    args = ["video", str(face_video), "--out", str(fake), "--max-frames", "4", "--workers", "1"]
+    args = ["video", str(face_video), "--out", str(fake), "--max-frames", "4"]
     assert runner.invoke(forge_app, args).exit_code == 0
     assert runner.invoke(forge_app, args).exit_code == 2  # without --overwrite: refused
     assert runner.invoke(forge_app, [*args, "--overwrite"]).exit_code == 0

@@ -1,5 +1,6 @@
 """What a file says about itself: container metadata (the IPTC digital source type and the
-manifest id, for tools that read no C2PA) and the watermark of the frames a caller decodes."""
+manifest id, for tools that read no C2PA), Content Credentials, and the watermark of the faces a
+caller decodes (``LabelReader``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swapscope.formats.credentials import DIGITAL_SOURCE_TYPE, Credential, read_credential
-from swapscope.formats.watermark import read_watermark
+from swapscope.formats.facemark import MarkReader
+from swapscope.formats.watermark import read_legacy_watermark
 from swapscope.media.images import is_image
 
 METADATA_ID_KEY = "swapscope_manifest_id"
@@ -45,11 +47,33 @@ def parse_metadata(tags: dict[str, str]) -> dict | None:
     return {"digital_source_type": source_type, "manifest_id": manifest_id}
 
 
+LEGACY_FRAMES = 8  # frames read for the legacy frame mark (10 ms a 720p frame)
+
+
+@dataclass
+class LabelReader:
+    """The watermark evidence of the frames a caller decodes anyway: every face's votes for the
+    face mark, and the legacy frame mark of the first LEGACY_FRAMES frames with faces."""
+
+    marks: MarkReader = field(default_factory=MarkReader)
+    frames: int = 0
+    legacy_ids: dict[str, int] = field(default_factory=dict)  # id prefix -> frames
+
+    def add(self, image, faces) -> None:
+        """One frame (H, W, 3) uint8 RGB and its faces' (68, 2) landmarks."""
+        self.frames += 1
+        self.marks.add(image, faces)
+        if self.frames <= LEGACY_FRAMES:
+            mark = read_legacy_watermark(image)
+            if mark:
+                self.legacy_ids[mark] = self.legacy_ids.get(mark, 0) + 1
+
+
 @dataclass
 class Provenance:
     """What a file says about itself, and how far it can be believed.
 
-    ``status``: "verified" (a watermark payload found in agreeing frames, or valid Content
+    ``status``: "verified" (a watermark payload that decodes and checks, or valid Content
     Credentials that carry swapscope's label, and every label names the same manifest),
     "disputed" (the labels name different manifests), "claimed" (metadata, or a credential that
     no longer validates: the file changed after signing), or "none"."""
@@ -57,18 +81,27 @@ class Provenance:
     metadata: dict | None = None
     credential: Credential | None = None
     frames_checked: int = 0
-    frames_marked: int = 0
-    watermark_ids: dict[str, int] = field(default_factory=dict)  # id prefix -> frames
+    faces_read: int = 0
+    mark_id: str | None = None  # the face mark's payload: the manifest id's first 8 hex digits
+    mark_mirrored: bool = False  # read from the mirrored face: the video was flipped
+    mark_agreement: float = 0.0
+    legacy_frames: int = 0
+    watermark_ids: dict[str, int] = field(default_factory=dict)  # legacy id prefix -> frames
 
     @property
-    def watermark_id(self) -> str | None:
-        """The id prefix most frames carry, if that is a payload and not chance: in two frames or
-        more (the 16-bit magic number matches a random frame once in 65,536), or in the one
-        frame of an image."""
+    def legacy_id(self) -> str | None:
+        """The legacy mark's id prefix most frames carry, if that is a payload and not chance:
+        in two frames or more (its 16-bit magic number matches a random frame once in 65,536),
+        or in the one frame of an image."""
         if not self.watermark_ids:
             return None
         best, count = max(self.watermark_ids.items(), key=lambda kv: kv[1])
-        return best if count >= 2 or self.frames_checked == 1 else None
+        return best if count >= 2 or self.legacy_frames == 1 else None
+
+    @property
+    def watermark_id(self) -> str | None:
+        """The manifest id prefix the watermark carries: the face mark's, else the legacy's."""
+        return self.mark_id or self.legacy_id
 
     @property
     def signed_id(self) -> str | None:
@@ -100,15 +133,22 @@ class Provenance:
         return {"labelled": self.labelled, "status": self.status, "summary": self.summary(),
                 "metadata": self.metadata,
                 "credential": self.credential.to_json() if self.credential else None,
-                "frames_checked": self.frames_checked, "frames_watermarked": self.frames_marked,
-                "watermark_ids": self.watermark_ids}
+                "watermark": {"id": self.mark_id, "mirrored": self.mark_mirrored,
+                              "agreement": round(self.mark_agreement, 3),
+                              "frames": self.frames_checked, "faces": self.faces_read},
+                "legacy_watermark": {"id": self.legacy_id, "frames": self.legacy_frames,
+                                     "ids": self.watermark_ids}}
 
     def summary(self) -> str:
         status = self.status
         evidence = []
-        if self.watermark_id:
-            evidence.append(f"watermark {self.watermark_id} in "
-                            f"{self.watermark_ids[self.watermark_id]}/{self.frames_checked} frames")
+        if self.mark_id:
+            flipped = ", mirrored" if self.mark_mirrored else ""
+            evidence.append(f"watermark {self.mark_id} from {self.faces_read} faces in "
+                            f"{self.frames_checked} frames{flipped}")
+        elif self.legacy_id:
+            evidence.append(f"legacy watermark {self.legacy_id} in "
+                            f"{self.watermark_ids[self.legacy_id]}/{self.legacy_frames} frames")
         if self.credential and self.credential.present:
             evidence.append(self.credential.summary())
         if self.metadata:
@@ -126,18 +166,19 @@ class Provenance:
         return "no swapscope label" + (f"; {detail}" if detail else "")
 
 
-def read_provenance(path: str | Path, images=(), tags: dict[str, str] | None = None) -> Provenance:
+def read_provenance(path: str | Path, frames: LabelReader | None = None,
+                    tags: dict[str, str] | None = None) -> Provenance:
     """Labels of one file: container tags (read here unless given), Content Credentials, and
-    the watermark of each image in ``images`` (frames the caller decodes anyway)."""
+    the watermark evidence of the frames the caller decoded (``frames``)."""
     if tags is None:
         tags = read_tags(path)
     found = Provenance(metadata=parse_metadata(tags), credential=read_credential(path))
-    for image in images:
-        found.frames_checked += 1
-        mark = read_watermark(image)
-        if mark:
-            found.frames_marked += 1
-            found.watermark_ids[mark] = found.watermark_ids.get(mark, 0) + 1
+    if frames is not None:
+        found.frames_checked, found.faces_read = frames.frames, frames.marks.faces
+        found.mark_id, found.mark_mirrored = frames.marks.payload()
+        found.mark_agreement = frames.marks.agreement()
+        found.legacy_frames = min(frames.frames, LEGACY_FRAMES)
+        found.watermark_ids = dict(frames.legacy_ids)
     return found
 
 

@@ -1,120 +1,89 @@
-"""swapscope's invisible watermark: the payload format, the encoder and the decoder in one place.
+"""swapscope's invisible watermarks: the face-anchored mark every output carries now, and the
+frame mark earlier versions wrote, still read so that their fakes stay labelled.
 
-Every frame carries 32 bits: a 16-bit magic number that says "swapscope", then the first 16 bits
-of the manifest id. The settings were chosen by measurement (bench/watermark.py, BENCHMARKS.md):
-invisible-watermark's ``dwtDctSvd`` on the U channel with scale 200 and 8x8 blocks survives an
-H.264 CRF 18 -> CRF 23 re-encode in nearly every frame, down to 320x320 video, at about 33 dB
-PSNR (chroma only). The library's defaults and ``dwtDct`` were lost after that re-encode; 48 bits
-or a smaller scale failed on small frames.
+The mark (``swapscope.formats.facemark``): a 64-bit payload (32 bits of the manifest id, CRC-16,
+Reed-Solomon parity) in each face's aligned crop, read back through the face the reader aligns,
+so crops, rescales, flips, re-encodes, frame-rate changes and colour shifts leave it readable
+(bench/watermark_edits.py). ``Watermarker`` marks a batch of frames on a thread, so it overlaps
+the encoding of the last batch and the swapping of the next.
 
-The algorithm is invisible-watermark's, written here as array code over all the blocks of a batch
-of frames (the library loops over 8x8 blocks in Python, 95 ms a 720p frame): the Haar LL band of
-the U channel is cut into 8x8 blocks, bit ``i % 32`` goes to block ``i`` in raster order, and a
-block's largest singular value (the same with or without the library's DCT, which is
-orthonormal) is moved to the quarter or three-quarter point of its step of 200. Only that
-singular value changes, so the block changes by ``(new - old) * u v^T``, and a change ``d`` of an
-LL coefficient moves each of its 2x2 pixels' U by ``d / 2``, made in RGB along the direction
-that leaves Y as it is. The library's decoder reads these marks and this decoder reads the
-library's (tested).
+The legacy mark (versions before the face mark): every frame carries 32 bits, a 16-bit magic
+number then the first 16 bits of the manifest id, in invisible-watermark's ``dwtDctSvd`` on the U
+channel (scale 200, 8x8 blocks), written here as array code over all the blocks of a batch of
+frames: the Haar LL band of the U channel is cut into 8x8 blocks, bit ``i % 32`` goes to block
+``i`` in raster order, and a block's largest singular value is moved to the quarter or
+three-quarter point of its step of 200. It survives re-encoding and colour shifts but no crop,
+rescale or flip, and costs 33 dB PSNR in chroma. The library's decoder reads these marks and
+this decoder reads the library's (tested); ``embed_frames`` stays for that test and for the
+side-by-side benchmark.
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future
 
 import cv2
 import numpy as np
 
-from swapscope.device import cpu_cores
-from swapscope.errors import InputError
+from swapscope.formats import facemark
 
 WATERMARK_METHOD = "dwtDctSvd"
 WATERMARK_OPTIONS = {"scales": [0, 200, 0], "block": 8}
 WATERMARK_MAGIC = b"\x5a\x3c"  # 16 bits that say "swapscope", then 16 bits of the manifest id
 WATERMARK_BITS = 32
-MIN_WATERMARK_SIDE = 256  # invisible-watermark refuses smaller images
+MIN_WATERMARK_SIDE = 256  # the legacy mark: invisible-watermark refuses smaller images
 
 
 def payload(manifest_id: str) -> bytes:
-    """The 32 bits a frame carries: the magic number, then the manifest id's first 16 bits."""
+    """The legacy mark's 32 bits: the magic number, then the manifest id's first 16 bits."""
     return WATERMARK_MAGIC + bytes.fromhex(manifest_id[:4])
 
 
 class Watermarker:
-    """Embeds one manifest id's watermark in frames; (H, W, 3) uint8 RGB in and out.
+    """Embeds one manifest id's face mark in frames; (H, W, 3) uint8 RGB in and out, with each
+    frame's faces as (4,) boxes.
 
-    ``submit`` marks a batch of frames in one array pass here (``workers`` 1, the default), or
-    spreads it over ``workers`` processes (forkserver: forked from a clean server, never from a
-    process running torch's threads), which measured no faster on 2 cores once the watermark was
-    array code. Use it as a context manager, or call ``close``, to stop them.
-    """
+    The mark is anchored where a reader will find the face: the landmarks are found again (dlib,
+    as ``detect scan`` finds them) on the very image being marked, the swapped one, in the box
+    the face was found in. ``submit`` marks a batch on a thread of this process (numpy, OpenCV
+    and dlib release the GIL), so the caller encodes the last batch and swaps the next meanwhile.
+    Use it as a context manager, or call ``close``, to stop the thread."""
 
-    def __init__(self, manifest_id: str, workers: int = 1) -> None:
-        """workers: processes for ``submit``; 1 = this process, 0 = one per CPU core."""
-        if workers < 0:
-            raise InputError("--workers must not be negative")
-        self._payload = payload(manifest_id)
-        self._encoder = _new_encoder(self._payload)
-        self.workers = workers or cpu_cores()
-        self._pool = None
+    def __init__(self, manifest_id: str) -> None:
+        self.bits = facemark.encode_payload(manifest_id)
         self._thread = None
+        self._backend = None
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        _check_watermark_size(image)
-        return _embed(self._encoder, image)
+    def __call__(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+        if not len(boxes):
+            return image
+        if self._backend is None:
+            from swapscope.faces.backends import create_backend
 
-    def submit(self, images: list[np.ndarray]) -> list:
-        """Start watermarking a batch of frames and return at once, so the caller can encode the
-        last batch and prepare the next meanwhile; one future per frame, in order. The batch is
-        marked in one array pass on a thread of this process (``workers`` 1), or spread over
-        the worker processes."""
-        for image in images:
-            _check_watermark_size(image)
-        if self.workers == 1:  # one thread here: numpy and OpenCV release the GIL
-            if self._thread is None:
-                from concurrent.futures import ThreadPoolExecutor
+            self._backend = create_backend("dlib")
+        landmarks = self._backend.landmarks(image, np.asarray(boxes, np.float32))
+        return facemark.embed(image, list(landmarks), self.bits)
 
-                self._thread = ThreadPoolExecutor(1, thread_name_prefix="watermark")
-            batch = self._thread.submit(embed_frames, images, self._encoder)
-            return [_Part(batch, i) for i in range(len(images))]
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+    def submit(self, images: list[np.ndarray], boxes: list[list[np.ndarray]]) -> list:
+        """Start marking a batch of frames and return at once; one future per frame, in order.
+        ``boxes``: each frame's faces (frames without faces stay as they are)."""
+        if self._thread is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-            if "forkserver" in multiprocessing.get_all_start_methods():
-                context = multiprocessing.get_context("forkserver")
-                # not __main__: it may be torch-heavy
-                context.set_forkserver_preload(["swapscope.formats.watermark"])
-            else:
-                context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_start_worker,
-                initargs=(self._payload, os.getpid()),
-            )
-        return [self._pool.submit(_embed_in_worker, image) for image in images]
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="watermark")
+        batch = self._thread.submit(lambda: [self(i, b) for i, b in zip(images, boxes)])
+        return [_Part(batch, i) for i in range(len(images))]
 
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(cancel_futures=True)
             self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
 
     def __enter__(self) -> Watermarker:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _check_watermark_size(image: np.ndarray) -> None:
-    if min(image.shape[:2]) < MIN_WATERMARK_SIDE:
-        raise InputError(
-            f"frames of {image.shape[1]}x{image.shape[0]} are too small to carry the "
-            f"watermark every fake must have (at least {MIN_WATERMARK_SIDE} px a side)"
-        )
 
 
 class _Part:
@@ -127,13 +96,9 @@ class _Part:
         return self.batch.result()[self.index]
 
 
-def _new_encoder(payload: bytes) -> np.ndarray:
-    """The payload as the bits each block in turn carries."""
+def legacy_bits(payload: bytes) -> np.ndarray:
+    """The legacy payload as the bits each block in turn carries."""
     return np.unpackbits(np.frombuffer(payload, np.uint8)).astype(np.float64)
-
-
-def _embed(bits: np.ndarray, image: np.ndarray) -> np.ndarray:
-    return embed_frames([image], bits)[0]
 
 
 SCALE = float(WATERMARK_OPTIONS["scales"][1])
@@ -143,8 +108,8 @@ U_TO_RGB = ((1, -0.395), (2, 2.032))
 
 
 def embed_frames(images: list[np.ndarray], bits: np.ndarray) -> list[np.ndarray]:
-    """Watermark frames at once: (H, W, 3) uint8 RGB in and out (the block arithmetic of every
-    frame in one array pass)."""
+    """The legacy mark on frames at once: (H, W, 3) uint8 RGB in and out (the block arithmetic
+    of every frame in one array pass); ``bits``: ``legacy_bits(payload(...))``."""
     lls = [_ll_band(image) for image in images]
     cut = [_blocks(ll[None]) for ll in lls]
     u, s, v = _top_singular(np.concatenate([blocks for blocks, _, _ in cut]), iterations=6)
@@ -214,38 +179,8 @@ def _top_singular(blocks: np.ndarray, iterations: int) -> tuple[np.ndarray, ...]
     return u / (s[:, None] + 1e-30), s, v
 
 
-_worker_encoder = None  # one per worker process
-
-
-def _start_worker(payload: bytes, owner: int) -> None:
-    global _worker_encoder
-    _worker_encoder = _new_encoder(payload)
-    _exit_with(owner)
-
-
-def _exit_with(owner: int, interval: float = 0.5) -> None:
-    """Stop this worker when process ``owner`` (the forge that started it) is gone, so a
-    SIGKILLed forge leaves no worker running; the fork server, which waits for its workers,
-    then ends too."""
-    import threading
-    import time
-
-    from swapscope.files import pid_alive
-
-    def watch() -> None:
-        while pid_alive(owner):
-            time.sleep(interval)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-owner", daemon=True).start()
-
-
-def _embed_in_worker(image: np.ndarray) -> np.ndarray:
-    return _embed(_worker_encoder, image)
-
-
-def read_watermark(image: np.ndarray) -> str | None:
-    """The 4-hex-digit manifest id prefix a frame carries, or None (no swapscope watermark)."""
+def read_legacy_watermark(image: np.ndarray) -> str | None:
+    """The 4-hex-digit manifest id prefix a frame of an earlier version carries, or None."""
     if min(image.shape[:2]) < MIN_WATERMARK_SIDE:
         return None
     payload = np.packbits(decode_bits(image)).tobytes()
