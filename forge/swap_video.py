@@ -300,8 +300,8 @@ def encode_labelled(
 ) -> int:
     """Decode ``source``, turn each batch of frames into images (``render``; None keeps them as
     they are: a real counterpart), watermark the faces in ``faces`` (frame index -> boxes: the
-    swapped faces of a fake, every face of a real counterpart) and encode them into ``out`` with the source's audio and the container labels. Returns the
-    number of frames written."""
+    swapped faces of a fake, every face of a real counterpart) and encode them into ``out`` with
+    the source's audio and the container labels. Returns the number of frames written."""
     timer = timer or StageTimer()
     progress = progress or NoProgress()
     mark = Watermarker(manifest_id) if watermark else None

@@ -96,7 +96,7 @@ class ManifestRow:
     fps: float
     width: int
     height: int
-    watermark: bool  # every frame carries the watermark
+    watermark: bool  # its faces carry the watermark (a fake's swapped faces, a real's every face)
     labels: str | None  # per-frame labels file, relative to the folder (None for reals)
     code_version: str
     created: str  # UTC, ISO 8601
@@ -330,8 +330,9 @@ def data_card(rows: list[ManifestRow]) -> str:
         "Labels: `manifest.jsonl` (one row per output: hashes of source, output and checkpoint, "
         "identities, method and every realism knob, split) with per-frame labels in `labels/` "
         "(swapped face boxes and mask polygons); container metadata naming the source type and "
-        "the manifest id; an invisible watermark (invisible-watermark dwtDctSvd) in every frame "
-        "where the row says `watermark: true`.",
+        "the manifest id; signed Content Credentials (C2PA); an invisible watermark carrying the "
+        "manifest id's first 8 hex digits in every swapped face (and every face of a real "
+        "counterpart) where the row says `watermark: true`.",
         "",
         "Made for detector research. Do not publish swaps of real people, and do not remove the "
         "labels.",
