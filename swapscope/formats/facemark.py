@@ -165,17 +165,8 @@ def _embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.n
     key = _key()
     phase = key.dither + bits.astype(np.float64) * STEP / 2
     changes = []
-    for landmarks in faces:
-        affine = _affine(landmarks)
-        if affine is None or not _big_enough(affine):
-            continue
-        box = _face_box(affine, image.shape[:2])
-        if box is None:
-            continue
+    for box, local, luma in _face_regions(image, faces):
         x0, y0, x1, y1 = box
-        local = affine.copy()
-        local[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float32)
-        luma = _luma(image[y0:y1, x0:x1]).astype(np.float32)
         change = np.zeros(luma.shape, np.float32)
         for _ in range(2):  # the second pass corrects what resampling lost
             x = key.patterns @ _crop(luma + change, local).reshape(-1)
@@ -194,6 +185,22 @@ def _embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.n
         region = out[y0:y1, x0:x1].astype(np.float32) + (gain * change)[..., None]
         out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
     return out
+
+
+def _face_regions(image: np.ndarray, faces: list[np.ndarray]):
+    """(box, affine from the box's pixels to the crop, the box's luma) of each face big enough
+    to carry the mark and inside the frame."""
+    for landmarks in faces:
+        affine = _affine(landmarks)
+        if affine is None or not _big_enough(affine):
+            continue
+        box = _face_box(affine, image.shape[:2])
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        local = affine.copy()
+        local[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float32)
+        yield box, local, _luma(image[y0:y1, x0:x1]).astype(np.float32)
 
 
 def _face_box(affine: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -225,17 +232,7 @@ def _votes(image: np.ndarray, faces: list[np.ndarray]) -> list[tuple[np.ndarray,
     key = _key()
     mirror = np.array([[-1, 0, 2 * key.axis], [0, 1, 0], [0, 0, 1]], np.float32)
     out = []
-    for landmarks in faces:
-        affine = _affine(landmarks)
-        if affine is None or not _big_enough(affine):
-            continue
-        box = _face_box(affine, image.shape[:2])
-        if box is None:
-            continue
-        x0, y0, x1, y1 = box
-        local = affine.copy()
-        local[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float32)
-        luma = _luma(image[y0:y1, x0:x1]).astype(np.float32)
+    for _, local, luma in _face_regions(image, faces):
         mirrored = (mirror @ np.vstack([local, [0, 0, 1]]))[:2].astype(np.float32)
         out.append((_read_face(luma, local), _read_face(luma, mirrored)))
     return out
