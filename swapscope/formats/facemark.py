@@ -43,8 +43,10 @@ SIZE = 96  # aligned crop side, px
 PADDING = 0.08  # of SIZE on each side around the template's unit square (brows to mouth)
 GRID = 12  # the patterns' random grid, cells a side (16 measured less robust, 10 too)
 ID_BYTES = 4
-PARITY_BYTES = 2  # Reed-Solomon: corrects any 1 wrong byte (4 measured no better: fewer bits
-BITS = 8 * (ID_BYTES + 2 + PARITY_BYTES)  # each carry less) -- payload: 32 id + 16 CRC + 16 parity
+# Reed-Solomon parity: corrects any 1 wrong byte (4 bytes measured no better: more bits, each
+# carrying less of the frame's PSNR budget)
+PARITY_BYTES = 2
+BITS = 8 * (ID_BYTES + 2 + PARITY_BYTES)  # 32 id + 16 CRC + 16 parity
 STEP = 200.0  # quantiser step of a projection (crop luma units, unit-norm patterns)
 KEY = 0x5A3C  # seeds the patterns and the dither; keys the CRC
 MIN_AGREEMENT = 0.3  # mean |vote| per bit and face a corrected payload needs
