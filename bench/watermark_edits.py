@@ -208,7 +208,7 @@ def speed(frames_720p: list[np.ndarray], manifest_id: str) -> dict:
     start = time.perf_counter()
     marked = [marker(f, b) for f, b in zip(images, boxes)]
     out["face mark embed_ms"] = (time.perf_counter() - start) / len(images) * 1000
-    faces = [marker._backend.landmarks(f, np.asarray(b, np.float32)) for f, b in zip(marked, boxes)]
+    faces = [wm.landmarker().landmarks(f, np.asarray(b, np.float32)) for f, b in zip(marked, boxes)]
     start = time.perf_counter()
     reader = MarkReader()
     for f, lms in zip(marked, faces):

@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -262,9 +263,13 @@ def _outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str]
     for video in videos:
         identity = video.parent.name
         split = split_of[identity]
+        # its faces, found once for all its real counterparts (only if one is still to be made)
+        faces = functools.cache(functools.partial(faces_to_mark, video, VideoConfig.min_size,
+                                                  config.max_frames))
         for crf in sorted({c.get("crf", 18) for c in combos}):
             rel = f"real/crf{crf}/{names[video]}.mp4"
-            yield rel, functools.partial(write_real, video, rel, root, crf, config, identity, split)
+            yield rel, functools.partial(write_real, video, rel, root, crf, config, identity, split,
+                                         faces)
         for knobs in combos:
             rel = f"fake/{knob_id(knobs)}/{names[video]}.mp4"
             yield rel, functools.partial(forge_video, video, root / rel,
@@ -288,18 +293,19 @@ def _rows(root: Path) -> list[ManifestRow]:
 
 
 def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConfig, identity: str,
-               split: str) -> ManifestRow:
+               split: str, faces: Callable[[], dict[int, list[np.ndarray]]]) -> ManifestRow:
     """The real counterpart: the same frames and encoder settings as the fakes, the same
-    watermark policy, labelled ``real`` in the manifest and its container."""
+    watermark policy (on the faces ``faces()`` finds), labelled ``real`` in the manifest and its
+    container."""
     info = probe(source)
     manifest_id = new_manifest_id()
     watermark = config.watermark == "both"
     hidden = pending_path(root / rel)  # until its manifest row is down
     try:
-        faces = faces_to_mark(source, VideoConfig.min_size, config.max_frames) if watermark else {}
         frames = encode_labelled(
             source, hidden, info, manifest_id=manifest_id, method="real", crf=crf,
-            watermark=watermark, faces=faces, max_frames=config.max_frames,
+            watermark=watermark, faces=faces() if watermark else {},
+            max_frames=config.max_frames,
             batch_size=config.batch_size,
         )
         source_hash = sha256_file(source)  # once, for the credential and the row

@@ -282,6 +282,23 @@ def test_scan_bad_inputs_exit_2(tiny_detector, tmp_path):
     assert result.stderr.splitlines() == [f"error: {no_face}: no face found to score"]
 
 
+def _reals_carry_the_face_mark(folder):
+    """watermark = "both": each real counterpart's faces carry its own manifest id."""
+    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+    from swapscope.formats.facemark import MarkReader
+    from swapscope.formats.manifest import read_manifest
+    from swapscope.timing import StageTimer
+
+    reals = [row for row in read_manifest(folder) if row.label == "real"]
+    assert reals and all(row.watermark for row in reals)
+    for row in reals:
+        reader = MarkReader()
+        pipeline = FacePipeline(PipelineConfig(min_size=32, embed=False))
+        for item in pipeline.track_frames(folder / row.output, StageTimer()):
+            reader.add(item.frame.image, [f.face.landmarks for f in item.faces])
+        assert reader.payload()[0] == row.id[:8], row.output
+
+
 def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronaut):
     from forge.cli import app as forge_app
     from swapscope.media.sample import moving_face_frames
@@ -298,6 +315,7 @@ def test_train_with_fakes_from_a_forge_manifest(two_facesets, tmp_path, astronau
                       '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [48]\n')
     made = runner.invoke(forge_app, ["dataset", str(config)])
     assert made.exit_code == 0, made.output
+    _reals_carry_the_face_mark(tmp_path / "set")
     from detect.data import build_manifest_cache
 
     items = build_manifest_cache(tmp_path / "set" / "manifest.jsonl", tmp_path / "cache", stride=2)

@@ -162,3 +162,16 @@ def test_votes_of_unmarked_faces_decode_to_nothing():
     for _ in range(300):
         reader = MarkReader(sums=rng.normal(0, 1, (2, facemark.BITS)) * 5, faces=8)
         assert reader.payload() == (None, False)
+
+
+def test_every_face_given_is_marked_however_small_and_only_readable_ones_are_read(marked_clip):
+    _, source, _ = marked_clip
+    image = source[0][0]
+    small = cv2.resize(image, (120, 120), interpolation=cv2.INTER_AREA)  # a face ~30 px wide
+    from swapscope.formats.watermark import landmarker
+
+    landmarks = landmarker().landmarks(small, np.asarray(source[0][1], np.float32) / 4)
+    assert np.ptp(landmarks[0][17:27, 0]) < facemark.MIN_FACE
+    marked = facemark.embed(small, list(landmarks), encode_payload(MANIFEST_ID))
+    assert not np.array_equal(marked, small)  # the swapped face carries the mark
+    assert facemark.votes(marked, list(landmarks)) == []  # too few pixels to read

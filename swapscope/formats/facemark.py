@@ -50,7 +50,9 @@ BITS = 8 * (ID_BYTES + 2 + PARITY_BYTES)  # 32 id + 16 CRC + 16 parity
 STEP = 200.0  # quantiser step of a projection (crop luma units, unit-norm patterns)
 KEY = 0x5A3C  # seeds the patterns and the dither; keys the CRC
 MIN_AGREEMENT = 0.3  # mean |vote| per bit and face a corrected payload needs
-MIN_FACE = 40  # faces narrower than this (frame px, template width) are neither marked nor read
+# faces narrower than this (frame px, template width) are not read: too few pixels to trust; the
+# writer marks every face it is given, however small, so no swapped face goes unmarked
+MIN_FACE = 40
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -139,10 +141,10 @@ def _affine(landmarks: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _big_enough(affine: np.ndarray) -> bool:
-    """The template's unit square spans at least MIN_FACE frame px."""
+def _big_enough(affine: np.ndarray, min_face: float) -> bool:
+    """The template's unit square spans at least ``min_face`` frame px."""
     scale = float(np.hypot(*affine[:, 0]))  # crop px per frame px
-    return SIZE * (1 - 2 * PADDING) / scale >= MIN_FACE
+    return SIZE * (1 - 2 * PADDING) / scale >= min_face
 
 
 def _crop(luma: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -167,7 +169,7 @@ def _embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.n
     key = _key()
     phase = key.dither + bits.astype(np.float64) * STEP / 2
     changes = []
-    for box, local, luma in _face_regions(image, faces):
+    for box, local, luma in _face_regions(image, faces, min_face=0):
         x0, y0, x1, y1 = box
         change = np.zeros(luma.shape, np.float32)
         for _ in range(2):  # the second pass corrects what resampling lost
@@ -189,12 +191,12 @@ def _embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.n
     return out
 
 
-def _face_regions(image: np.ndarray, faces: list[np.ndarray]):
-    """(box, affine from the box's pixels to the crop, the box's luma) of each face big enough
-    to carry the mark and inside the frame."""
+def _face_regions(image: np.ndarray, faces: list[np.ndarray], min_face: float = MIN_FACE):
+    """(box, affine from the box's pixels to the crop, the box's luma) of each face at least
+    ``min_face`` px wide and inside the frame."""
     for landmarks in faces:
         affine = _affine(landmarks)
-        if affine is None or not _big_enough(affine):
+        if affine is None or not _big_enough(affine, min_face):
             continue
         box = _face_box(affine, image.shape[:2])
         if box is None:

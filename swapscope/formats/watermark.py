@@ -21,6 +21,7 @@ side-by-side benchmark.
 from __future__ import annotations
 
 from concurrent.futures import Future
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -52,16 +53,11 @@ class Watermarker:
     def __init__(self, manifest_id: str) -> None:
         self.bits = facemark.encode_payload(manifest_id)
         self._thread = None
-        self._backend = None
 
     def __call__(self, image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
         if not len(boxes):
             return image
-        if self._backend is None:
-            from swapscope.faces.backends import create_backend
-
-            self._backend = create_backend("dlib")
-        landmarks = self._backend.landmarks(image, np.asarray(boxes, np.float32))
+        landmarks = landmarker().landmarks(image, np.asarray(boxes, np.float32))
         return facemark.embed(image, list(landmarks), self.bits)
 
     def submit(self, images: list[np.ndarray], boxes: list[list[np.ndarray]]) -> list:
@@ -84,6 +80,15 @@ class Watermarker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@lru_cache(maxsize=1)
+def landmarker():
+    """The dlib landmark model the watermark anchors to, loaded once a process (a second a
+    load): ``forge dataset`` marks one output after another."""
+    from swapscope.faces.backends import create_backend
+
+    return create_backend("dlib")
 
 
 class _Part:
