@@ -158,20 +158,20 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "bench" / "out" / "dev_eval"))
     args = parser.parse_args()
     from detect.calibrate import validation_clips
-    from detect.checkpoint import load_detector
+    from detect.checkpoint import combine, load_checkpoint
     from detect.scan import ScanConfig, Scanner
 
     data = shared_data(args.data)
     dev_eval, dev_fakes = labelled_inputs(data / "dev_eval"), labelled_inputs(data / "dev_fakes")
-    last = load_detector(args.detector[-1].split("+")[-1])
-    clips = validation_clips(last.meta, args.faces) if args.faces else []
+    last = load_checkpoint(args.detector[-1].split("+")[-1])
+    clips = validation_clips(last.identities, args.faces) if args.faces else []
     results = {"machine": machine(), "detectors": {},
                "validation_clips": [str(v) for _, v in clips]}
     for path in args.detector:
-        members = [load_detector(member) for member in path.split("+")]
+        detector = combine([load_checkpoint(member) for member in path.split("+")])
         # an ensemble's false positives: on clips of people none of its members trained on
-        trained = sorted({i for m in members for i in m.meta.get("train_identities") or []})
-        scanner = Scanner(ScanConfig(models=tuple(path.split("+"))), "cpu", members)
+        trained = detector.identities["train_identities"]
+        scanner = Scanner(ScanConfig(models=tuple(path.split("+"))), "cpu", detector)
         results["detectors"][path] = {
             "threshold": scanner.threshold, "threshold_source": scanner.threshold_source,
             "dev_eval": auc_rows(scan_inputs(scanner, dev_eval), DEV_EVAL_SOURCES),

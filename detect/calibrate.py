@@ -69,10 +69,10 @@ def degraded_clip(source: Path, variant: Variant, out: Path, frames: int) -> Pat
     return out
 
 
-def validation_clips(detector_meta: dict, facesets: list[str | Path]) -> list[tuple[str, Path]]:
+def validation_clips(identities: dict, facesets: list[str | Path]) -> list[tuple[str, Path]]:
     """(identity, video) of every real video in ``facesets`` whose identity the detector held
-    out for validation."""
-    held_out = set(detector_meta.get("val_identities") or [])
+    out for validation (``identities``: its ``val_identities``)."""
+    held_out = set(identities.get("val_identities") or [])
     if not held_out:
         raise InputError("the checkpoint records no validation identities to calibrate on")
     clips = {}
@@ -96,18 +96,21 @@ def threshold_for(scores: list[float], fpr: float) -> float:
     return float(np.nextafter(ranked[allowed], np.inf))
 
 
-def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path, device: str,
+def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path | None, device: str,
               fpr: float = 0.05, frames: int = 60, progress: Progress | None = None) -> dict:
-    """Scan the degraded validation clips, choose the threshold, write it into the checkpoint.
-    Returns the calibration record."""
-    from detect.checkpoint import load_detector
+    """Scan the degraded validation clips, choose the threshold, write it into the checkpoint
+    (a detector's or an ensemble's). The clips are made in ``work`` (default: calibration/ beside
+    the checkpoint). Returns the calibration record."""
+    from detect.checkpoint import load_checkpoint
     from detect.scan import ScanConfig, Scanner
 
     if not 0 < fpr < 1:
         raise InputError("--fpr must be between 0 and 1")
-    detector = load_detector(checkpoint, device)
-    clips = validation_clips(detector.meta, facesets)
-    scanner = Scanner(ScanConfig(), device, [detector])  # scores only: its verdicts are unused
+    detector = load_checkpoint(checkpoint, device)
+    folder = detector.folder or detector.members[0].folder
+    work = Path(work) if work else folder.parent / "calibration"
+    clips = validation_clips(detector.identities, facesets)
+    scanner = Scanner(ScanConfig(), device, detector)  # scores only: its verdicts are unused
     progress = progress or NoProgress()
     progress.start("calibrating", len(clips) * len(VARIANTS))
     rows = []
@@ -134,9 +137,9 @@ def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path, de
               "how": f"the lowest score at which at most {fpr:.0%} of {len(rows)} real clips of "
                      "validation identities (re-encoded at CRF 23-40, at half size, smoothed) "
                      "are called fake"}
-    config_path = detector.folder / "config.json"
+    config_path = folder / "config.json"
     config = json.loads(config_path.read_text())
     write_text_atomic(config_path, json.dumps({**config, "threshold": record}, indent=2))
     log.info("threshold %.4f: %d of %d real clips at or above it", threshold,
              int(np.sum(np.asarray(scores) >= threshold)), len(rows))
-    return {**record, "checkpoint": str(detector.folder), "rows": rows}
+    return {**record, "checkpoint": str(folder), "rows": rows}

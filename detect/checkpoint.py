@@ -2,6 +2,11 @@
 ``Detector`` record that loading one returns (read, hashed and built once; shared by detect
 scan, eval report and eval harden).
 
+An ensemble checkpoint (``detect ensemble``) is one folder of the same two files: every member's
+weights under ``member<i>.`` in one safetensors file, every member's config in ``members``, and
+the ensemble's own calibrated threshold, since the mean of several detectors' probabilities
+needs a threshold of its own. ``load_checkpoint`` reads either kind as an ``Ensemble``.
+
 Nothing here unpickles: weights are safetensors, everything else JSON (see
 swapscope.checkpoint). A checkpoint of another kind, or a pickle handed to us, is refused with
 one line. Loading never imports the training code.
@@ -9,8 +14,9 @@ one line. Loading never imports the training code.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +25,15 @@ import torch
 from detect.models import DataConfig, to_tensor
 from swapscope import __version__
 from swapscope.checkpoint import load_weights, read_config, replacing
-from swapscope.config import check_keys
+from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.errors import InputError
-from swapscope.files import sha256_file, writable_folder
+from swapscope.files import sha256_file, writable_folder, write_text_atomic
 from swapscope.formats.scan import DetectorInfo
 
 DETECTOR_KIND = "swapscope.detector"
+ENSEMBLE_KIND = "swapscope.ensemble"
+_OWN_KEYS = ("kind", "code_version", "dtype", "threshold")  # a checkpoint's, not its network's
 
 
 def save_detector(folder: Path, model: torch.nn.Module, meta: dict, half: bool = False) -> Path:
@@ -101,25 +109,44 @@ class Detector:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Ensemble:
-    """Several detectors scoring as one: a face's fake probability is their mean."""
+    """Several detectors scoring as one: a face's fake probability is their mean. A single
+    detector is an ensemble of one; an ensemble checkpoint carries its own ``folder`` and
+    ``meta`` (its config.json, with its calibrated threshold); detectors put together at scan
+    time (``--model A --model B``) have neither."""
 
     members: tuple[Detector, ...]
+    folder: Path | None = None  # the ensemble checkpoint's folder
+    sha256: str = ""  # of its weights.safetensors
+    meta: dict = field(default_factory=dict)  # its config.json
 
     @property
     def info(self) -> DetectorInfo:
+        archs = " + ".join(m.arch for m in self.members)
+        if self.folder is not None:
+            return DetectorInfo(path=str(self.folder), sha256=self.sha256, arch=archs,
+                                val_auc=None)
         if len(self.members) == 1:
             return self.members[0].info
-        import hashlib
-
         digest = hashlib.sha256("+".join(m.sha256 for m in self.members).encode()).hexdigest()
         return DetectorInfo(path=" + ".join(str(m.folder) for m in self.members), sha256=digest,
-                            arch=" + ".join(m.arch for m in self.members), val_auc=None)
+                            arch=archs, val_auc=None)
 
     @property
     def threshold(self) -> tuple[float, str]:
-        if len(self.members) == 1:
+        if self.folder is None and len(self.members) == 1:
             return self.members[0].threshold
-        return 0.5, "not calibrated (an ensemble): 0.5, the midpoint of the mean fake probability"
+        calibrated = self.meta.get("threshold")
+        if isinstance(calibrated, dict) and isinstance(calibrated.get("value"), int | float):
+            return float(calibrated["value"]), "calibrated: " + str(calibrated.get("how", ""))
+        return 0.5, ("not calibrated (an ensemble; detect ensemble, then detect calibrate): 0.5, "
+                     "the midpoint of the mean fake probability")
+
+    @property
+    def identities(self) -> dict[str, list[str]]:
+        """The people any member trained on, and the validation people none of them did."""
+        trained = sorted({i for m in self.members for i in m.meta.get("train_identities") or []})
+        held = {i for m in self.members for i in m.meta.get("val_identities") or []}
+        return {"train_identities": trained, "val_identities": sorted(held - set(trained))}
 
     @property
     def input_sizes(self) -> list[int]:
@@ -131,6 +158,97 @@ class Ensemble:
         per_member = [m.probabilities(crops[m.data_config.input_size], batch_size)
                       for m in self.members]
         return np.mean(per_member, axis=0)
+
+
+def combine(ensembles: list[Ensemble]) -> Ensemble:
+    """Detectors given together (``--model A --model B``) as one: their members, averaged."""
+    if len(ensembles) == 1:
+        return ensembles[0]
+    return Ensemble(tuple(m for e in ensembles for m in e.members))
+
+
+def _kind(path: str | Path) -> str | None:
+    """The ``kind`` a checkpoint's config says, or None where there is no readable config (the
+    loader then says what is wrong)."""
+    path = Path(path)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    try:
+        return read_json_object(config, "checkpoint config").get("kind")
+    except InputError:
+        return None
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Ensemble:
+    """A detector or an ensemble checkpoint, read, checked, hashed and built once."""
+    if _kind(path) == ENSEMBLE_KIND:
+        return load_ensemble(path, device)
+    return Ensemble((load_detector(path, device),))
+
+
+def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
+    from detect.models import create_detector
+
+    folder, config = read_config(path, ENSEMBLE_KIND, "detector ensemble", {"members": list})
+    if not config["members"]:
+        raise InputError(f"{folder}: the ensemble has no members")
+    members = []
+    for index, member in enumerate(config["members"]):
+        if not isinstance(member, dict):
+            raise InputError(f"{folder}/config.json: member {index} is not an object")
+        where = f"{folder}/config.json member {index}"
+        check_keys(member, {"arch": str, "data_config": dict, "sha256": str}, where, "detector")
+        check_keys(member["data_config"], {"input_size": int, "mean": list, "std": list,
+                                           "interpolation": str}, where, "detector data_config")
+        model, _ = create_detector(member["arch"], pretrained=False)
+        load_weights(folder, model, member["arch"], prefix=f"member{index}.")
+        members.append(Detector(
+            folder=folder, sha256=member["sha256"], arch=member["arch"],
+            data_config=DataConfig.from_json(member["data_config"]),
+            module=model.to(device).eval(), meta=member, device=device))
+    return Ensemble(tuple(members), folder=folder,
+                    sha256=sha256_file(folder / "weights.safetensors"), meta=config)
+
+
+def save_ensemble(sources: list[str | Path], out: str | Path, half: bool = True,
+                  overwrite: bool = False) -> Path:
+    """One checkpoint of the detectors (or ensembles, their members taken) at ``sources``:
+    each member's weights and config, and the people any member trained on. Its threshold is
+    chosen afterwards (``detect calibrate``): the members' own do not carry over to their mean."""
+    from safetensors.torch import save_file
+
+    out = _replaceable(out, overwrite)
+    ensemble = combine([load_checkpoint(source) for source in sources])
+    dtype = torch.float16 if half else torch.float32
+    tensors, members = {}, []
+    for index, member in enumerate(ensemble.members):
+        for key, value in member.module.state_dict().items():
+            value = value.detach().cpu()
+            tensors[f"member{index}.{key}"] = (value.to(dtype) if value.is_floating_point()
+                                               else value).contiguous()
+        members.append({**{k: v for k, v in member.meta.items() if k not in _OWN_KEYS},
+                        "sha256": member.sha256,
+                        "source": member.meta.get("source", str(member.folder))})
+    config = {"kind": ENSEMBLE_KIND, "code_version": __version__,
+              "dtype": str(dtype).replace("torch.", ""), "members": members,
+              **ensemble.identities}
+    with replacing(out) as tmp:
+        save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": ENSEMBLE_KIND})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    return out
+
+
+def _replaceable(out: str | Path, overwrite: bool) -> Path:
+    """``out`` if a checkpoint may be written there: new, or (with ``overwrite``) a detector or
+    ensemble checkpoint folder; anything else is never replaced."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise InputError(f"{out}: already exists; choose another --out, or --overwrite to "
+                             "replace a detector checkpoint there")
+        if _kind(out) not in (DETECTOR_KIND, ENSEMBLE_KIND) or not out.is_dir() or out.is_symlink():
+            raise InputError(f"{out}: not a detector checkpoint folder; refusing to replace it")
+    writable_folder(out.parent)
+    return out
 
 
 def load_detector(path: str | Path, device: str = "cpu") -> Detector:
@@ -150,16 +268,17 @@ def load_detector(path: str | Path, device: str = "cpu") -> Detector:
 def export_detector(source: str | Path, out: str | Path, half: bool = True,
                     overwrite: bool = False) -> Path:
     """Re-save a detector (e.g. as fp16 for release), recording the source weights' hash. An
-    existing ``out`` is replaced only with ``overwrite`` and only if it is a detector checkpoint."""
-    out = Path(out)
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise InputError(f"{out}: already exists; choose another --out, or --overwrite to "
-                             "replace a detector checkpoint there")
-        read_detector_config(out)  # anything but a detector checkpoint is refused, never replaced
-        if not out.is_dir():
-            raise InputError(f"{out}: not a checkpoint folder; refusing to replace it")
-    writable_folder(out.parent)
+    existing ``out`` is replaced only with ``overwrite`` and only if it is a detector checkpoint.
+    An ensemble is re-saved whole, its threshold kept."""
+    if _kind(source) == ENSEMBLE_KIND:
+        ensemble = load_ensemble(source)
+        saved = save_ensemble([source], out, half=half, overwrite=overwrite)
+        if "threshold" in ensemble.meta:
+            config = json.loads((saved / "config.json").read_text())
+            config["threshold"] = ensemble.meta["threshold"]
+            write_text_atomic(saved / "config.json", json.dumps(config, indent=2, default=str))
+        return saved
+    out = _replaceable(out, overwrite)
     detector = load_detector(source)
     meta = {k: v for k, v in detector.meta.items() if k not in ("kind", "code_version", "dtype")}
     meta["exported_from"] = {"sha256": detector.sha256, "dtype": detector.meta.get("dtype")}

@@ -61,8 +61,9 @@ KeepEvery = Annotated[int, typer.Option(
     help="Also keep every N-th epoch's weights (fp16) in OUT/epochs/ (0: only the best).")]
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
 Model = Annotated[list[Path] | None, typer.Option(
-    "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best); repeat it to "
-    "average several detectors per face. Default: the detector that ships with swapscope.")]
+    "--model", "-m", help="Detector checkpoint folder (detect train's OUT/best, or an ensemble's "
+    "from detect ensemble); repeat it to average several detectors per face. Default: the "
+    "detector that ships with swapscope.")]
 Mode = Annotated[
     str,
     typer.Option(
@@ -110,7 +111,8 @@ Heatmap = Annotated[
     ),
 ]
 Checkpoint = Annotated[
-    Path, typer.Argument(help="Detector checkpoint folder (detect train's OUT/best).")
+    Path, typer.Argument(help="Detector checkpoint folder (detect train's OUT/best), or an "
+                         "ensemble's (detect ensemble).")
 ]
 ExportOut = Annotated[Path, typer.Option("--out", "-o", help="Folder for the exported checkpoint.")]
 Overwrite = Annotated[bool, typer.Option(
@@ -254,12 +256,10 @@ def calibrate(
     and smoothed, scanned with the fast rules, and the threshold is set so that at most --fpr of
     them are called fake. detect scan uses it from then on."""
     from detect.calibrate import calibrate as run_calibrate
-    from detect.checkpoint import read_detector_config
 
-    folder, _ = read_detector_config(checkpoint)
     with ProgressBar(err_console.is_terminal, unit="clips/s") as progress:
-        record = run_calibrate(folder, faces, work or folder.parent / "calibration",
-                               resolve_device(device), fpr=fpr, frames=frames, progress=progress)
+        record = run_calibrate(checkpoint, faces, work, resolve_device(device), fpr=fpr,
+                               frames=frames, progress=progress)
     if json_out:
         print_json(record)
     else:
@@ -278,6 +278,28 @@ def export(checkpoint: Checkpoint, out: ExportOut, half: Half = True,
     folder = export_detector(checkpoint, out, half=half, overwrite=overwrite)
     size = (folder / "weights.safetensors").stat().st_size
     typer.echo(f"{folder}: {size / 1e6:.1f} MB")
+
+
+Members = Annotated[list[Path], typer.Argument(
+    help="Detector (or ensemble) checkpoints whose probabilities the ensemble averages per face.")]
+
+
+@app.command()
+@handle_errors
+def ensemble(members: Members, out: ExportOut, half: Half = True,
+             overwrite: Overwrite = False) -> None:
+    """Make one checkpoint of several detectors: detect scan --model OUT averages their fake
+    probabilities per face.
+
+    The members' thresholds do not carry over to their mean: run detect calibrate OUT --faces ...
+    next (it calibrates on real clips of people none of the members trained on)."""
+    from detect.checkpoint import save_ensemble
+
+    if len(members) < 2:
+        fail("an ensemble needs at least two checkpoints")
+    folder = save_ensemble(members, out, half=half, overwrite=overwrite)
+    size = (folder / "weights.safetensors").stat().st_size
+    typer.echo(f"{folder}: {len(members)} members, {size / 1e6:.1f} MB; not calibrated yet")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from detect.artifacts import crop_roi, random_roi
-from detect.checkpoint import Detector, Ensemble, load_detector
+from detect.checkpoint import Ensemble, combine, load_checkpoint
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
@@ -45,7 +45,8 @@ MODES: dict[str, dict] = {
 
 @dataclass
 class ScanConfig:
-    models: tuple[str, ...] = ()  # detector checkpoints (several: their mean); () = the shipped one
+    models: tuple[str, ...] = ()  # detector or ensemble checkpoints (several: their mean);
+    # () = the shipped one
     mode: str = "fast"  # preset for the knobs left at None: fast | paper
     rois: int | None = None  # random ROIs per face
     top_k: int | None = None  # a face scores the mean of its top-k ROI probabilities
@@ -104,11 +105,9 @@ class _FaceWork:
 class Scanner:
     """Holds the detectors and the face pipeline; ``scan`` one input at a time."""
 
-    def __init__(self, config: ScanConfig, device: str,
-                 detectors: list[Detector] | None = None) -> None:
+    def __init__(self, config: ScanConfig, device: str, detector: Ensemble | None = None) -> None:
         self.config = config = config.resolved()
-        members = detectors or [load_detector(model, device) for model in config.models]
-        self.detector = Ensemble(tuple(members))
+        self.detector = detector or combine([load_checkpoint(m, device) for m in config.models])
         self.threshold, self.threshold_source = (
             (config.threshold, "--threshold") if config.threshold is not None
             else self.detector.threshold)

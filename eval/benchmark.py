@@ -107,15 +107,16 @@ def detector_name(path: str, folder: Path) -> str:
 def load_detectors(entries: list[str | list[str]], device: str) -> dict:
     """Name -> ``Ensemble`` of each configured detector (a single checkpoint is an ensemble of
     one; a list of checkpoints scores as their mean)."""
-    from detect.checkpoint import Ensemble, load_detector
+    from detect.checkpoint import combine, load_checkpoint
     from detect.scan import DEFAULT_DETECTOR
 
     out = {}
     for entry in entries:
         paths = entry if isinstance(entry, list) else [entry]
-        members = [load_detector(path or DEFAULT_DETECTOR, device) for path in paths]
-        name = " + ".join(detector_name(p, m.folder) for p, m in zip(paths, members))
-        out[name] = Ensemble(tuple(members))
+        loaded = [load_checkpoint(path or DEFAULT_DETECTOR, device) for path in paths]
+        name = " + ".join(detector_name(p, e.folder or e.members[0].folder)
+                          for p, e in zip(paths, loaded))
+        out[name] = combine(loaded)
     return out
 
 
@@ -190,7 +191,7 @@ def scan_all(entries: list[Entry], detectors: dict, mode: str, cache: Path, devi
             def compute(entry=entry, detector=detector):
                 nonlocal scanner
                 if scanner is None:
-                    scanner = Scanner(ScanConfig(mode=mode), device, list(detector.members))
+                    scanner = Scanner(ScanConfig(mode=mode), device, detector)
                 return {"frames": scanner.scan(entry.video).frame_scores}
 
             scores[(name, entry.row.id)] = _cached(cache, key, compute)["frames"]

@@ -97,9 +97,9 @@ def read_config(
     return folder, config
 
 
-def load_weights(folder: Path, module: torch.nn.Module, what: str) -> None:
+def load_weights(folder: Path, module: torch.nn.Module, what: str, prefix: str = "") -> None:
     """Load ``folder/weights.safetensors`` into ``module`` (any float dtype is cast to the
-    module's)."""
+    module's); with ``prefix``, only the tensors named so, the prefix taken off."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -107,6 +107,8 @@ def load_weights(folder: Path, module: torch.nn.Module, what: str) -> None:
         weights = load_file(str(folder / "weights.safetensors"))
     except (SafetensorError, OSError) as exc:
         raise InputError(f"{folder}: weights do not load ({exc})") from None
+    if prefix:
+        weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     try:
         module.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}

@@ -399,3 +399,90 @@ def test_several_models_average_per_face(tiny_detector, face_video):
     np.testing.assert_allclose(pair["inputs"][0]["score"], single["inputs"][0]["score"], atol=1e-6)
     assert " + " in pair["detector"]["path"]
     assert pair["detector"]["sha256"] != single["detector"]["sha256"]
+
+
+@pytest.fixture(scope="module")
+def other_detector(tiny_detector, tmp_path_factory):
+    """The tiny detector with its classifier moved: a second member that scores differently."""
+    from detect.checkpoint import save_detector
+
+    detector = load_detector(tiny_detector)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in detector.module.get_classifier().parameters():
+            param.add_(torch.randn_like(param))
+    meta = {k: v for k, v in detector.meta.items() if k not in ("kind", "code_version", "dtype")}
+    return save_detector(tmp_path_factory.mktemp("other") / "best", detector.module, meta)
+
+
+def test_an_ensemble_checkpoint_scores_as_its_members_mean_and_calibrates(
+        tiny_detector, other_detector, two_facesets, face_video, tmp_path):
+    from detect.checkpoint import ENSEMBLE_KIND, load_checkpoint
+
+    out = tmp_path / "ensemble"
+    made = runner.invoke(detect_app, ["ensemble", str(tiny_detector), str(other_detector),
+                                      "--out", str(out)])
+    assert made.exit_code == 0 and "not calibrated" in made.stdout, made.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == ENSEMBLE_KIND and config["dtype"] == "float16"
+    assert [m["sha256"] for m in config["members"]] == [
+        load_detector(p).sha256 for p in (tiny_detector, other_detector)]
+    ensemble = load_checkpoint(out)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(4)]
+    members = [load_detector(p).probabilities(crops) for p in (tiny_detector, other_detector)]
+    assert np.abs(members[0] - members[1]).max() > 0.01  # the two members do differ
+    np.testing.assert_allclose(ensemble.probabilities({224: crops}), np.mean(members, 0),
+                               atol=2e-2)
+
+    # one checkpoint: scan names it, and says its threshold is not calibrated yet
+    scanned = json.loads(runner.invoke(detect_app, ["scan", str(face_video), "--model", str(out),
+                                                    "--json"]).stdout)
+    assert scanned["detector"]["path"] == str(out)
+    assert scanned["rules"]["threshold"] == 0.5
+    assert scanned["rules"]["threshold_source"].startswith("not calibrated (an ensemble")
+
+    args = ["calibrate", str(out), *[a for fs in two_facesets for a in ("--faces", str(fs))],
+            "--frames", "10", "--device", "cpu", "--json"]
+    calibrated = runner.invoke(detect_app, args)
+    assert calibrated.exit_code == 0, calibrated.output
+    record = json.loads(calibrated.stdout)
+    assert json.loads((out / "config.json").read_text())["threshold"]["value"] == record["value"]
+    again = json.loads(runner.invoke(detect_app, ["scan", str(face_video), "--model", str(out),
+                                                  "--json"]).stdout)
+    assert again["rules"]["threshold"] == record["value"]
+    assert again["rules"]["threshold_source"].startswith("calibrated")
+    assert again["detector"]["sha256"] == scanned["detector"]["sha256"]  # weights untouched
+
+
+def test_ensembles_refuse_what_they_cannot_be(tiny_detector, other_detector, tmp_path):
+    import shutil
+
+    from detect.checkpoint import load_checkpoint
+
+    one = runner.invoke(detect_app, ["ensemble", str(tiny_detector), "--out", str(tmp_path / "e")])
+    assert one.exit_code == 2 and "at least two" in one.stderr
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    refused = runner.invoke(detect_app, ["ensemble", str(tiny_detector), str(other_detector),
+                                         "--out", str(mine), "--overwrite"])
+    assert refused.exit_code == 2 and "refusing to replace" in refused.stderr
+    assert (mine / "keep.txt").read_text() == "mine"
+
+    out = tmp_path / "ens"
+    assert runner.invoke(detect_app, ["ensemble", str(tiny_detector), str(other_detector),
+                                      "--out", str(out)]).exit_code == 0
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["members"][1]["arch"] = "resnet18"  # weights that do not fit the network it names
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="do not fit"):
+        load_checkpoint(broken)
+    del config["members"][1]["arch"]
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="no valid 'arch'"):
+        load_checkpoint(broken)
+    result = runner.invoke(detect_app, ["scan", str(tmp_path), "--model", str(broken)])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -97,14 +97,16 @@ def _held_out_clips(shared_data, identities, count=4):
 
 
 def _skill(detector, clips, rng):
-    """AUC of the detector on real ROIs against FWA and SBI versions of the same ROIs."""
+    """AUC of the detector (an ``Ensemble``) on real ROIs against FWA and SBI versions of the
+    same ROIs."""
     from sklearn.metrics import roc_auc_score
 
     from detect.artifacts import crop_roi, random_roi, synthesise
     from swapscope.faces.backends import create_backend
 
     backend = create_backend("dlib")
-    reals, fakes = [], []
+    sizes = detector.input_sizes
+    reals, fakes = {s: [] for s in sizes}, {s: [] for s in sizes}
     for clip in clips:
         for frame in read_frames(clip, every=15, limit=90):
             faces = backend.faces(frame.image)
@@ -114,9 +116,11 @@ def _skill(detector, clips, rng):
             for kind in ("fwa", "sbi"):
                 fake = synthesise(kind, frame.image, landmarks, rng)
                 box = random_roi(landmarks, frame.image.shape, rng)
-                reals.append(crop_roi(frame.image, box))
-                fakes.append(crop_roi(fake, box))
+                for size in sizes:
+                    reals[size].append(crop_roi(frame.image, box, size))
+                    fakes[size].append(crop_roi(fake, box, size))
     scores = np.concatenate([detector.probabilities(reals), detector.probabilities(fakes)])
+    reals = reals[sizes[0]]
     return roc_auc_score([0] * len(reals) + [1] * len(fakes), scores), len(reals)
 
 
@@ -126,15 +130,15 @@ def test_the_shipped_detector_keeps_its_skill(shared_data, tmp_path):
     same faces untouched, and its own threshold calls few of their degraded real clips fake.
     Random weights fail both bounds."""
     from detect.calibrate import VARIANTS, degraded_clip
-    from detect.checkpoint import load_detector
+    from detect.checkpoint import load_checkpoint
     from detect.scan import DEFAULT_DETECTOR, ScanConfig, Scanner
 
-    detector = load_detector(DEFAULT_DETECTOR)
-    clips = _held_out_clips(shared_data, detector.meta["val_identities"])
+    detector = load_checkpoint(DEFAULT_DETECTOR)
+    clips = _held_out_clips(shared_data, detector.identities["val_identities"])
     assert len(clips) >= 3, "the shipped detector's validation identities have no clips here"
     auc, pairs = _skill(detector, clips, np.random.default_rng(0))
     assert pairs >= 20 and auc >= SKILL_AUC, auc
-    scanner = Scanner(ScanConfig(), "cpu", [detector])
+    scanner = Scanner(ScanConfig(), "cpu", detector)
     scores = [scanner.scan(degraded_clip(clip, v, tmp_path / f"{clip.stem}.{v.name}.mp4", 45)).score
               for clip in clips for v in VARIANTS]
     fpr = np.mean([s is not None and s >= scanner.threshold for s in scores])
