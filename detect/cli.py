@@ -57,6 +57,9 @@ ValFraction = Annotated[
     float, typer.Option(help="Share of faces (whole identities) held out for validation.")
 ]
 Workers = Annotated[int, typer.Option(help="Data loader worker processes.")]
+Cache = Annotated[Path | None, typer.Option(
+    help="Folder of the faces' context crops, shareable between runs on the same face sets "
+    "(default: OUT/cache).")]
 KeepEvery = Annotated[int, typer.Option(
     help="Also keep every N-th epoch's weights (fp16) in OUT/epochs/ (0: only the best).")]
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
@@ -143,6 +146,7 @@ def train(
     val_fraction: ValFraction = T.val_fraction,
     workers: Workers = T.workers,
     keep_every: KeepEvery = T.keep_every,
+    cache: Cache = None,
     device: kit.DeviceOption = kit.AUTO,
     seed: kit.SeedOption = T.seed,
     json_out: kit.JsonOption = False,
@@ -156,7 +160,7 @@ def train(
                          batch_size=batch_size, optimizer=optimizer, lr=lr, lr_decay=lr_decay,
                          stride=stride, steps_per_epoch=steps_per_epoch or None,
                          val_fraction=val_fraction, workers=workers, keep_every=keep_every,
-                         seed=seed)
+                         cache=str(cache) if cache else None, seed=seed)
     bar = ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}", unit="it/s")
     with bar as progress:
         summary = run_train(config, resolve_device(device), progress=progress)

@@ -1,0 +1,133 @@
+"""Ablation: which negatives (FWA, SBI, mix) and whether the degradations help, one backbone.
+
+    python bench/ablation.py FACESET ... --work DIR [--cache DIR] [--epochs 2] [--steps 45] \
+        [--json out.json]
+
+Six real training runs of ``detect train`` (efficientnet_lite0, AdamW 1e-4, batch 32, stride 3,
+the same identity split and seed), one per artifact x degradations on/off, each for the same
+short budget; each run's best epoch is then measured the same way:
+
+- synthetic AUC per artifact on the validation identities' faces (both artifacts, whatever the
+  run trained on), clean and degraded, the same fixed examples for every run;
+- ``dev_eval`` and ``dev_fakes`` input-level AUC per source and pooled (``detect scan`` fast rules).
+
+Runs resume (``detect train`` does) and a finished run is measured, not retrained. The budget
+is far below a full run's (``bench/detector_recipe.sh``): the table compares recipes at equal
+cost, it does not measure what a recipe reaches.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, shared_data, write_json  # noqa: E402
+from _common import parser as bench_parser  # noqa: E402
+from dev_eval import DEV_EVAL_SOURCES, auc_rows, labelled_inputs, scan_inputs  # noqa: E402
+
+RUNS = [(artifact, degrade) for artifact in ("fwa", "sbi", "mix") for degrade in (True, False)]
+
+
+def train_command(facesets: list[str], out: Path, cache: Path, artifact: str, degrade: bool,
+                  epochs: int, steps: int) -> list[str]:
+    return [sys.executable, "-m", "detect", "train", *facesets, "--artifact", artifact,
+            "--degrade" if degrade else "--no-degrade", "--epochs", str(epochs),
+            "--steps-per-epoch", str(steps), "--batch-size", "32", "--stride", "3",
+            "--optimizer", "adamw", "--lr", "0.0001", "--lr-decay", "0.95",
+            "--val-fraction", "0.2", "--workers", "1", "--cache", str(cache), "--out", str(out),
+            "--device", "cpu", "--json"]
+
+
+def synthetic_aucs(checkpoint: Path, facesets: list[str], cache: Path) -> dict:
+    """AUC per artifact on the validation identities' faces, clean and degraded."""
+    import torch
+
+    from detect.checkpoint import load_detector
+    from detect.data import ArtifactDataset, Degrade, split_by_identity
+    from detect.train import TrainConfig, collect_items, evaluate
+    from swapscope.cli import NoProgress
+
+    detector = load_detector(checkpoint)
+    config = TrainConfig(facesets=facesets, stride=3, cache=str(cache))
+    items, _ = collect_items(config, cache, NoProgress())
+    _, val_items = split_by_identity(items, 0.2, 0)
+    out = {}
+    for name, degrade in (("clean", None), ("degraded", Degrade())):
+        data = ArtifactDataset(val_items, detector.data_config.mean, detector.data_config.std,
+                               "mix", degrade=degrade, seed=12345, fixed=True)
+        loader = torch.utils.data.DataLoader(data, batch_size=32, num_workers=1)
+        _, _, per_kind = evaluate(detector.module, loader, "cpu")
+        out[name] = per_kind
+    return out
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("facesets", nargs="+", help="face sets of real faces (forge extract)")
+    parser.add_argument("--work", required=True, help="folder for the runs and the crop cache")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=45, help="steps per epoch (batch 32)")
+    parser.add_argument("--cache", help="the faces' crop cache, shared with other runs on the "
+                        "same face sets at stride 3 (default WORK/cache)")
+    args = parser.parse_args()
+    from detect.scan import ScanConfig, Scanner
+
+    data = shared_data(args.data)
+    dev_eval, dev_fakes = labelled_inputs(data / "dev_eval"), labelled_inputs(data / "dev_fakes")
+    work = Path(args.work)
+    cache = Path(args.cache) if args.cache else work / "cache"
+    results = {"machine": machine(), "epochs": args.epochs, "steps_per_epoch": args.steps,
+               "batch_size": 32, "runs": {}}
+    for artifact, degrade in RUNS:
+        name = f"{artifact}, degradations {'on' if degrade else 'off'}"
+        out = work / f"{artifact}_{'degrade' if degrade else 'clean'}"
+        command = train_command(args.facesets, out, cache, artifact, degrade, args.epochs,
+                                args.steps)
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        trained_s = time.perf_counter() - started
+        scanner = Scanner(ScanConfig(models=(str(out / "best"),)), "cpu")
+        results["runs"][name] = {
+            "command": " ".join(["python"] + command[1:]), "train_seconds": round(trained_s, 1),
+            "synthetic": synthetic_aucs(out / "best", args.facesets, cache),
+            "dev_eval": auc_rows(scan_inputs(scanner, dev_eval), DEV_EVAL_SOURCES, rounds=300),
+            "dev_fakes": auc_rows(scan_inputs(scanner, dev_fakes), rounds=300)}
+        print(f"{name}: done", file=sys.stderr, flush=True)
+        write_json(args.json, results)
+    print_table(results)
+    write_json(args.json, results)
+
+
+def _cell(row: dict | None) -> str:
+    if not row or row.get("auc") is None or np.isnan(row["auc"]):
+        return "-"
+    low, high = row["ci"]
+    return f"{row['auc']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def print_table(results: dict) -> None:
+    print(f"\nablation: {results['epochs']} epochs x {results['steps_per_epoch']} steps of batch "
+          f"{results['batch_size']} per run, efficientnet_lite0, AdamW 1e-4\n")
+    print("| negatives, degradations | synthetic FWA clean / degraded | synthetic SBI clean / "
+          "degraded | dev_eval pooled | Celeb-DF-v2 | DFDC | FF++ c23 | dev_fakes pooled |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, run in results["runs"].items():
+        s = run["synthetic"]
+        d = run["dev_eval"]
+        print(f"| {name} | {s['clean']['fwa']:.3f} / {s['degraded']['fwa']:.3f} | "
+              f"{s['clean']['sbi']:.3f} / {s['degraded']['sbi']:.3f} | {_cell(d.get('pooled'))} | "
+              f"{_cell(d.get('Celeb-DF-v2'))} | {_cell(d.get('DFDC'))} | "
+              f"{_cell(d.get('FF++ c23'))} | {_cell(run['dev_fakes'].get('pooled'))} |")
+    print("\ncommands:\n")
+    for name, run in results["runs"].items():
+        print(f"- {name} ({run['train_seconds'] / 60:.0f} min): `{run['command']}`")
+    print(f"\nmachine: {results['machine']}")
+
+
+if __name__ == "__main__":
+    main()
