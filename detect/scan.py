@@ -5,8 +5,9 @@ random ROIs; a frame scores the max over its faces; a video scores the mean of t
 ``top_fraction`` of its frame scores. Two presets fill the knobs a user leaves open:
 
 - ``paper``: every frame, dlib detection on every frame at full resolution, 10 ROIs, top 5;
-- ``fast`` (default): every 5th frame, detection every 6th scored frame with boxes tracked
-  between, one ROI per face, and ROIs of many frames batched into one network call.
+- ``fast`` (default): every 5th frame, detection every 6th scored frame with boxes following
+  the faces between (``swapscope.faces.pipeline``), one ROI per face, and ROIs of many frames
+  batched into one network call.
 
 Videos are decoded once: faces are found, cropped and scored in the same pass. Results are
 ``swapscope.formats.scan`` records. ``bench/scan.py`` measures what the fast preset gains in

@@ -79,3 +79,34 @@ def test_smooth_track_lowers_landmark_jitter():
         np.stack([f.landmarks for f in smooth_track(track, np.arange(60) / 30.0).faces])
     )
     assert smooth < 0.5 * raw
+
+
+def test_a_face_followed_from_its_track_stays_on_it_however_far_it_moved():
+    tracker = Tracker()
+    assert tracker.update([_face(0, 0, 0)]) == [0]
+    # 200 px away: by overlap a new person; followed from track 0 (its hint), the same one
+    assert tracker.update([_face(1, 200, 0)], hints=[0]) == [0]
+    assert tracker.update([_face(2, 400, 0)]) == [1]
+
+
+def test_followed_faces_keep_their_landmarks_on_a_face_that_jumps(tmp_path, astronaut):
+    """Frames 5 apart of a face panning 15 px and jumping back 45 px: the landmarks of the
+    frames between detections agree with a detection on every frame."""
+    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+    from swapscope.media.sample import moving_face_frames, write_clip
+    from swapscope.timing import StageTimer
+
+    clip = write_clip(tmp_path / "pan.mp4", moving_face_frames(astronaut, 50))
+
+    def landmarks(detect_every):
+        pipeline = FacePipeline(PipelineConfig(every=5, detect_every=detect_every,
+                                               detect_size=480, min_size=32, embed=False))
+        return {item.frame.index: (item.faces[0].face.landmarks, item.faces[0].track_id)
+                for item in pipeline.track_frames(clip, StageTimer()) if item.faces}
+
+    detected, followed = landmarks(1), landmarks(6)
+    assert sorted(followed) == sorted(detected) == list(range(0, 50, 5))
+    for index, (points, _) in detected.items():
+        size = np.ptp(points, 0).max()
+        assert np.abs(followed[index][0] - points).mean() < 0.02 * size, index
+    assert {track for _, track in followed.values()} == {0}

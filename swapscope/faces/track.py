@@ -60,20 +60,29 @@ class Tracker:
     _done: list[_LiveTrack] = field(default_factory=list)
     _next_id: int = 0
 
-    def update(self, faces: list[Face]) -> list[int]:
-        """Assign each face of the current frame to a track; returns their track ids."""
+    def update(self, faces: list[Face], hints: list[int | None] | None = None) -> list[int]:
+        """Assign each face of the current frame to a track; returns their track ids. A face
+        found by following a track (``hints``: that track's id, else None) stays on it."""
         ids = [-1] * len(faces)
-        if self._live and faces:
+        live = {t.track_id: t for t in self._live}
+        for i, hint in enumerate(hints or []):
+            if hint in live and hint not in ids and not self._is_other_person(live[hint], faces[i]):
+                ids[i] = hint
+                self._extend(live[hint], faces[i])
+        open_faces = [i for i in range(len(faces)) if ids[i] == -1]
+        open_tracks = [t for t in self._live if t.track_id not in ids]
+        if open_tracks and open_faces:
             iou = box_iou(
-                np.stack([f.box for f in faces]), np.stack([t.last_box for t in self._live])
+                np.stack([faces[i].box for i in open_faces]),
+                np.stack([t.last_box for t in open_tracks]),
             )
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols):
-                track = self._live[c]
-                if iou[r, c] < self.iou_threshold or self._is_other_person(track, faces[r]):
+                track, face = open_tracks[c], faces[open_faces[r]]
+                if iou[r, c] < self.iou_threshold or self._is_other_person(track, face):
                     continue
-                ids[r] = track.track_id
-                self._extend(track, faces[r])
+                ids[open_faces[r]] = track.track_id
+                self._extend(track, face)
         matched = set(ids)
         for track in list(self._live):
             if track.track_id not in matched:
