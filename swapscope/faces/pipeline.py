@@ -299,8 +299,10 @@ def _moved(previous: np.ndarray, image: np.ndarray, box: np.ndarray) -> np.ndarr
     if tx2 - tx1 < 8 or ty2 - ty1 < 8:
         return np.zeros(2, np.float32)
 
+    skip = max(1, int(0.5 / scale))  # every skip-th pixel first: the area filter then has less
+
     def small(img, a, b, c, d):
-        patch = cv2.cvtColor(np.ascontiguousarray(img[b:d, a:c]), cv2.COLOR_RGB2GRAY)
+        patch = cv2.cvtColor(np.ascontiguousarray(img[b:d:skip, a:c:skip]), cv2.COLOR_RGB2GRAY)
         size = (max(1, round((c - a) * scale)), max(1, round((d - b) * scale)))
         return cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
 
