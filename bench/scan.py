@@ -1,18 +1,18 @@
 """Scanning speed and what the fast preset costs in AUC, against the paper's protocol.
 
 Speed, side by side in one run on a 720p clip: ``detect scan``'s default (fast preset, the
-shipped efficientnet_lite0 detector) against the paper's protocol (dlib on every full-size
-frame, 10 ROIs per face, top 5, ResNet50). ResNet50's ImageNet weights cannot be downloaded
-here, so it runs with random weights: its cost does not depend on their values.
+shipped detector: two efficientnet_lite0 networks averaged) against the paper's protocol (dlib
+on every full-size frame, 10 ROIs per face, top 5, ResNet50). ResNet50's ImageNet weights
+cannot be downloaded here, so it runs with random weights: its cost does not depend on them.
 
-AUC, with the same trained network (the shipped detector) under both rule sets: real clips of
-the identities held out of that detector's training, and fwa-sim fakes made from the same clips
+AUC, with the same trained detector (the shipped one) under both rule sets: real clips (up to
+``--clips``) of the identities held out of its training, and fwa-sim fakes made from the same clips
 (each frame's face re-rendered at one random size per clip, blurred and warped back, as a swap
 model would; the same H.264 settings for both classes). Frame AUC over scored frames; video AUC
 over 2-second segments of each clip (the mean of each segment's highest third of frame scores).
 
     python bench/scan.py [--data ../shared/data] [--frames 150] [--speed-frames 300] \
-        [--json out.json]
+        [--clips 6] [--json out.json]
 """
 
 from __future__ import annotations
@@ -96,35 +96,37 @@ def segment_scores(frames: list, fps: float, top_fraction: float) -> list[float]
     return [video_score(np.array(v), top_fraction) for v in segments.values()]
 
 
-def auc_comparison(root: Path, frames: int) -> dict:
+def auc_comparison(root: Path, frames: int, most: int) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from detect.checkpoint import read_detector_config
+    from detect.checkpoint import load_checkpoint
     from detect.scan import DEFAULT_DETECTOR, ScanConfig, Scanner
     from swapscope.media.video import probe
 
-    _, meta = read_detector_config(DEFAULT_DETECTOR)
-    held_out = meta["val_identities"]
+    shipped = load_checkpoint(DEFAULT_DETECTOR)
+    held_out = shipped.identities["val_identities"]
+    sources = [source for identity in held_out for folder in ("real_videos", "real_videos_extra")
+               for source in sorted((root / folder / identity).glob("*.mp4"))][:most]
     rng = np.random.default_rng(0)
-    scanners = {mode: Scanner(ScanConfig(mode=mode), "cpu") for mode in ("fast", "paper")}
+    scanners = {mode: Scanner(ScanConfig(mode=mode), "cpu", shipped) for mode in ("fast", "paper")}
     scores = {mode: {"frame": ([], []), "video": ([], [])} for mode in scanners}
     clips = []
     with tempfile.TemporaryDirectory() as tmp:
-        for identity in held_out:
-            for source in sorted((root / "real_videos" / identity).glob("*.mp4")):
-                real, fake = make_fwa_sim_pair(source, Path(tmp), frames, rng)
-                clips.append(str(source.relative_to(root)))
-                fps = probe(real).fps
-                for label, path in ((0, real), (1, fake)):
-                    for mode, scanner in scanners.items():
-                        result = scanner.scan(path)
-                        frame_scores = result.frame_scores
-                        scores[mode]["frame"][0].extend(frame_scores)
-                        scores[mode]["frame"][1].extend([label] * len(frame_scores))
-                        segs = segment_scores(result.frames, fps, scanner.config.top_fraction)
-                        scores[mode]["video"][0].extend(segs)
-                        scores[mode]["video"][1].extend([label] * len(segs))
-    out = {"held_out_identities": held_out, "clips": clips, "frames_per_clip": frames, "modes": {}}
+        for source in sources:
+            real, fake = make_fwa_sim_pair(source, Path(tmp), frames, rng)
+            clips.append(str(source.relative_to(root)))
+            fps = probe(real).fps
+            for label, path in ((0, real), (1, fake)):
+                for mode, scanner in scanners.items():
+                    result = scanner.scan(path)
+                    frame_scores = result.frame_scores
+                    scores[mode]["frame"][0].extend(frame_scores)
+                    scores[mode]["frame"][1].extend([label] * len(frame_scores))
+                    segs = segment_scores(result.frames, fps, scanner.config.top_fraction)
+                    scores[mode]["video"][0].extend(segs)
+                    scores[mode]["video"][1].extend([label] * len(segs))
+    out = {"held_out_identities": sorted({Path(c).parent.name for c in clips}), "clips": clips,
+           "frames_per_clip": frames, "modes": {}}
     for mode, levels in scores.items():
         out["modes"][mode] = {
             level: {"auc": float(roc_auc_score(y, s)), "n": len(y), "fakes": int(sum(y))}
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument(
         "--speed-frames", type=int, default=300, help="frames of the 720p clip to time"
     )
+    parser.add_argument("--clips", type=int, default=6, help="held-out real clips for the AUC")
     args = parser.parse_args()
     import torch
 
@@ -153,14 +156,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         resnet = resnet50_checkpoint(Path(tmp) / "resnet50")
         results["speed"] = {
-            "default (fast, efficientnet_lite0)": timed_scan(
+            "default (fast, shipped detector)": timed_scan(
                 clip, ScanConfig(max_frames=args.speed_frames)
             ),
             "paper (every frame, full-size dlib, 10 ROIs, ResNet50)": timed_scan(
                 clip, ScanConfig(models=(str(resnet),), mode="paper", max_frames=args.speed_frames)
             ),
         }
-    results["auc"] = auc_comparison(root, args.frames)
+    results["auc"] = auc_comparison(root, args.frames, args.clips)
 
     (fast_name, fast), (paper_name, paper) = results["speed"].items()
     results["speedup"] = fast["video_frames_per_s"] / paper["video_frames_per_s"]

@@ -237,6 +237,26 @@ def save_ensemble(sources: list[str | Path], out: str | Path, half: bool = True,
     return out
 
 
+def split_members(path: str | Path, out: Path) -> list[Path]:
+    """Each member of a detector or ensemble checkpoint as a detector checkpoint of its own
+    under ``out`` (``out/<i>``; for training one with ``--init``); a detector is its own one
+    member, not copied. Each records which ensemble it came from."""
+    if _kind(path) != ENSEMBLE_KIND:
+        folder, _ = read_detector_config(path)
+        return [folder]
+    ensemble = load_ensemble(path)
+    folders = []
+    for index, member in enumerate(ensemble.members):
+        meta = {k: v for k, v in member.meta.items() if k not in _OWN_KEYS}
+        meta["ensemble_member"] = {"ensemble": str(ensemble.folder),
+                                   "ensemble_sha256": ensemble.sha256, "index": index}
+        folder = Path(out) / str(index)
+        if not (folder / "config.json").is_file():
+            save_detector(folder, member.module, meta, half=ensemble.meta.get("dtype") == "float16")
+        folders.append(folder)
+    return folders
+
+
 def _replaceable(out: str | Path, overwrite: bool) -> Path:
     """``out`` if a checkpoint may be written there: new, or (with ``overwrite``) a detector or
     ensemble checkpoint folder; anything else is never replaced."""

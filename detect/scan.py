@@ -1,4 +1,4 @@
-"""``detect scan``: score videos and images with an FWA detector.
+"""``detect scan``: score videos and images with a face-swap artifact detector.
 
 The paper's rules: a face scores the mean of the top ``top_k`` fake probabilities over ``rois``
 random ROIs; a frame scores the max over its faces; a video scores the mean of the highest
@@ -35,7 +35,7 @@ from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.timing import StageTimer
 
-DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_lite0"
+DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_sbi_lite0"
 
 # knobs a preset fills when the user leaves them unset; detect_size 0 = the frame's full size
 MODES: dict[str, dict] = {

@@ -49,8 +49,7 @@ class _Target:
     """The detector being hardened and the configurations it is hardened against."""
 
     name: str
-    folder: Path
-    arch: str
+    folder: Path  # its checkpoint: a detector's, or an ensemble's
     chosen: set[str]  # short configuration names, as the report shows them
     chosen_full: set[str]  # the same, with every knob (config_key of a manifest row)
 
@@ -92,18 +91,19 @@ def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
 
 
 def _choose(report: dict, config: HardenConfig) -> _Target:
-    from detect.checkpoint import read_detector_config
+    from detect.checkpoint import load_checkpoint
     from detect.scan import DEFAULT_DETECTOR
     from eval.report import evaders
 
-    folder, meta = read_detector_config(config.detector or DEFAULT_DETECTOR)
+    loaded = load_checkpoint(config.detector or DEFAULT_DETECTOR)  # a detector or an ensemble
+    folder = loaded.folder or loaded.members[0].folder
     name = detector_name(config.detector, folder)
     names = [d["name"] for d in report["detectors"]]
     if name not in names:
         raise InputError(f"detector {name!r} is not in the report; choose from {names}")
     chosen = {e["config"] for e in evaders(report, config.top)[name]}
     full_names = {r["config"]: r.get("config_full", r["config"]) for r in report["rows"]}
-    return _Target(name=name, folder=folder, arch=meta["arch"], chosen=chosen,
+    return _Target(name=name, folder=folder, chosen=chosen,
                    chosen_full={full_names[c] for c in chosen})
 
 
@@ -153,7 +153,10 @@ def fine_tune(
     device: str,
 ) -> dict:
     """Fine-tune the detector being hardened (what it knew is the starting point) on the real
-    faces and the chosen fakes; returns detect train's summary."""
+    faces and the chosen fakes; an ensemble has each member fine-tuned and is put together
+    again (uncalibrated: its threshold is chosen on real footage, ``detect calibrate``). Returns
+    detect train's summary (an ensemble's: its path and its members' lowest validation AUC)."""
+    from detect.checkpoint import DETECTOR_KIND, read_config, save_ensemble, split_members
     from detect.train import TrainConfig
     from detect.train import train as train_detector
     from forge.extract import ExtractConfig, extract
@@ -162,15 +165,26 @@ def fine_tune(
     if not faces.exists():
         log.info("extracting real faces of %d training videos", len(real_videos))
         extract(real_videos, faces, ExtractConfig())
-    log.info("training the hardened detector")
-    return train_detector(
-        TrainConfig(
-            facesets=[str(faces)], fakes=train_manifests, out=str(work / "detector"),
-            init=str(target.folder), arch=target.arch, epochs=config.epochs,
-            batch_size=config.batch_size, stride=config.stride, seed=config.seed,
-        ),
-        device,
-    )
+    members = split_members(target.folder, work / "members")
+    summaries = []
+    for index, member in enumerate(members):
+        log.info("training the hardened detector (member %d of %d)", index + 1, len(members))
+        _, meta = read_config(member, DETECTOR_KIND, "detector", {"arch": str})
+        out = work / "detector" if len(members) == 1 else work / "detectors" / str(index)
+        summaries.append(train_detector(
+            TrainConfig(
+                facesets=[str(faces)], fakes=train_manifests, out=str(out), init=str(member),
+                arch=meta["arch"], epochs=config.epochs, batch_size=config.batch_size,
+                stride=config.stride, seed=config.seed,
+            ),
+            device,
+        ))
+    if len(summaries) == 1:
+        return summaries[0]
+    best = save_ensemble([s["best"] for s in summaries], work / "detector" / "best",
+                         half=False, overwrite=True)
+    return {**summaries[0], "best": str(best),
+            "best_val_auc": min(s["best_val_auc"] for s in summaries)}
 
 
 def compare(result: BenchmarkResult, target: _Target) -> list[dict]:

@@ -1,12 +1,14 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from detect.scan import DEFAULT_DETECTOR
+from eval.benchmark import SHIPPED_NAME
 from eval.cli import app
 from eval.metrics import Scores, bootstrap, detectability, point_metrics, video_scores
 from eval.realism import expression_vector, frechet_distance, head_pose
@@ -130,16 +132,17 @@ def test_report_from_a_config_writes_markdown_csv_and_html(forgery_set, tmp_path
     assert row["fakes"] == 2 and row["reals"] == 2
     for size in (40, 120):  # the shipped detector finds fwa-sim fakes at either render size
         sized = next(r for r in summary["rows"] if r["config"] == f"fwa-sim fwa_size={size}")
-        found = sized["detectors"]["shipped fwa_lite0"]
+        found = sized["detectors"][SHIPPED_NAME]
         assert found["frame"]["auc"] >= FWA_SIM_FRAME_AUC, (size, found["frame"])
         assert len(found["video"]["ci"]["auc"]) == 2
     assert (
         row["realism"]["identity_to_target"] is not None
         and row["realism"]["pose_error_deg"] is not None
     )
-    assert set(summary["evaders"]) == {"shipped fwa_lite0"}
+    assert set(summary["evaders"]) == {SHIPPED_NAME}
     for name in (
-        "report.md", "report.csv", "report.html", "tradeoff.png", "roc_shipped_fwa_lite0.png",
+        "report.md", "report.csv", "report.html", "tradeoff.png",
+        "roc_" + "".join(c if c.isalnum() else "_" for c in SHIPPED_NAME) + ".png",
     ):
         assert (out / name).is_file(), name
     assert (out / "report.csv").read_text().count("\n") == 3
@@ -214,8 +217,8 @@ def test_an_ensemble_is_benchmarked_as_one_detector(forgery_set, tmp_path):
                                  "--json"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["rows"][0]
-    single, pair = row["detectors"]["shipped fwa_lite0"], row["detectors"][
-        "shipped fwa_lite0 + shipped fwa_lite0"]
+    single, pair = row["detectors"][SHIPPED_NAME], row["detectors"][
+        f"{SHIPPED_NAME} + {SHIPPED_NAME}"]
     assert pair["frame"]["auc"] == pytest.approx(single["frame"]["auc"])  # the mean of equals
 
 
@@ -282,37 +285,47 @@ def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, a
     )
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
-    assert len(outcome["trained_on"]) == 1 and outcome["detector"] == "shipped fwa_lite0"
+    assert len(outcome["trained_on"]) == 1 and outcome["detector"] == SHIPPED_NAME
     assert {r["config"] for r in outcome["rows"]} == {"fwa-sim fwa_size=40", "fwa-sim fwa_size=120"}
     assert sum(r["trained_on"] for r in outcome["rows"]) == 1
     for r in outcome["rows"]:  # test identity only: one fake and one real video per configuration
         assert (r["fakes"], r["reals"]) == (1, 1)
     _assert_fine_tuned_from(outcome["hardened"], DEFAULT_DETECTOR)
     html = (out / "harden" / "report.html").read_text()
-    assert "Hardening shipped fwa_lite0" in html and "detector/best" in html
+    assert f"Hardening {SHIPPED_NAME}" in html and "detector/best" in html
 
 
 def _assert_fine_tuned_from(hardened_path, shipped_path) -> None:
-    """The hardened detector started from the shipped one's weights (recorded by hash) and
-    moved away from them, but stayed far closer to them than to a fresh ImageNet start."""
+    """Each hardened member started from the shipped member's weights (recorded by hash, through
+    the member's own copy) and moved away from them, but stayed far closer to them than to a
+    fresh ImageNet start."""
     import torch
 
-    from detect.checkpoint import load_detector
+    from detect.checkpoint import load_checkpoint, load_detector
     from detect.models import create_detector
+    from swapscope.files import sha256_file
 
-    hardened, shipped = load_detector(hardened_path), load_detector(shipped_path)
-    assert hardened.meta["init_sha256"] == shipped.sha256 != hardened.sha256
-    fresh, _ = create_detector(shipped.arch)
+    hardened, shipped = load_checkpoint(hardened_path), load_checkpoint(shipped_path)
+    assert len(hardened.members) == len(shipped.members)
+    for index, (after, before) in enumerate(zip(hardened.members, shipped.members)):
+        start = Path(after.meta["config"]["init"])
+        assert after.meta["init_sha256"] == sha256_file(start / "weights.safetensors")
+        copied = load_detector(start)
+        if shipped.folder is not None:  # an ensemble's member went through its own copy
+            assert copied.meta["ensemble_member"]["ensemble_sha256"] == shipped.sha256
+            assert copied.meta["ensemble_member"]["index"] == index
+        fresh, _ = create_detector(before.arch)
 
-    def distance(a, b) -> float:
-        b = b.state_dict()
-        return sum(float((v.float() - b[k].float()).pow(2).sum())
-                   for k, v in a.state_dict().items() if v.is_floating_point()) ** 0.5
+        def distance(a, b) -> float:
+            b = b.state_dict()
+            return sum(float((v.float() - b[k].float()).pow(2).sum())
+                       for k, v in a.state_dict().items() if v.is_floating_point()) ** 0.5
 
-    moved = distance(hardened.module, shipped.module)
-    assert 0 < moved < distance(hardened.module, fresh) / 10
-    assert not torch.equal(hardened.module.get_classifier().weight,
-                           shipped.module.get_classifier().weight.to(torch.float32))
+        assert distance(copied.module, before.module) < 1e-3 * distance(before.module, fresh)
+        moved = distance(after.module, before.module)
+        assert 0 < moved < distance(after.module, fresh) / 10
+        assert not torch.equal(after.module.get_classifier().weight,
+                               before.module.get_classifier().weight.to(torch.float32))
 
 
 @pytest.mark.slow
@@ -327,7 +340,7 @@ def test_the_default_loop_runs_twice_on_a_fresh_install_without_sample_data(tmp_
     assert methods == ["fwa-sim", "fwa-sim", "model", "model"]
     for row in summary["rows"]:
         assert row["fakes"] == 2 and row["reals"] == 2
-        found = row["detectors"]["shipped fwa_lite0"]["frame"]
+        found = row["detectors"][SHIPPED_NAME]["frame"]
         low, high = found["ci"]["auc"]
         assert low <= found["auc"] <= high
         if row["method"] == "fwa-sim":
