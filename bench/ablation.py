@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 from dev_eval import DEV_EVAL_SOURCES, auc_rows, labelled_inputs, scan_inputs  # noqa: E402
+from synthetic import face_items, synthetic_aucs  # noqa: E402
 
 RUNS = [(artifact, degrade) for artifact in ("fwa", "sbi", "mix") for degrade in (True, False)]
 
@@ -43,27 +44,12 @@ def train_command(facesets: list[str], out: Path, cache: Path, artifact: str, de
             "--device", "cpu", "--json"]
 
 
-def synthetic_aucs(checkpoint: Path, facesets: list[str], cache: Path) -> dict:
-    """AUC per artifact on the validation identities' faces, clean and degraded."""
-    import torch
+def validation_items(facesets: list[str], cache: Path) -> list:
+    """The faces of the runs' validation identities (the same split for every run)."""
+    from detect.data import split_by_identity
 
-    from detect.checkpoint import load_detector
-    from detect.data import ArtifactDataset, Degrade, split_by_identity
-    from detect.train import TrainConfig, collect_items, evaluate
-    from swapscope.cli import NoProgress
-
-    detector = load_detector(checkpoint)
-    config = TrainConfig(facesets=facesets, stride=3, cache=str(cache))
-    items, _ = collect_items(config, cache, NoProgress())
-    _, val_items = split_by_identity(items, 0.2, 0)
-    out = {}
-    for name, degrade in (("clean", None), ("degraded", Degrade())):
-        data = ArtifactDataset(val_items, detector.data_config.mean, detector.data_config.std,
-                               "mix", degrade=degrade, seed=12345, fixed=True)
-        loader = torch.utils.data.DataLoader(data, batch_size=32, num_workers=1)
-        _, _, per_kind = evaluate(detector.module, loader, "cpu")
-        out[name] = per_kind
-    return out
+    _, val_items = split_by_identity(face_items(facesets, cache), 0.2, 0)
+    return val_items
 
 
 def main() -> None:
@@ -75,6 +61,7 @@ def main() -> None:
     parser.add_argument("--cache", help="the faces' crop cache, shared with other runs on the "
                         "same face sets at stride 3 (default WORK/cache)")
     args = parser.parse_args()
+    from detect.checkpoint import load_checkpoint
     from detect.scan import ScanConfig, Scanner
 
     data = shared_data(args.data)
@@ -94,7 +81,8 @@ def main() -> None:
         scanner = Scanner(ScanConfig(models=(str(out / "best"),)), "cpu")
         results["runs"][name] = {
             "command": " ".join(["python"] + command[1:]), "train_seconds": round(trained_s, 1),
-            "synthetic": synthetic_aucs(out / "best", args.facesets, cache),
+            "synthetic": synthetic_aucs(load_checkpoint(out / "best"),
+                                        validation_items(args.facesets, cache)),
             "dev_eval": auc_rows(scan_inputs(scanner, dev_eval), DEV_EVAL_SOURCES, rounds=300),
             "dev_fakes": auc_rows(scan_inputs(scanner, dev_fakes), rounds=300)}
         print(f"{name}: done", file=sys.stderr, flush=True)

@@ -62,3 +62,11 @@ RUN="$WORK/run_${ARTIFACT}_${OPTIMIZER}"
 $PY -m detect train "$WORK"/faces_* --artifact "$ARTIFACT" --epochs "$EPOCHS" --batch-size 32 \
   --stride 3 --optimizer "$OPTIMIZER" --lr "$LR" --lr-decay 0.95 --val-fraction 0.2 \
   --keep-every 5 --workers 1 --out "$RUN" --json > "$RUN.json"
+
+# The shipped default (detect/weights/fwa_sbi_lite0 is a copy of WORK/fwa_sbi_lite0): the FWA
+# detector that shipped first and this run's best epoch, averaged per face, one fp16 checkpoint,
+# its threshold chosen on degraded real clips of people neither member trained on.
+$PY -m detect ensemble detect/weights/fwa_lite0 "$RUN/best" --out "$WORK/fwa_sbi_lite0" --overwrite
+faces=()
+for set in "$WORK"/faces_*; do faces+=(--faces "$set"); done
+$PY -m detect calibrate "$WORK/fwa_sbi_lite0" "${faces[@]}" --work "$WORK/calibration"

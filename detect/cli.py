@@ -13,6 +13,7 @@ from detect.train import TrainConfig
 from swapscope import cli as kit
 from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
+from swapscope.distributed import launched_rank
 
 app = make_app("detect", "Train face-warping-artifact detectors and scan media for face swaps.")
 T, S = TrainConfig, ScanConfig  # where the defaults live
@@ -106,6 +107,9 @@ LabelFrames = Annotated[
         "metadata and Content Credentials are always read)."
     ),
 ]
+Results = Annotated[Path | None, typer.Option(
+    help="Also add one row per input to this Parquet table; inputs it already holds for this "
+    "detector and these rules are skipped, so a killed scan resumes.")]
 Heatmap = Annotated[
     Path | None,
     typer.Option(
@@ -164,6 +168,8 @@ def train(
     bar = ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}", unit="it/s")
     with bar as progress:
         summary = run_train(config, resolve_device(device), progress=progress)
+    if launched_rank() != 0:  # under torchrun, rank 0 reports for all
+        return
     if json_out:
         print_json(summary)
     else:
@@ -190,6 +196,7 @@ def scan(
     max_frames: kit.MaxFramesOption = S.max_frames,
     label_frames: LabelFrames = S.label_frames,
     heatmap: Heatmap = None,
+    results: Results = None,
     device: kit.DeviceOption = kit.AUTO,
     json_out: kit.JsonOption = False,
 ) -> None:
@@ -219,12 +226,15 @@ def scan(
             typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
                        f"frames scored, {item.timings.get('total', 0):.1f} s)")
 
-    result = run_scan(inputs, config, resolve_device(device), on_result=report)
+    result = run_scan(inputs, config, resolve_device(device), on_result=report, results=results)
     if json_out:
         print_json(result.to_json())
+    elif result.skipped:
+        typer.echo(f"{len(result.skipped)} inputs skipped: already in {results} for this "
+                   "detector and these rules")
     problems = [i for i in result.inputs if i.verdict in ("no face", "error")]
     reasons = [i.error for i in problems]
-    if len(result.inputs) == 1 and problems:
+    if len(result.inputs) == 1 and problems and not result.skipped:
         fail(reasons[0])
     if problems:
         fail(f"{len(problems)} of {len(result.inputs)} inputs could not be scored: "

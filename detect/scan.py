@@ -228,29 +228,46 @@ class Scanner:
 
 
 def scan(inputs: list[str | Path], config: ScanConfig, device: str,
-         on_result: Callable[[InputScan], None] | None = None) -> ScanResult:
+         on_result: Callable[[InputScan], None] | None = None,
+         results: str | Path | None = None) -> ScanResult:
     """Scan every input; ``on_result`` sees each input's result as soon as it is made. One bad
-    input is one result with verdict "error", not a failed scan."""
+    input is one result with verdict "error", not a failed scan. With ``results`` (a Parquet
+    table, ``detect.results``) each result is also a row there, and inputs the table already
+    holds for this detector and these rules are skipped."""
+    from contextlib import nullcontext
+
+    from detect.results import ResultsTable
+
     media = collect_media(inputs)
     if config.heatmap and len(media) != 1:
         raise InputError(f"--heatmap draws one input; got {len(media)}")
     scanner = Scanner(config, device)
-    results = []
-    for path in media:
-        started = time.perf_counter()
-        try:
-            item = scanner.scan(path)
-        except InputError as exc:
-            item = InputScan(path=str(path), sha256="", score=None, verdict="error", error=str(exc),
-                             provenance=_labels_only(path))
-        item.timings["total"] = round(time.perf_counter() - started, 3)
-        results.append(item)
-        if on_result:
-            on_result(item)
     rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig)
              if f.name != "models"}
     rules.update(threshold=scanner.threshold, threshold_source=scanner.threshold_source)
-    return ScanResult(detector=scanner.detector.info, rules=rules, inputs=results)
+    info = scanner.detector.info
+    keyed = {k: v for k, v in rules.items() if k != "heatmap"}  # what changes a score
+    table = (ResultsTable(results, info.path, info.sha256, keyed) if results is not None
+             else nullcontext())
+    done, skipped = [], []
+    with table:
+        for path in media:
+            if results is not None and table.done(path):
+                skipped.append(str(path))
+                continue
+            started = time.perf_counter()
+            try:
+                item = scanner.scan(path)
+            except InputError as exc:
+                item = InputScan(path=str(path), sha256="", score=None, verdict="error",
+                                 error=str(exc), provenance=_labels_only(path))
+            item.timings["total"] = round(time.perf_counter() - started, 3)
+            done.append(item)
+            if results is not None:
+                table.add(item, scanner.threshold)
+            if on_result:
+                on_result(item)
+    return ScanResult(detector=info, rules=rules, inputs=done, skipped=skipped)
 
 
 def _labels_only(path: Path) -> dict:

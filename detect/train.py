@@ -4,6 +4,11 @@ Setup (data, split by identity, model, optimiser), then per epoch: train on real
 on-the-fly FWA negatives, validate (AUC on held-out identities), keep the best checkpoint by
 validation AUC, save a resume state, redraw the curves. The paper's recipe is the default: SGD,
 lr 1e-3 decayed x0.95 per epoch, batch 64, 20 epochs (fewer fit a CPU).
+
+Under ``torchrun --nproc_per_node N -m detect train ...`` the same loop runs data-parallel
+(``swapscope.distributed``): DistributedDataParallel over N processes, each drawing its share of
+every epoch (``--batch-size`` per process), validation split between them and gathered, and
+rank 0 alone writing the run folder.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_o
 from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
+from swapscope.distributed import (
+    Ranks,
+    barrier,
+    gather,
+    join,
+    leave,
+    mean,
+    share_buffers,
+    weights_digest,
+)
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.files import (
     WriteLock,
@@ -106,12 +121,12 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @torch.no_grad()
-@torch.no_grad()
-def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi", "forged")
-             ) -> tuple[float, float, dict[str, float]]:
+def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi", "forged"),
+             ranks: Ranks = Ranks()) -> tuple[float, float, dict[str, float]]:
     """(mean loss, AUC, AUC per kind of fake) of ``model`` on ``loader``; the fake probability is
     softmax[:, 1]. The AUC counts the real faces against the fakes of ``kinds`` (the artifacts
-    the detector trains on); the per-kind AUCs count them against each kind alone."""
+    the detector trains on); the per-kind AUCs count them against each kind alone. Under
+    torchrun each rank's loader holds its share, and the scores of all are gathered first."""
     model.eval()
     losses, labels, scores, codes = [], [], [], []
     for x, y, code in loader:
@@ -122,7 +137,8 @@ def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi",
         scores.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
         labels.append(y.cpu().numpy())
         codes.append(code.numpy())
-    labels_np, scores_np, codes_np = map(np.concatenate, (labels, scores, codes))
+    shares = gather((sum(losses), *map(_joined, (labels, scores, codes))), ranks)
+    labels_np, scores_np, codes_np = (np.concatenate([s[i] for s in shares]) for i in (1, 2, 3))
     real = labels_np == 0
     per_kind = {}
     for name in ("fwa", "sbi", "forged"):
@@ -130,7 +146,12 @@ def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi",
         if (codes_np[pick] == KINDS[name]).any():
             per_kind[name] = _auc(labels_np[pick], scores_np[pick])
     chosen = real | np.isin(codes_np, [KINDS[k] for k in kinds])
-    return sum(losses) / len(labels_np), _auc(labels_np[chosen], scores_np[chosen]), per_kind
+    loss = sum(s[0] for s in shares) / len(labels_np)
+    return loss, _auc(labels_np[chosen], scores_np[chosen]), per_kind
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -153,26 +174,49 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
     """Train a detector; returns the summary. Re-running with the same OUT resumes. Each
-    epoch's losses and AUC are logged."""
+    epoch's losses and AUC are logged. Under torchrun, every rank runs this; rank 0 writes."""
+    from contextlib import nullcontext
+
     config.check()
-    out = writable_folder(config.out)
-    with WriteLock(out / ".lock", out, "detect train"):
-        return _train(config, out, device, progress or NoProgress())
+    ranks, device = join(device)
+    try:
+        out = writable_folder(config.out) if ranks.main else Path(config.out)
+        lock = WriteLock(out / ".lock", out, "detect train") if ranks.main else nullcontext()
+        with lock:
+            shown = (progress or NoProgress()) if ranks.main else NoProgress()
+            return _train(config, out, device, shown, ranks)
+    finally:
+        leave(ranks)
 
 
-def _train(config: TrainConfig, out: Path, device: str, progress: Progress) -> dict:
-    torch.manual_seed(config.seed)
+def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
+           ranks: Ranks = Ranks()) -> dict:
+    torch.manual_seed(config.seed + ranks.rank)
+    if not ranks.main:
+        barrier(ranks)  # rank 0 cuts the faces into the cache first
     items, hashes = collect_items(config, out, progress)
+    if ranks.main:
+        barrier(ranks)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
     model, data_cfg = _create_model(config, device)
     train_set, val_set = _datasets(config, train_items, val_items, data_cfg)
     trained_on = ("fwa", "sbi") if config.artifact == "mix" else (config.artifact,)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
-    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
+    val_share = torch.utils.data.Subset(val_set, range(ranks.rank, len(val_set), ranks.world))
+    val_loader = torch.utils.data.DataLoader(val_share, shuffle=False, **loader_args)
     optimizer = make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
 
-    state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config))
+    if not ranks.main:
+        barrier(ranks)  # rank 0 settles what a killed run left before anyone reads it
+    state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config),
+                              settle_first=ranks.main)
+    if ranks.main:
+        barrier(ranks)
+    network = model
+    if ranks.world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ranks.local] if device.startswith("cuda") else None)
     history: list[dict] = state["history"] if state else []
     best_auc = max([h["val_auc"] for h in history if not np.isnan(h["val_auc"])], default=-1.0)
     meta = {"arch": config.arch, "data_config": data_cfg.to_json(), "config": asdict(config),
@@ -184,35 +228,57 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress) -> d
 
     for epoch in range(state["epoch"] if state else 0, config.epochs):
         train_set.epoch = epoch
-        generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(train_set, shuffle=True, generator=generator,
-                                             **loader_args)
+        loader = _train_loader(train_set, loader_args, config.seed * 1000 + epoch, ranks)
         started = time.perf_counter()
         progress.start(f"epoch {epoch + 1}/{config.epochs}",
                        min(len(loader), config.steps_per_epoch or len(loader)))
-        losses = train_epoch(model, loader, optimizer, device, config.steps_per_epoch, progress)
+        losses = train_epoch(network, loader, optimizer, device, config.steps_per_epoch, progress)
         progress.stop()
         scheduler.step()
-        val_loss, val_auc, per_kind = evaluate(model, val_loader, device, (*trained_on, "forged"))
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+        share_buffers(model, ranks)
+        val_loss, val_auc, per_kind = evaluate(model, val_loader, device, (*trained_on, "forged"),
+                                               ranks)
+        record = {"epoch": epoch + 1, "train_loss": mean(np.mean(losses), ranks),
+                  "val_loss": val_loss,
                   "val_auc": val_auc, **{f"val_auc_{k}": v for k, v in per_kind.items()},
                   "lr": scheduler.get_last_lr()[0],
                   "seconds": round(time.perf_counter() - started, 2)}
         history.append(record)
         if val_auc > best_auc:
             best_auc = val_auc
-            save_detector(out / "best", model, {**meta, "epoch": epoch + 1, "val_auc": val_auc})
-        if config.keep_every and (epoch + 1) % config.keep_every == 0:
-            save_detector(out / "epochs" / f"{epoch + 1:03d}", model,
-                          {**meta, "epoch": epoch + 1, "val_auc": val_auc}, half=True)
-        save_resume_state(out, model, optimizer, scheduler, epoch + 1, history, _identity(config))
-        plot_curves(history, out / "curves.png")
-        write_text_atomic(out / "history.json", json.dumps(history, indent=2))
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.0f s)", record["epoch"],
-                 record["train_loss"], val_loss, val_auc, record["seconds"])
+            if ranks.main:
+                save_detector(out / "best", model,
+                              {**meta, "epoch": epoch + 1, "val_auc": val_auc})
+        if ranks.main:
+            if config.keep_every and (epoch + 1) % config.keep_every == 0:
+                save_detector(out / "epochs" / f"{epoch + 1:03d}", model,
+                              {**meta, "epoch": epoch + 1, "val_auc": val_auc}, half=True)
+            save_resume_state(out, model, optimizer, scheduler, epoch + 1, history,
+                              _identity(config))
+            plot_curves(history, out / "curves.png")
+            write_text_atomic(out / "history.json", json.dumps(history, indent=2))
+            log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.0f s)",
+                     record["epoch"], record["train_loss"], val_loss, val_auc, record["seconds"])
+        barrier(ranks)
     kept = ("train_faces", "val_faces", "train_identities", "val_identities")
+    digests = gather(weights_digest(model), ranks)
+    if len(set(digests)) != 1:  # DDP keeps them equal; a difference is a bug, never a result
+        raise RuntimeError(f"the ranks' weights differ after training: {digests}")
     return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
-            "history": history, **{k: meta[k] for k in kept}}
+            "history": history, "ranks": ranks.world, "weights_sha256": digests[0],
+            **{k: meta[k] for k in kept}}
+
+
+def _train_loader(train_set, loader_args: dict, seed: int, ranks: Ranks):
+    """This epoch's shuffled training batches: all of them, or under torchrun this rank's
+    share (each rank a different one, the same order on every rank's sampler)."""
+    if ranks.world == 1:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.utils.data.DataLoader(train_set, shuffle=True, generator=generator,
+                                           **loader_args)
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        train_set, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed)
+    return torch.utils.data.DataLoader(train_set, sampler=sampler, **loader_args)
 
 
 def collect_items(config: TrainConfig, out: Path, progress: Progress) -> tuple[list, list[str]]:
@@ -314,9 +380,11 @@ def save_resume_state(
         (tmp / "state.json").write_text(json.dumps(state, default=float))
 
 
-def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict) -> dict | None:
+def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
+                      settle_first: bool = True) -> dict | None:
     folder = Path(out) / "resume"
-    settle(folder)
+    if settle_first:
+        settle(folder)
     if not (folder / "state.json").is_file():
         return None
     state = read_json_object(folder / "state.json", "resume state")

@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from detect.data import ArtifactDataset, build_context_cache, split_by_identity
 from swapscope.errors import InputError
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.sample import write_clip
+from swapscope.media.video import read_frames
 
 runner = CliRunner()
 
@@ -487,3 +489,88 @@ def test_ensembles_refuse_what_they_cannot_be(tiny_detector, other_detector, tmp
         load_checkpoint(broken)
     result = runner.invoke(detect_app, ["scan", str(tmp_path), "--model", str(broken)])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scan_results_table_resumes_and_rescans_for_another_detector(
+        tiny_detector, other_detector, face_video, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(face_video, corpus / "a.mp4")
+    write_clip(corpus / "b.mp4", [np.ascontiguousarray(f.image[:, ::-1])
+                                  for f in read_frames(face_video, limit=12)])
+    (corpus / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    table = tmp_path / "scans.parquet"
+    args = ["scan", str(corpus), "--results", str(table), "--label-frames", "0", "--json"]
+
+    first = runner.invoke(detect_app, [*args, "--model", str(tiny_detector)])
+    assert first.exit_code == 2 and "1 of 3 inputs could not be scored" in first.stderr
+    scanned = {Path(i["path"]).name: i for i in json.loads(first.stdout)["inputs"]}
+    rows = {Path(r["path"]).name: r for r in pq.read_table(table).to_pylist()}
+    assert sorted(rows) == ["a.mp4", "b.mp4", "broken.mp4"]
+    assert rows["broken.mp4"]["verdict"] == "error" and rows["broken.mp4"]["error"]
+    for name in ("a.mp4", "b.mp4"):
+        row = rows[name]
+        assert row["score"] == pytest.approx(scanned[name]["score"], abs=1e-9)
+        assert row["frame_scores"] == [f["score"] for f in scanned[name]["frames"]]
+        assert row["sha256"] == scanned[name]["sha256"] and row["duration_s"] > 0
+        assert row["detector_sha256"] == json.loads(first.stdout)["detector"]["sha256"]
+        assert json.loads(row["rules"])["every"] == 5 and row["faces"] >= row["frames_scored"]
+
+    again = runner.invoke(detect_app, [*args, "--model", str(tiny_detector)])
+    assert again.exit_code == 0, again.output
+    resumed = json.loads(again.stdout)
+    assert resumed["inputs"] == [] and len(resumed["skipped"]) == 3
+    assert pq.read_table(table).num_rows == 3
+
+    other = runner.invoke(detect_app, [*args, "--model", str(other_detector)])
+    assert len(json.loads(other.stdout)["inputs"]) == 3  # another detector scans them all again
+    assert pq.read_table(table).num_rows == 6
+    assert len(set(pq.read_table(table).column("detector_sha256").to_pylist())) == 2
+
+
+def test_scan_results_refuse_a_file_that_is_not_a_results_table(tiny_detector, face_video,
+                                                                 tmp_path):
+    notes = tmp_path / "notes.parquet"
+    notes.write_text("my notes")
+    result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
+                                        "--results", str(notes)])
+    assert result.exit_code == 2 and "not a Parquet table" in result.stderr
+    assert notes.read_text() == "my notes"
+    # nothing but the (empty) lock the scan took beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.parquet.lock", "notes.parquet"]
+
+
+@pytest.mark.slow
+def test_torchrun_trains_on_two_processes_with_one_checkpoint(two_facesets, tmp_path):
+    """Two gloo ranks: each trains on its share, the gradients are averaged, the weights end the
+    same on both (the run checks), rank 0 alone writes the run and reports."""
+    import subprocess
+    import sys
+
+    from swapscope.distributed import weights_digest
+
+    out = tmp_path / "run"
+
+    def torchrun(epochs: int) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--master_port", "29517", "-m", "detect", "train", *map(str, two_facesets),
+                   "--out", str(out), "--epochs", str(epochs), "--batch-size", "4",
+                   "--steps-per-epoch", "2", "--device", "cpu", "--json"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    summary = json.loads(torchrun(2).stdout)  # one report, from rank 0
+    assert summary["ranks"] == 2 and len(summary["history"]) == 2
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "best", "cache", "curves.png", "history.json", "resume"]
+    best = load_detector(out / "best")
+    if best.meta["epoch"] == 2:
+        assert weights_digest(best.module) == summary["weights_sha256"]
+    again = torchrun(3)
+    assert [h["epoch"] for h in json.loads(again.stdout)["history"]] == [1, 2, 3]  # resumed

@@ -55,6 +55,7 @@ class ScanResult:
     detector: DetectorInfo
     rules: dict  # the resolved scan config: how faces, frames and inputs were scored
     inputs: list[InputScan]
+    skipped: list[str] = field(default_factory=list)  # already in the results table, as they are
 
     def to_json(self) -> dict:
         return asdict(self)
