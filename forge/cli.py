@@ -16,6 +16,7 @@ from forge.train import TrainConfig
 from swapscope import cli as kit
 from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
+from swapscope.distributed import launched_rank
 
 app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
 E, T, V, C = ExtractConfig, TrainConfig, VideoConfig, CompositeConfig  # where the defaults live
@@ -207,6 +208,8 @@ def train(
         preview_every=preview_every, seed=seed)
     with ProgressBar(err_console.is_terminal, "loss {task.fields[loss]:.4f}") as progress:
         summary = run_train(config, resolve_device(device), progress=progress)
+    if launched_rank() != 0:  # under torchrun, rank 0 reports for all
+        return
     if json_out:
         print_json(summary)
     else:

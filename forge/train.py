@@ -14,6 +14,10 @@ a pool of past swaps (Zhu et al. 2017).
 A run folder is its checkpoint: ``weights.safetensors`` + ``config.json`` (kind
 "swapscope.swap-model"), ``resume/`` (optimisers, image pools, RNG, step), ``history.json``,
 ``curves.png``, ``preview.png``. Re-running the same command continues from the last checkpoint.
+
+Under ``torchrun --nproc_per_node N -m forge train ...`` each process draws its own batches (one
+seed per rank), the gradients are averaged over the processes before every update, and rank 0
+alone writes the run folder and previews.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_o
 from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
+from swapscope.distributed import (
+    Ranks,
+    average_gradients,
+    barrier,
+    gather,
+    join,
+    leave,
+    mean,
+    share_weights,
+    weights_digest,
+)
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import hflip_affine, recrop_affine
 from swapscope.files import (
@@ -331,55 +346,84 @@ def _setup(config: TrainConfig, device: str) -> _Run:
 
 
 def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
-    """Train (or resume) a swap model; returns the summary. One run writes ``out`` at a time."""
+    """Train (or resume) a swap model; returns the summary. One run writes ``out`` at a time.
+    Under torchrun every rank runs this; rank 0 writes."""
+    from contextlib import nullcontext
+
     config.check()
+    ranks, device = join(device)
     out = Path(config.out)
-    writable_folder(out.parent)
-    with WriteLock(out.with_name(f".{out.name}.lock"), out, "forge train"):
-        return _train(config, device, progress)
+    try:
+        if ranks.main:
+            writable_folder(out.parent)
+        lock = (WriteLock(out.with_name(f".{out.name}.lock"), out, "forge train") if ranks.main
+                else nullcontext())
+        with lock:
+            return _train(config, device, progress if ranks.main else NoProgress(), ranks)
+    finally:
+        leave(ranks)
 
 
-def _train(config: TrainConfig, device: str, progress: Progress | None) -> dict:
+def _train(config: TrainConfig, device: str, progress: Progress | None,
+           ranks: Ranks = Ranks()) -> dict:
     progress = progress or NoProgress()
     out = Path(config.out)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     run = _setup(config, device)
-    state = _load_resume(out, run)
+    if not ranks.main:
+        barrier(ranks)  # rank 0 settles a killed run's checkpoint swap before anyone reads it
+    state = _load_resume(out, run, settle_first=ranks.main)
+    if ranks.main:
+        barrier(ranks)
     step = state["step"] if state else 0
     history: list[dict] = state["history"] if state else []
     if state:
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    if ranks.world > 1:  # the same weights everywhere, each rank its own batches
+        share_weights(run.model, ranks)
+        rng = np.random.default_rng([config.seed, ranks.rank, step])
+        torch.manual_seed(config.seed * 1000 + ranks.rank * 100 + step)
     ids = run.meta["identities"]
     progress.start(f"{ids['a']} <-> {ids['b']}", config.steps, completed=step, loss=float("nan"))
     window: list[dict] = []
     started = time.perf_counter()
     while step < config.steps:
-        window.append(train_step(run, config, rng, device, gan=config.gan_at(step)))
+        window.append(train_step(run, config, rng, device, gan=config.gan_at(step), ranks=ranks))
         step += 1
         progress.advance(1, loss=window[-1]["total"])
         if step % config.preview_every == 0 or step == config.steps:
-            history.append(_summary(window, step, started))
+            history.append(_summary(window, step, started, ranks))
             window = []
-            write_image_atomic(out.with_name(out.name + ".previews") / "preview.png",
-                               preview_grid(run.model, run.data, config, device))
+            if ranks.main:
+                write_image_atomic(out.with_name(out.name + ".previews") / "preview.png",
+                                   preview_grid(run.model, run.data, config, device))
         if step % config.save_every == 0 or step == config.steps:
-            _save(out, run, step, history, rng)
+            if ranks.main:
+                _save(out, run, step, history, rng)
+            barrier(ranks)
     progress.stop()
-    # the last preview is in OUT
-    shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)
+    digests = gather(weights_digest(run.model), ranks)
+    if len(set(digests)) != 1:  # the averaged gradients keep them equal; a difference is a bug
+        raise RuntimeError(f"the ranks' weights differ after training: {digests}")
+    if ranks.main:  # the last preview is in OUT
+        shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)
     return {"out": str(out), "step": step, "identities": ids,
             "faces": {side: len(run.data[side]) for side in IDENTITIES},
-            "last": history[-1] if history else None}
+            "last": history[-1] if history else None, "ranks": ranks.world,
+            "weights_sha256": digests[0]}
 
 
 def train_step(
-    run: _Run, config: TrainConfig, rng: np.random.Generator, device: str, gan: bool
+    run: _Run, config: TrainConfig, rng: np.random.Generator, device: str, gan: bool,
+    ranks: Ranks = Ranks(),
 ) -> dict:
     """One step: the generator with the discriminators frozen, then (with ``gan``) each
     discriminator on real faces of its identity against a pool of past swaps into it.
-    Returns the step's losses."""
+    Under torchrun each rank draws its own batch and the gradients are averaged before each
+    update (the data-parallel step of DistributedDataParallel, for a step that calls several
+    sub-networks and updates two optimisers). Returns the step's losses."""
     model = run.model
     model.train()
     batch = {side: run.data[side].batch(rng, config, device) for side in IDENTITIES}
@@ -389,6 +433,7 @@ def train_step(
         loss_g, parts, swaps = generator_losses(model, batch, config, gan)
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    average_gradients(model.generator_parameters(), ranks)
     torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 5.0)
     run.opt_g.step()
 
@@ -406,14 +451,16 @@ def train_step(
                 loss_d = loss_d + d
         run.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        average_gradients(model.discriminators.parameters(), ranks)
         run.opt_d.step()
     return {"total": float(loss_g.detach()), **parts}
 
 
-def _summary(window: list[dict], step: int, started: float) -> dict:
-    """The mean of each loss over the steps since the last record."""
+def _summary(window: list[dict], step: int, started: float, ranks: Ranks = Ranks()) -> dict:
+    """The mean of each loss over the steps since the last record (and over the ranks)."""
     terms = dict.fromkeys(k for w in window for k in w)  # the GAN terms may start mid-window
-    return {"step": step, **{k: float(np.mean([w[k] for w in window if k in w])) for k in terms},
+    return {"step": step,
+            **{k: mean(np.mean([w[k] for w in window if k in w]), ranks) for k in terms},
             "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -509,8 +556,9 @@ def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.G
             shutil.copyfile(previews, tmp / "preview.png")
 
 
-def _load_resume(out: Path, run: _Run) -> dict | None:
-    settle(out)  # a kill half-way through a checkpoint swap leaves the old one set aside
+def _load_resume(out: Path, run: _Run, settle_first: bool = True) -> dict | None:
+    if settle_first:
+        settle(out)  # a kill half-way through a checkpoint swap leaves the old one set aside
     if not out.exists():
         return None
     folder, _ = read_swap_config(out)

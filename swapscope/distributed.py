@@ -91,6 +91,16 @@ def average_gradients(parameters, ranks: Ranks) -> None:
             param.grad /= ranks.world
 
 
+def share_weights(module, ranks: Ranks) -> None:
+    """Give every rank rank 0's parameters and buffers (the start of a run, or a resumed one)."""
+    if ranks.world == 1:
+        return
+    import torch.distributed as dist
+
+    for value in module.state_dict().values():
+        dist.broadcast(value, src=0)
+
+
 def share_buffers(module, ranks: Ranks) -> None:
     """Give every rank rank 0's buffers (batch-norm running statistics: each rank's last
     forward updated its own), so validation and checkpoints are the same on all."""

@@ -165,3 +165,31 @@ def test_bad_inputs_exit_2(two_facesets, tmp_path):
     )
     assert size.exit_code == 2 and "--size" in size.stderr
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.previews").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_trains_a_swap_model_on_two_processes(two_facesets, tmp_path):
+    """Two gloo ranks, each its own batches, averaged gradients: the weights end the same on
+    both (the run checks), one run folder, one report; a second run resumes it."""
+    import os
+    import subprocess
+    import sys
+
+    from swapscope.distributed import weights_digest
+
+    out = tmp_path / "model"
+
+    def torchrun(steps: int) -> dict:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--master_port", "29519", "-m", "forge", "train", *map(str, two_facesets),
+                   "--out", str(out), "--steps", str(steps), *FAST, *GAN_NOW, "--json"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)  # one report, from rank 0
+
+    summary = torchrun(2)
+    assert summary["ranks"] == 2 and summary["step"] == 2
+    assert weights_digest(load_swap_model(out)[0]) == summary["weights_sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model"]
+    assert torchrun(3)["step"] == 3
