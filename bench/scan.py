@@ -12,7 +12,7 @@ model would; the same H.264 settings for both classes). Frame AUC over scored fr
 over 2-second segments of each clip (the mean of each segment's highest third of frame scores).
 
     python bench/scan.py [--data ../shared/data] [--frames 150] [--speed-frames 300] \
-        [--clips 6] [--json out.json]
+        [--clips 4] [--json out.json]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument(
         "--speed-frames", type=int, default=300, help="frames of the 720p clip to time"
     )
-    parser.add_argument("--clips", type=int, default=6, help="held-out real clips for the AUC")
+    parser.add_argument("--clips", type=int, default=4, help="held-out real clips for the AUC")
     args = parser.parse_args()
     import torch
 
