@@ -11,13 +11,15 @@ short budget; each run's best epoch is then measured the same way:
   run trained on), clean and degraded, the same fixed examples for every run;
 - ``dev_eval`` and ``dev_fakes`` input-level AUC per source and pooled (``detect scan`` fast rules).
 
-Runs resume (``detect train`` does) and a finished run is measured, not retrained. The budget
+Runs resume (``detect train`` does); runs already measured in ``--json`` at the same budget are
+kept, not run again. The budget
 is far below a full run's (``bench/detector_recipe.sh``): the table compares recipes at equal
 cost, it does not measure what a recipe reaches.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -70,8 +72,14 @@ def main() -> None:
     cache = Path(args.cache) if args.cache else work / "cache"
     results = {"machine": machine(), "epochs": args.epochs, "steps_per_epoch": args.steps,
                "batch_size": 32, "runs": {}}
+    earlier = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).is_file() \
+        else {}
+    if (earlier.get("epochs"), earlier.get("steps_per_epoch")) == (args.epochs, args.steps):
+        results["runs"] = earlier["runs"]  # runs measured before at this budget are kept
     for artifact, degrade in RUNS:
         name = f"{artifact}, degradations {'on' if degrade else 'off'}"
+        if name in results["runs"]:
+            continue
         out = work / f"{artifact}_{'degrade' if degrade else 'clean'}"
         command = train_command(args.facesets, out, cache, artifact, degrade, args.epochs,
                                 args.steps)
