@@ -66,7 +66,7 @@ def test_export_never_replaces_what_it_did_not_make(random_detector, tmp_path):
     result = _export(random_detector, mine)
     assert result.exit_code == 2 and "already exists" in result.stderr
     forced = _export(random_detector, mine, "--overwrite")
-    assert forced.exit_code == 2 and "not a swapscope checkpoint" in forced.stderr
+    assert forced.exit_code == 2 and "not a detector checkpoint" in forced.stderr
     assert (mine / "notes.txt").read_text() == "keep me"
     plain = tmp_path / "file.bin"
     plain.write_bytes(b"data")
