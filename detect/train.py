@@ -192,73 +192,33 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
 def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
            ranks: Ranks = Ranks()) -> dict:
     torch.manual_seed(config.seed + ranks.rank)
-    if not ranks.main:
-        barrier(ranks)  # rank 0 cuts the faces into the cache first
-    items, hashes = collect_items(config, out, progress)
-    if ranks.main:
-        barrier(ranks)
-    train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
-    model, data_cfg = _create_model(config, device)
-    train_set, val_set = _datasets(config, train_items, val_items, data_cfg)
-    trained_on = ("fwa", "sbi") if config.artifact == "mix" else (config.artifact,)
-    loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
-    val_share = torch.utils.data.Subset(val_set, range(ranks.rank, len(val_set), ranks.world))
-    val_loader = torch.utils.data.DataLoader(val_share, shuffle=False, **loader_args)
-    optimizer = make_optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-
-    if not ranks.main:
-        barrier(ranks)  # rank 0 settles what a killed run left before anyone reads it
-    state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config),
-                              settle_first=ranks.main)
-    if ranks.main:
-        barrier(ranks)
-    network = model
-    if ranks.world > 1:
-        network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ranks.local] if device.startswith("cuda") else None)
-    history: list[dict] = state["history"] if state else []
+    run = _set_up(config, out, device, ranks, progress)
+    model, optimizer, scheduler = run["model"], run["optimizer"], run["scheduler"]
+    history, meta, train_set = run["history"], run["meta"], run["train_set"]
     best_auc = max([h["val_auc"] for h in history if not np.isnan(h["val_auc"])], default=-1.0)
-    meta = {"arch": config.arch, "data_config": data_cfg.to_json(), "config": asdict(config),
-            "facesets": hashes, "train_faces": len(train_items), "val_faces": len(val_items),
-            "train_fixed_fakes": sum(i.label == 1 for i in train_items),
-            "train_identities": sorted({i.identity for i in train_items}),
-            "val_identities": sorted({i.identity for i in val_items}),
-            "init_sha256": _init_hash(config)}
-
-    for epoch in range(state["epoch"] if state else 0, config.epochs):
+    for epoch in range(len(history), config.epochs):
         train_set.epoch = epoch
-        loader = _train_loader(train_set, loader_args, config.seed * 1000 + epoch, ranks)
+        loader = _train_loader(train_set, run["loader_args"], config.seed * 1000 + epoch, ranks)
         started = time.perf_counter()
         progress.start(f"epoch {epoch + 1}/{config.epochs}",
                        min(len(loader), config.steps_per_epoch or len(loader)))
-        losses = train_epoch(network, loader, optimizer, device, config.steps_per_epoch, progress)
+        losses = train_epoch(run["network"], loader, optimizer, device, config.steps_per_epoch,
+                             progress)
         progress.stop()
         scheduler.step()
         share_buffers(model, ranks)
-        val_loss, val_auc, per_kind = evaluate(model, val_loader, device, (*trained_on, "forged"),
-                                               ranks)
+        val_loss, val_auc, per_kind = evaluate(model, run["val_loader"], device,
+                                               (*run["trained_on"], "forged"), ranks)
         record = {"epoch": epoch + 1, "train_loss": mean(np.mean(losses), ranks),
                   "val_loss": val_loss,
                   "val_auc": val_auc, **{f"val_auc_{k}": v for k, v in per_kind.items()},
                   "lr": scheduler.get_last_lr()[0],
                   "seconds": round(time.perf_counter() - started, 2)}
         history.append(record)
-        if val_auc > best_auc:
-            best_auc = val_auc
-            if ranks.main:
-                save_detector(out / "best", model,
-                              {**meta, "epoch": epoch + 1, "val_auc": val_auc})
+        improved = val_auc > best_auc
+        best_auc = max(best_auc, val_auc)
         if ranks.main:
-            if config.keep_every and (epoch + 1) % config.keep_every == 0:
-                save_detector(out / "epochs" / f"{epoch + 1:03d}", model,
-                              {**meta, "epoch": epoch + 1, "val_auc": val_auc}, half=True)
-            save_resume_state(out, model, optimizer, scheduler, epoch + 1, history,
-                              _identity(config))
-            plot_curves(history, out / "curves.png")
-            write_text_atomic(out / "history.json", json.dumps(history, indent=2))
-            log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.0f s)",
-                     record["epoch"], record["train_loss"], val_loss, val_auc, record["seconds"])
+            _keep(config, out, run, record, improved)
         barrier(ranks)
     kept = ("train_faces", "val_faces", "train_identities", "val_identities")
     digests = gather(weights_digest(model), ranks)
@@ -267,6 +227,63 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
     return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
             "history": history, "ranks": ranks.world, "weights_sha256": digests[0],
             **{k: meta[k] for k in kept}}
+
+
+def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress: Progress
+            ) -> dict:
+    """The faces, the split, the network, its optimiser and the resume state; under torchrun
+    rank 0 fills the crop cache and settles the run folder before the others read them."""
+    if not ranks.main:
+        barrier(ranks)
+    items, hashes = collect_items(config, out, progress)
+    if ranks.main:
+        barrier(ranks)
+    train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
+    model, data_cfg = _create_model(config, device)
+    train_set, val_set = _datasets(config, train_items, val_items, data_cfg)
+    loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
+    val_share = torch.utils.data.Subset(val_set, range(ranks.rank, len(val_set), ranks.world))
+    optimizer = make_optimizer(config, model)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    if not ranks.main:
+        barrier(ranks)
+    state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config),
+                              settle_first=ranks.main)
+    if ranks.main:
+        barrier(ranks)
+    network = model
+    if ranks.world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ranks.local] if device.startswith("cuda") else None)
+    meta = {"arch": config.arch, "data_config": data_cfg.to_json(), "config": asdict(config),
+            "facesets": hashes, "train_faces": len(train_items), "val_faces": len(val_items),
+            "train_fixed_fakes": sum(i.label == 1 for i in train_items),
+            "train_identities": sorted({i.identity for i in train_items}),
+            "val_identities": sorted({i.identity for i in val_items}),
+            "init_sha256": _init_hash(config)}
+    return {"model": model, "network": network, "optimizer": optimizer, "scheduler": scheduler,
+            "train_set": train_set, "loader_args": loader_args, "meta": meta,
+            "val_loader": torch.utils.data.DataLoader(val_share, shuffle=False, **loader_args),
+            "trained_on": ("fwa", "sbi") if config.artifact == "mix" else (config.artifact,),
+            "history": state["history"] if state else []}
+
+
+def _keep(config: TrainConfig, out: Path, run: dict, record: dict, improved: bool) -> None:
+    """Rank 0's writing after an epoch: the best and kept epochs, the resume state, the curves
+    and the history."""
+    model, history = run["model"], run["history"]
+    epoch, val_auc = record["epoch"], record["val_auc"]
+    if improved:
+        save_detector(out / "best", model, {**run["meta"], "epoch": epoch, "val_auc": val_auc})
+    if config.keep_every and epoch % config.keep_every == 0:
+        save_detector(out / "epochs" / f"{epoch:03d}", model,
+                      {**run["meta"], "epoch": epoch, "val_auc": val_auc}, half=True)
+    save_resume_state(out, model, run["optimizer"], run["scheduler"], epoch, history,
+                      _identity(config))
+    plot_curves(history, out / "curves.png")
+    write_text_atomic(out / "history.json", json.dumps(history, indent=2))
+    log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.0f s)", epoch,
+             record["train_loss"], record["val_loss"], val_auc, record["seconds"])
 
 
 def _train_loader(train_set, loader_args: dict, seed: int, ranks: Ranks):
