@@ -79,6 +79,8 @@ class ResultsTable:
                                "detect scan")
 
     def __enter__(self) -> ResultsTable:
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: a folder; --results takes a .parquet file")
         self._lock.__enter__()
         try:
             remove_leftovers(self.path.parent)  # temporary tables of killed scans
