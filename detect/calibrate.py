@@ -107,7 +107,7 @@ def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path | N
     if not 0 < fpr < 1:
         raise InputError("--fpr must be between 0 and 1")
     detector = load_checkpoint(checkpoint, device)
-    folder = detector.folder or detector.members[0].folder
+    folder = detector.checkpoint
     work = Path(work) if work else folder.parent / "calibration"
     clips = validation_clips(detector.identities, facesets)
     scanner = Scanner(ScanConfig(), device, detector)  # scores only: its verdicts are unused

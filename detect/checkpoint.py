@@ -24,11 +24,11 @@ import torch
 
 from detect.models import DataConfig, to_tensor
 from swapscope import __version__
-from swapscope.checkpoint import load_weights, read_config, replacing
+from swapscope.checkpoint import load_weights, read_config, read_weights, replacing
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.errors import InputError
-from swapscope.files import sha256_file, writable_folder, write_text_atomic
+from swapscope.files import sha256_file, writable_folder
 from swapscope.formats.scan import DetectorInfo
 
 DETECTOR_KIND = "swapscope.detector"
@@ -120,6 +120,11 @@ class Ensemble:
     meta: dict = field(default_factory=dict)  # its config.json
 
     @property
+    def checkpoint(self) -> Path:
+        """The folder it was loaded from: the ensemble's, or its one detector's."""
+        return self.folder if self.folder is not None else self.members[0].folder
+
+    @property
     def info(self) -> DetectorInfo:
         archs = " + ".join(m.arch for m in self.members)
         if self.folder is not None:
@@ -178,6 +183,13 @@ def _kind(path: str | Path) -> str | None:
         return None
 
 
+def checkpoint_folder(path: str | Path) -> Path:
+    """The folder of a detector or ensemble checkpoint, checked without loading its networks."""
+    if _kind(path) == ENSEMBLE_KIND:
+        return read_config(path, ENSEMBLE_KIND, "detector ensemble", {"members": list})[0]
+    return read_detector_config(path)[0]
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Ensemble:
     """A detector or an ensemble checkpoint, read, checked, hashed and built once."""
     if _kind(path) == ENSEMBLE_KIND:
@@ -191,6 +203,7 @@ def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
     folder, config = read_config(path, ENSEMBLE_KIND, "detector ensemble", {"members": list})
     if not config["members"]:
         raise InputError(f"{folder}: the ensemble has no members")
+    weights = read_weights(folder)
     members = []
     for index, member in enumerate(config["members"]):
         if not isinstance(member, dict):
@@ -200,7 +213,7 @@ def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
         check_keys(member["data_config"], {"input_size": int, "mean": list, "std": list,
                                            "interpolation": str}, where, "detector data_config")
         model, _ = create_detector(member["arch"], pretrained=False)
-        load_weights(folder, model, member["arch"], prefix=f"member{index}.")
+        load_weights(folder, model, member["arch"], prefix=f"member{index}.", weights=weights)
         members.append(Detector(
             folder=folder, sha256=member["sha256"], arch=member["arch"],
             data_config=DataConfig.from_json(member["data_config"]),
@@ -210,10 +223,11 @@ def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
 
 
 def save_ensemble(sources: list[str | Path], out: str | Path, half: bool = True,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, threshold: dict | None = None) -> Path:
     """One checkpoint of the detectors (or ensembles, their members taken) at ``sources``:
     each member's weights and config, and the people any member trained on. Its threshold is
-    chosen afterwards (``detect calibrate``): the members' own do not carry over to their mean."""
+    chosen afterwards (``detect calibrate``): the members' own do not carry over to their mean
+    (``threshold``: an ensemble's own record, kept when one ensemble is re-saved)."""
     from safetensors.torch import save_file
 
     out = _replaceable(out, overwrite)
@@ -230,7 +244,7 @@ def save_ensemble(sources: list[str | Path], out: str | Path, half: bool = True,
                         "source": member.meta.get("source", str(member.folder))})
     config = {"kind": ENSEMBLE_KIND, "code_version": __version__,
               "dtype": str(dtype).replace("torch.", ""), "members": members,
-              **ensemble.identities}
+              **ensemble.identities, **({"threshold": threshold} if threshold else {})}
     with replacing(out) as tmp:
         save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": ENSEMBLE_KIND})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
@@ -291,13 +305,9 @@ def export_detector(source: str | Path, out: str | Path, half: bool = True,
     existing ``out`` is replaced only with ``overwrite`` and only if it is a detector checkpoint.
     An ensemble is re-saved whole, its threshold kept."""
     if _kind(source) == ENSEMBLE_KIND:
-        ensemble = load_ensemble(source)
-        saved = save_ensemble([source], out, half=half, overwrite=overwrite)
-        if "threshold" in ensemble.meta:
-            config = json.loads((saved / "config.json").read_text())
-            config["threshold"] = ensemble.meta["threshold"]
-            write_text_atomic(saved / "config.json", json.dumps(config, indent=2, default=str))
-        return saved
+        _, config = read_config(source, ENSEMBLE_KIND, "detector ensemble")
+        return save_ensemble([source], out, half=half, overwrite=overwrite,
+                             threshold=config.get("threshold"))
     out = _replaceable(out, overwrite)
     detector = load_detector(source)
     meta = {k: v for k, v in detector.meta.items() if k not in ("kind", "code_version", "dtype")}

@@ -193,22 +193,21 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
            ranks: Ranks = Ranks()) -> dict:
     torch.manual_seed(config.seed + ranks.rank)
     run = _set_up(config, out, device, ranks, progress)
-    model, optimizer, scheduler = run["model"], run["optimizer"], run["scheduler"]
-    history, meta, train_set = run["history"], run["meta"], run["train_set"]
+    model, scheduler, history, train_set = run.model, run.scheduler, run.history, run.train_set
     best_auc = max([h["val_auc"] for h in history if not np.isnan(h["val_auc"])], default=-1.0)
     for epoch in range(len(history), config.epochs):
         train_set.epoch = epoch
-        loader = _train_loader(train_set, run["loader_args"], config.seed * 1000 + epoch, ranks)
+        loader = _train_loader(train_set, run.loader_args, config.seed * 1000 + epoch, ranks)
         started = time.perf_counter()
         progress.start(f"epoch {epoch + 1}/{config.epochs}",
                        min(len(loader), config.steps_per_epoch or len(loader)))
-        losses = train_epoch(run["network"], loader, optimizer, device, config.steps_per_epoch,
+        losses = train_epoch(run.network, loader, run.optimizer, device, config.steps_per_epoch,
                              progress)
         progress.stop()
         scheduler.step()
         share_buffers(model, ranks)
-        val_loss, val_auc, per_kind = evaluate(model, run["val_loader"], device,
-                                               (*run["trained_on"], "forged"), ranks)
+        val_loss, val_auc, per_kind = evaluate(model, run.val_loader, device,
+                                               (*run.trained_on, "forged"), ranks)
         record = {"epoch": epoch + 1, "train_loss": mean(np.mean(losses), ranks),
                   "val_loss": val_loss,
                   "val_auc": val_auc, **{f"val_auc_{k}": v for k, v in per_kind.items()},
@@ -226,11 +225,27 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
         raise RuntimeError(f"the ranks' weights differ after training: {digests}")
     return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
             "history": history, "ranks": ranks.world, "weights_sha256": digests[0],
-            **{k: meta[k] for k in kept}}
+            **{k: run.meta[k] for k in kept}}
+
+
+@dataclass
+class _Run:
+    """What one training run holds between its epochs."""
+
+    model: torch.nn.Module
+    network: torch.nn.Module  # ``model``, or it wrapped in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_set: ArtifactDataset
+    val_loader: torch.utils.data.DataLoader  # this rank's share of the validation faces
+    loader_args: dict
+    trained_on: tuple[str, ...]  # the artifacts the best epoch is chosen on
+    meta: dict  # saved into every checkpoint
+    history: list[dict]
 
 
 def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress: Progress
-            ) -> dict:
+            ) -> _Run:
     """The faces, the split, the network, its optimiser and the resume state; under torchrun
     rank 0 fills the crop cache and settles the run folder before the others read them."""
     if not ranks.main:
@@ -261,24 +276,25 @@ def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress:
             "train_identities": sorted({i.identity for i in train_items}),
             "val_identities": sorted({i.identity for i in val_items}),
             "init_sha256": _init_hash(config)}
-    return {"model": model, "network": network, "optimizer": optimizer, "scheduler": scheduler,
-            "train_set": train_set, "loader_args": loader_args, "meta": meta,
-            "val_loader": torch.utils.data.DataLoader(val_share, shuffle=False, **loader_args),
-            "trained_on": ("fwa", "sbi") if config.artifact == "mix" else (config.artifact,),
-            "history": state["history"] if state else []}
+    return _Run(
+        model=model, network=network, optimizer=optimizer, scheduler=scheduler,
+        train_set=train_set, loader_args=loader_args, meta=meta,
+        val_loader=torch.utils.data.DataLoader(val_share, shuffle=False, **loader_args),
+        trained_on=("fwa", "sbi") if config.artifact == "mix" else (config.artifact,),
+        history=state["history"] if state else [])
 
 
-def _keep(config: TrainConfig, out: Path, run: dict, record: dict, improved: bool) -> None:
+def _keep(config: TrainConfig, out: Path, run: _Run, record: dict, improved: bool) -> None:
     """Rank 0's writing after an epoch: the best and kept epochs, the resume state, the curves
     and the history."""
-    model, history = run["model"], run["history"]
+    model, history = run.model, run.history
     epoch, val_auc = record["epoch"], record["val_auc"]
     if improved:
-        save_detector(out / "best", model, {**run["meta"], "epoch": epoch, "val_auc": val_auc})
+        save_detector(out / "best", model, {**run.meta, "epoch": epoch, "val_auc": val_auc})
     if config.keep_every and epoch % config.keep_every == 0:
         save_detector(out / "epochs" / f"{epoch:03d}", model,
-                      {**run["meta"], "epoch": epoch, "val_auc": val_auc}, half=True)
-    save_resume_state(out, model, run["optimizer"], run["scheduler"], epoch, history,
+                      {**run.meta, "epoch": epoch, "val_auc": val_auc}, half=True)
+    save_resume_state(out, model, run.optimizer, run.scheduler, epoch, history,
                       _identity(config))
     plot_curves(history, out / "curves.png")
     write_text_atomic(out / "history.json", json.dumps(history, indent=2))

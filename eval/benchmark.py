@@ -114,8 +114,7 @@ def load_detectors(entries: list[str | list[str]], device: str) -> dict:
     for entry in entries:
         paths = entry if isinstance(entry, list) else [entry]
         loaded = [load_checkpoint(path or DEFAULT_DETECTOR, device) for path in paths]
-        name = " + ".join(detector_name(p, e.folder or e.members[0].folder)
-                          for p, e in zip(paths, loaded))
+        name = " + ".join(detector_name(p, e.checkpoint) for p, e in zip(paths, loaded))
         out[name] = combine(loaded)
     return out
 

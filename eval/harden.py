@@ -91,12 +91,11 @@ def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
 
 
 def _choose(report: dict, config: HardenConfig) -> _Target:
-    from detect.checkpoint import load_checkpoint
+    from detect.checkpoint import checkpoint_folder
     from detect.scan import DEFAULT_DETECTOR
     from eval.report import evaders
 
-    loaded = load_checkpoint(config.detector or DEFAULT_DETECTOR)  # a detector or an ensemble
-    folder = loaded.folder or loaded.members[0].folder
+    folder = checkpoint_folder(config.detector or DEFAULT_DETECTOR)  # a detector or an ensemble
     name = detector_name(config.detector, folder)
     names = [d["name"] for d in report["detectors"]]
     if name not in names:

@@ -97,16 +97,23 @@ def read_config(
     return folder, config
 
 
-def load_weights(folder: Path, module: torch.nn.Module, what: str, prefix: str = "") -> None:
-    """Load ``folder/weights.safetensors`` into ``module`` (any float dtype is cast to the
-    module's); with ``prefix``, only the tensors named so, the prefix taken off."""
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``folder/weights.safetensors``, or one InputError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        weights = load_file(str(folder / "weights.safetensors"))
+        return load_file(str(folder / "weights.safetensors"))
     except (SafetensorError, OSError) as exc:
         raise InputError(f"{folder}: weights do not load ({exc})") from None
+
+
+def load_weights(folder: Path, module: torch.nn.Module, what: str, prefix: str = "",
+                 weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Load ``folder/weights.safetensors`` (or its ``weights``, read once by the caller) into
+    ``module`` (any float dtype is cast to the module's); with ``prefix``, only the tensors
+    named so, the prefix taken off."""
+    weights = read_weights(folder) if weights is None else weights
     if prefix:
         weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     try:
