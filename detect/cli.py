@@ -14,6 +14,7 @@ from swapscope import cli as kit
 from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
 from swapscope.distributed import launched_rank
+from swapscope.ray_engine import Engine, quiet_stdout
 
 app = make_app("detect", "Train face-warping-artifact detectors and scan media for face swaps.")
 T, S = TrainConfig, ScanConfig  # where the defaults live
@@ -110,6 +111,9 @@ LabelFrames = Annotated[
 Results = Annotated[Path | None, typer.Option(
     help="Also add one row per input to this Parquet table; inputs it already holds for this "
     "detector and these rules are skipped, so a killed scan resumes.")]
+ScanWorkers = Annotated[int, typer.Option(
+    help="--engine ray: scoring actors, each holding one detector (one GPU each where the "
+    "cluster has GPUs).")]
 Heatmap = Annotated[
     Path | None,
     typer.Option(
@@ -197,6 +201,10 @@ def scan(
     label_frames: LabelFrames = S.label_frames,
     heatmap: Heatmap = None,
     results: Results = None,
+    engine: kit.EngineOption = "single",
+    address: kit.AddressOption = None,
+    cpus: kit.CpusOption = None,
+    workers: ScanWorkers = 1,
     device: kit.DeviceOption = kit.AUTO,
     json_out: kit.JsonOption = False,
 ) -> None:
@@ -226,7 +234,10 @@ def scan(
             typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
                        f"frames scored, {item.timings.get('total', 0):.1f} s)")
 
-    result = run_scan(inputs, config, resolve_device(device), on_result=report, results=results)
+    engine = Engine(engine, address, cpus, workers)
+    with quiet_stdout(engine, json_out):
+        result = run_scan(inputs, config, device, on_result=report, results=results,
+                          engine=engine)
     if json_out:
         print_json(result.to_json())
     elif result.skipped:

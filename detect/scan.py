@@ -26,6 +26,7 @@ import numpy as np
 
 from detect.artifacts import crop_roi, random_roi
 from detect.checkpoint import Ensemble, combine, load_checkpoint
+from swapscope.device import resolve_device
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
@@ -33,6 +34,7 @@ from swapscope.files import sha256_file
 from swapscope.formats.provenance import LabelReader, read_provenance
 from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
 from swapscope.media.images import collect_media, is_image, load_image
+from swapscope.ray_engine import Engine
 from swapscope.timing import StageTimer
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_sbi_lite0"
@@ -103,71 +105,73 @@ class _FaceWork:
     score: float | None = None
 
 
-class Scanner:
-    """Holds the detectors and the face pipeline; ``scan`` one input at a time."""
+@dataclass
+class Gathered:
+    """One input decoded, its faces found and their ROIs cut: what the network has not scored
+    yet (``pending`` faces, their ``crops``), with every scored frame's faces in ``frames``."""
 
-    def __init__(self, config: ScanConfig, device: str, detector: Ensemble | None = None) -> None:
-        self.config = config = config.resolved()
-        self.detector = detector or combine([load_checkpoint(m, device) for m in config.models])
-        self.threshold, self.threshold_source = (
-            (config.threshold, "--threshold") if config.threshold is not None
-            else self.detector.threshold)
+    path: Path
+    sha256: str
+    frames: list[tuple[int, float, list[_FaceWork]]]
+    pending: list[_FaceWork]
+    crops: dict[int, list[np.ndarray]]
+    provenance: dict
+    damage: str | None  # a decode error part-way, reported after the labels of what was read
+    timer: StageTimer
+
+
+class Gatherer:
+    """The CPU half of a scan: decode an input, find its faces, cut their ROIs, read its labels.
+    ``detect.ray_scan`` runs it in Ray tasks; ``Scanner`` runs it in its own process."""
+
+    def __init__(self, config: ScanConfig, sizes: tuple[int, ...]) -> None:
+        self.config, self.sizes = config.resolved(), sizes
         self.pipeline = FacePipeline(PipelineConfig(
-            every=config.every, detect_every=config.detect_every, detect_size=config.detect_size,
-            min_size=32, embed=False, max_frames=config.max_frames))
+            every=self.config.every, detect_every=self.config.detect_every,
+            detect_size=self.config.detect_size, min_size=32, embed=False,
+            max_frames=self.config.max_frames))
 
-    def scan(self, path: Path) -> InputScan:
-        cfg = self.config
-        timer = StageTimer()
+    def gather(self, path: Path, timer: StageTimer | None = None,
+               score: Callable[[list[_FaceWork], dict], None] | None = None,
+               writer=None) -> Gathered:
+        """Every scored frame's faces and ROIs; ``score`` (if given) is handed each full batch
+        of ROIs as it is cut (and each frame's, with a heatmap ``writer``), so memory stays one
+        batch; without it every ROI waits in the result."""
+        cfg, sizes = self.config, self.sizes
+        timer = timer or StageTimer()
         rng = np.random.default_rng(cfg.seed)
-        sizes = self.detector.input_sizes
         pending: list[_FaceWork] = []  # faces whose ROIs are not scored yet
         crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}  # their ROIs, in order
         frames: list[tuple[int, float, list[_FaceWork]]] = []
         labels = LabelReader()
-        writer = None
-        if cfg.heatmap:
-            from detect.heatmap import HeatmapWriter
-
-            writer = HeatmapWriter(cfg.heatmap, path, self.detector.members[0])
-        damage = None  # a decode error part-way: reported after the labels of what was read
-        try:
-            for index, time_s, image, faces in self._read(path, timer):
-                if not faces:
-                    continue
-                if labels.frames < cfg.label_frames:
-                    with timer("labels"):
-                        labels.add(image, [face.landmarks for face in faces])
-                with timer("roi"):
-                    work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
-                                      rois=[random_roi(face.landmarks, image.shape, rng)
-                                            for _ in range(cfg.rois)]) for face in faces]
-                    for face, size in itertools.product(work, sizes):
-                        crops[size] += [crop_roi(image, b, size) for b in face.rois]
-                frames.append((index, time_s, work))
-                pending += work
-                if writer is not None:
-                    with timer("heatmap"):
-                        writer.write(image, time_s, [[int(v) for v in f.rois[0]] for f in work])
-                if writer is not None or len(crops[sizes[0]]) >= cfg.batch_size:
-                    with timer("classify"):
-                        self._score(pending, crops)
-                    pending, crops = [], {size: [] for size in sizes}
-            damage = self._damage
-            with timer("classify"):
-                self._score(pending, crops)
-            if writer is not None and damage is None:
-                with timer("heatmap"):
-                    writer.close()
-        finally:
+        for index, time_s, image, faces in self._read(path, timer):
+            if not faces:
+                continue
+            if labels.frames < cfg.label_frames:
+                with timer("labels"):
+                    labels.add(image, [face.landmarks for face in faces])
+            with timer("roi"):
+                work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
+                                  rois=[random_roi(face.landmarks, image.shape, rng)
+                                        for _ in range(cfg.rois)]) for face in faces]
+                for face, size in itertools.product(work, sizes):
+                    crops[size] += [crop_roi(image, b, size) for b in face.rois]
+            frames.append((index, time_s, work))
+            pending += work
             if writer is not None:
-                writer.abort()
+                with timer("heatmap"):
+                    writer.write(image, time_s, [[int(v) for v in f.rois[0]] for f in work])
+            if score is not None and (writer is not None
+                                      or len(crops[sizes[0]]) >= cfg.batch_size):
+                score(pending, crops)
+                pending, crops = [], {size: [] for size in sizes}
+        damage = self._damage
         with timer("labels"):
-            provenance = read_provenance(path, labels)
-        result = self._result(path, frames, timer, provenance.to_json())
-        if damage is not None:
-            result.score, result.verdict, result.error = None, "error", damage
-        return result
+            provenance = read_provenance(path, labels).to_json()
+        with timer("hash"):
+            sha256 = sha256_file(path)
+        return Gathered(path=path, sha256=sha256, frames=frames, pending=pending, crops=crops,
+                        provenance=provenance, damage=damage, timer=timer)
 
     def _read(self, path: Path, timer: StageTimer):
         """``_frames``, ending quietly at a decode error part-way and keeping it in ``_damage``
@@ -183,36 +187,6 @@ class Scanner:
                 raise
             self._damage = str(exc)
 
-    def _score(self, faces: list[_FaceWork], crops: dict[int, list[np.ndarray]]) -> None:
-        if not faces:
-            return
-        probs = self.detector.probabilities(crops, self.config.batch_size)
-        start = 0
-        for face in faces:
-            face.score = face_score(probs[start:start + len(face.rois)], self.config.top_k)
-            start += len(face.rois)
-
-    def _result(self, path: Path, frames: list, timer: StageTimer, provenance: dict) -> InputScan:
-        scored = [
-            FrameScore(
-                frame=index,
-                time=round(time_s, 4),
-                score=max(f.score for f in work),
-                faces=[
-                    FaceScore(box=f.box, roi=[int(v) for v in f.rois[0]], score=f.score)
-                    for f in work
-                ],
-            )
-            for index, time_s, work in frames
-        ]
-        result = InputScan(path=str(path), sha256=sha256_file(path), score=None, verdict="no face",
-                           frames=scored, timings=timer.as_dict(), provenance=provenance,
-                           error="" if scored else f"{path}: no face found to score")
-        if scored:
-            result.score = video_score(np.array(result.frame_scores), self.config.top_fraction)
-            result.verdict = VERDICTS[0] if result.score >= self.threshold else VERDICTS[1]
-        return result
-
     def _frames(
         self, path: Path, timer: StageTimer
     ) -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
@@ -227,21 +201,102 @@ class Scanner:
             yield item.frame.index, item.frame.time, item.frame.image, [f.face for f in item.faces]
 
 
+class Scanner:
+    """Holds the detectors and the face pipeline; ``scan`` one input at a time."""
+
+    def __init__(self, config: ScanConfig, device: str, detector: Ensemble | None = None,
+                 gather: bool = True) -> None:
+        """``gather=False``: only the network half (``finish``), for a Ray scoring actor."""
+        self.config = config = config.resolved()
+        self.detector = detector or combine([load_checkpoint(m, device) for m in config.models])
+        self.threshold, self.threshold_source = (
+            (config.threshold, "--threshold") if config.threshold is not None
+            else self.detector.threshold)
+        self.gatherer = Gatherer(config, self.detector.input_sizes) if gather else None
+
+    def scan(self, path: Path) -> InputScan:
+        timer = StageTimer()
+        writer = None
+        if self.config.heatmap:
+            from detect.heatmap import HeatmapWriter
+
+            writer = HeatmapWriter(self.config.heatmap, path, self.detector.members[0])
+
+        def score(faces, crops) -> None:
+            with timer("classify"):
+                self._score(faces, crops)
+
+        try:
+            got = self.gatherer.gather(path, timer, score, writer)
+            if writer is not None and got.damage is None:  # (it scored every frame it drew)
+                with timer("heatmap"):
+                    writer.close()
+        finally:
+            if writer is not None:
+                writer.abort()
+        return self.finish(got)
+
+    def finish(self, got: Gathered) -> InputScan:
+        """Score what ``got`` still holds and make its result."""
+        with got.timer("classify"):
+            self._score(got.pending, got.crops)
+        result = self._result(got)
+        if got.damage is not None:
+            result.score, result.verdict, result.error = None, "error", got.damage
+        return result
+
+    def _score(self, faces: list[_FaceWork], crops: dict[int, list[np.ndarray]]) -> None:
+        if not faces:
+            return
+        probs = self.detector.probabilities(crops, self.config.batch_size)
+        start = 0
+        for face in faces:
+            face.score = face_score(probs[start:start + len(face.rois)], self.config.top_k)
+            start += len(face.rois)
+
+    def _result(self, got: Gathered) -> InputScan:
+        scored = [
+            FrameScore(
+                frame=index,
+                time=round(time_s, 4),
+                score=max(f.score for f in work),
+                faces=[
+                    FaceScore(box=f.box, roi=[int(v) for v in f.rois[0]], score=f.score)
+                    for f in work
+                ],
+            )
+            for index, time_s, work in got.frames
+        ]
+        path = got.path
+        result = InputScan(path=str(path), sha256=got.sha256, score=None, verdict="no face",
+                           frames=scored, timings=got.timer.as_dict(), provenance=got.provenance,
+                           error="" if scored else f"{path}: no face found to score")
+        if scored:
+            result.score = video_score(np.array(result.frame_scores), self.config.top_fraction)
+            result.verdict = VERDICTS[0] if result.score >= self.threshold else VERDICTS[1]
+        return result
+
+
 def scan(inputs: list[str | Path], config: ScanConfig, device: str,
          on_result: Callable[[InputScan], None] | None = None,
-         results: str | Path | None = None) -> ScanResult:
+         results: str | Path | None = None, engine: Engine | None = None) -> ScanResult:
     """Scan every input; ``on_result`` sees each input's result as soon as it is made. One bad
     input is one result with verdict "error", not a failed scan. With ``results`` (a Parquet
     table, ``detect.results``) each result is also a row there, and inputs the table already
-    holds for this detector and these rules are skipped."""
+    holds for this detector and these rules are skipped. ``engine`` (default: this process)
+    may send the work to Ray (``detect.ray_scan``); the results are the same."""
     from contextlib import nullcontext
 
     from detect.results import ResultsTable
 
+    engine = (engine or Engine()).check()
     media = collect_media(inputs)
     if config.heatmap and len(media) != 1:
         raise InputError(f"--heatmap draws one input; got {len(media)}")
-    scanner = Scanner(config, device)
+    if config.heatmap and engine.name != "single":
+        raise InputError("--heatmap draws in this process; leave out --engine ray")
+    scanner = Scanner(config, resolve_device(device) if engine.name == "single" else "cpu",
+                      gather=engine.name == "single")
     rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig)
              if f.name != "models"}
     rules.update(threshold=scanner.threshold, threshold_source=scanner.threshold_source)
@@ -251,23 +306,44 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
              else nullcontext())
     done, skipped = [], []
     with table:
+        todo = []
         for path in media:
             if results is not None and table.done(path):
                 skipped.append(str(path))
-                continue
-            started = time.perf_counter()
-            try:
-                item = scanner.scan(path)
-            except InputError as exc:
-                item = InputScan(path=str(path), sha256="", score=None, verdict="error",
-                                 error=str(exc), provenance=_labels_only(path))
-            item.timings["total"] = round(time.perf_counter() - started, 3)
+            else:
+                todo.append(path)
+        if engine.name == "single":
+            made = (_scan_here(scanner, path) for path in todo)
+        else:
+            from detect.ray_scan import scan_on_ray
+
+            made = scan_on_ray(scanner, todo, device, engine)
+        for item in made:
             done.append(item)
             if results is not None:
                 table.add(item, scanner.threshold)
             if on_result:
                 on_result(item)
+    order = {str(path): i for i, path in enumerate(todo)}
+    done.sort(key=lambda item: order.get(item.path, len(order)))
     return ScanResult(detector=info, rules=rules, inputs=done, skipped=skipped)
+
+
+def _scan_here(scanner: Scanner, path: Path) -> InputScan:
+    started = time.perf_counter()
+    try:
+        item = scanner.scan(path)
+    except InputError as exc:
+        item = error_result(path, exc)
+    item.timings["total"] = round(time.perf_counter() - started, 3)
+    return item
+
+
+def error_result(path: Path, exc: InputError) -> InputScan:
+    """The result of an input that cannot be scored: its error, and whatever labels its
+    metadata and Content Credentials carry."""
+    return InputScan(path=str(path), sha256="", score=None, verdict="error", error=str(exc),
+                     provenance=_labels_only(path))
 
 
 def _labels_only(path: Path) -> dict:

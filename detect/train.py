@@ -50,6 +50,7 @@ from swapscope.distributed import (
     weights_digest,
 )
 from swapscope.errors import InputError, require_at_least_one
+from swapscope.faults import kill_point
 from swapscope.files import (
     WriteLock,
     sha256_file,
@@ -204,6 +205,7 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
         losses = train_epoch(run.network, loader, run.optimizer, device, config.steps_per_epoch,
                              progress)
         progress.stop()
+        kill_point(f"train-epoch{epoch + 1}-rank{ranks.rank}")  # a rank dying between checkpoints
         scheduler.step()
         share_buffers(model, ranks)
         val_loss, val_auc, per_kind = evaluate(model, run.val_loader, device,

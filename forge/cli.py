@@ -17,6 +17,7 @@ from swapscope import cli as kit
 from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
 from swapscope.distributed import launched_rank
+from swapscope.ray_engine import Engine, quiet_stdout
 
 app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
 E, T, V, C = ExtractConfig, TrainConfig, VideoConfig, CompositeConfig  # where the defaults live
@@ -276,15 +277,22 @@ def video(
 @app.command()
 @handle_errors
 def dataset(
-    config: Config, device: kit.DeviceOption = kit.AUTO, json_out: kit.JsonOption = False
+    config: Config,
+    engine: kit.EngineOption = "single",
+    address: kit.AddressOption = None,
+    cpus: kit.CpusOption = None,
+    device: kit.DeviceOption = kit.AUTO,
+    json_out: kit.JsonOption = False,
 ) -> None:
     """Sweep realism knobs over real videos into one labelled forgery set with real counterparts
     (resumable)."""
     from forge.dataset import build_dataset
 
     settings = DatasetConfig.load(config)
-    with ProgressBar(err_console.is_terminal, unit="fps") as progress:
-        summary = build_dataset(settings, resolve_device(device), progress=progress)
+    engine = Engine(engine, address, cpus)
+    with ProgressBar(err_console.is_terminal, unit="fps") as progress, \
+            quiet_stdout(engine, json_out):
+        summary = build_dataset(settings, device, progress=progress, engine=engine)
     if json_out:
         print_json(summary)
     else:

@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from forge.swap_video import VideoConfig, encode_labelled, faces_to_mark, forge_
 from swapscope import __version__
 from swapscope.cli import Progress
 from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
+from swapscope.device import resolve_device
 from swapscope.errors import InputError
 from swapscope.files import WriteLock, sha256_file, writable_folder, write_text_atomic
 from swapscope.formats.credentials import signing_key
@@ -52,6 +53,7 @@ from swapscope.formats.manifest import (
 )
 from swapscope.media.images import collect_media, is_image
 from swapscope.media.video import probe
+from swapscope.ray_engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +157,18 @@ def knob_id(knobs: dict) -> str:
 
 
 def build_dataset(config: DatasetConfig, device: str = "cpu",
-                  progress: Progress | None = None) -> dict:
+                  progress: Progress | None = None, engine: Engine | None = None) -> dict:
     """Make every (video, knob combination) fake and every real counterpart; returns a summary.
     Each output made is logged; outputs the manifest already holds are skipped; an output that
-    fails is one line in the summary's ``failed``."""
+    fails is one line in the summary's ``failed``. ``engine`` (default: this process) may make
+    them in Ray tasks, one per output (``forge.ray_dataset``)."""
     config.check()
+    engine = (engine or Engine()).check()
     root = writable_folder(config.out)
     with WriteLock(root / ".swapscope.lock", root, "forge dataset"):
         sweeps = _check_settings(root, config)
         settle(root)  # what a killed run left: outputs whose row is down go in place, the rest
-        return _build(config, root, sweeps, device, progress)
+        return _build(config, root, sweeps, device, progress, engine)
 
 
 # the settings every output of a set shares: a set is never extended under other ones (a new
@@ -205,7 +209,7 @@ def _settings(config: dict) -> dict:
 
 
 def _build(config: DatasetConfig, root: Path, sweeps: list[dict], device: str,
-           progress: Progress | None) -> dict:
+           progress: Progress | None, engine: Engine) -> dict:
     failed: list[str] = []
     videos = _real_sources(config.videos, root, failed)
     if not videos:
@@ -213,27 +217,46 @@ def _build(config: DatasetConfig, root: Path, sweeps: list[dict], device: str,
             f" ({'; '.join(failed)})" if failed else ""))
     split_of = split_identities(sorted({v.parent.name for v in videos}), config.splits, config.seed)
     done = {row.output for row in _rows(root)}
-    made, skipped = 0, 0
-    for rel, make in _outputs(videos, config, split_of, root, device, progress):
-        if rel in done and (root / rel).is_file():
-            skipped += 1
-            continue
-        try:
-            make()
-        except InputError as exc:
-            failed.append(f"{rel}: {exc}")
+    every = outputs(videos, config, split_of)
+    todo = [o for o in every if not (o.rel in done and (root / o.rel).is_file())]
+    if engine.name == "single":
+        made_here = _make_here(todo, config, root, resolve_device(device), progress)
+    else:
+        from forge.ray_dataset import make_on_ray
+
+        made_here = make_on_ray(todo, config, root, device, engine, progress)
+    made = 0
+    for output, error in made_here:
+        if error:
+            failed.append(f"{output.rel}: {error}")
             continue
         made += 1
-        log.info("[green]made[/] %s", rel)
+        log.info("[green]made[/] %s", output.rel)
     rows = _rows(root)
     write_data_card(root)
     summary = {"config": asdict(config), "sweeps": sweeps, "code_version": __version__,
                "finished": True,
                "splits": split_of}
     write_text_atomic(root / "dataset.json", json.dumps(summary, indent=2))
-    return {"out": str(root), "made": made, "skipped": skipped, "failed": failed, "rows": len(rows),
-            "fakes": sum(r.label == "fake" for r in rows),
+    return {"out": str(root), "made": made, "skipped": len(every) - len(todo), "failed": failed,
+            "rows": len(rows), "fakes": sum(r.label == "fake" for r in rows),
             "reals": sum(r.label == "real" for r in rows), "splits": split_of}
+
+
+def _make_here(todo: list[Output], config: DatasetConfig, root: Path, device: str,
+               progress: Progress | None) -> Iterator[tuple[Output, str]]:
+    """(output, error or "") for each output, made in this process; a video's faces are found
+    once for all its real counterparts."""
+    faces: dict[Path, Callable] = {}
+    for output in todo:
+        found = faces.setdefault(output.video, functools.cache(functools.partial(
+            faces_to_mark, output.video, VideoConfig.min_size, config.max_frames)))
+        try:
+            make_output(output, config, root, device, progress, found)
+        except InputError as exc:
+            yield output, str(exc)
+            continue
+        yield output, ""
 
 
 def _real_sources(inputs: list[str], root: Path, failed: list[str]) -> list[Path]:
@@ -254,27 +277,49 @@ def _real_sources(inputs: list[str], root: Path, failed: list[str]) -> list[Path
     return videos
 
 
-def _outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str], root: Path,
-             device: str, progress: Progress | None):
-    """(output path relative to ``root``, a function that makes it) for every output of the set:
-    per video, a real counterpart per CRF of the sweep, then a fake per knob combination."""
+@dataclass(frozen=True)
+class Output:
+    """One output of the set: a real counterpart (``knobs`` = its CRF) or a fake."""
+
+    rel: str  # its path in the set
+    video: Path  # its real source
+    label: str  # real | fake
+    knobs: dict
+    identity: str
+    split: str
+
+
+def outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str]) -> list[Output]:
+    """Every output of the set: per video, a real counterpart per CRF of the sweep, then a fake
+    per knob combination."""
     combos = config.combinations()
     names = output_names(videos)
+    found = []
     for video in videos:
         identity = video.parent.name
-        split = split_of[identity]
-        # its faces, found once for all its real counterparts (only if one is still to be made)
-        faces = functools.cache(functools.partial(faces_to_mark, video, VideoConfig.min_size,
-                                                  config.max_frames))
+        common = {"video": video, "identity": identity, "split": split_of[identity]}
         for crf in sorted({c.get("crf", 18) for c in combos}):
-            rel = f"real/crf{crf}/{names[video]}.mp4"
-            yield rel, functools.partial(write_real, video, rel, root, crf, config, identity, split,
-                                         faces)
+            found.append(Output(rel=f"real/crf{crf}/{names[video]}.mp4", label="real",
+                                knobs={"crf": crf}, **common))
         for knobs in combos:
-            rel = f"fake/{knob_id(knobs)}/{names[video]}.mp4"
-            yield rel, functools.partial(forge_video, video, root / rel,
-                                         _video_config(knobs, config, split), device, progress,
-                                         root=root)
+            found.append(Output(rel=f"fake/{knob_id(knobs)}/{names[video]}.mp4", label="fake",
+                                knobs=knobs, **common))
+    return found
+
+
+def make_output(output: Output, config: DatasetConfig, root: Path, device: str,
+                progress: Progress | None = None, faces: Callable | None = None) -> None:
+    """Make one output and its manifest row (raises InputError); ``faces`` finds the source's
+    faces for a real counterpart's watermark (default: found here)."""
+    if output.label == "real":
+        faces = faces or functools.partial(faces_to_mark, output.video, VideoConfig.min_size,
+                                           config.max_frames)
+        write_real(output.video, output.rel, root, output.knobs["crf"], config, output.identity,
+                   output.split, faces)
+    else:
+        forge_video(output.video, root / output.rel,
+                    _video_config(output.knobs, config, output.split), device, progress,
+                    root=root)
 
 
 def output_names(videos: list[Path]) -> dict[Path, str]:

@@ -204,3 +204,10 @@ IdentityThresholdOption = Annotated[
     float, typer.Option(help="Max embedding distance for --identity.")
 ]
 AUTO = "auto"
+EngineOption = Annotated[str, typer.Option(
+    help="Where the work runs: single (this process) or ray (a Ray pipeline; needs "
+    "pip install 'swapscope[scale]').")]
+AddressOption = Annotated[str | None, typer.Option(
+    help="--engine ray: join the Ray cluster at this address (default: start a local Ray).")]
+CpusOption = Annotated[int | None, typer.Option(
+    help="--engine ray without --address: cores the local Ray may use (default: all).")]

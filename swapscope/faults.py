@@ -3,8 +3,10 @@
 The fault tests set ``SWAPSCOPE_FAULT`` to a point's name and the process kills itself there
 (SIGKILL: no clean-up runs), so the next run must cope with exactly what is left on disk; or to
 ``stop:NAME``, and the process stops itself there (SIGSTOP) until the test sends SIGCONT, so a
-second process can be started at a chosen moment of the first. Unset, a kill point costs one
-dictionary lookup.
+second process can be started at a chosen moment of the first; or to ``once:NAME``, and the
+first process to reach the point kills itself there and the rest pass (the first creates the
+file ``SWAPSCOPE_FAULT_MARK``): a worker that dies once, as a retried Ray task would see. Unset,
+a kill point costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -21,3 +23,9 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif fault == f"stop:{name}":
         os.kill(os.getpid(), signal.SIGSTOP)
+    elif fault == f"once:{name}":
+        try:
+            os.close(os.open(os.environ["SWAPSCOPE_FAULT_MARK"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)

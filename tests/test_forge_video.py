@@ -314,6 +314,56 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(
     assert result.exit_code == 2 and "unknown sweep knobs ['sharpness']" in result.stderr
 
 
+@pytest.mark.slow
+def test_dataset_on_ray_makes_the_same_set_and_survives_a_killed_task(tmp_path, astronaut,
+                                                                      monkeypatch):
+    """forge dataset --engine ray on a local Ray with 2 CPUs: one task per output, the same
+    outputs and rows as the single process, a worker killed once costs nothing, a corrupt video
+    is one failed line per output it was to make, a second run makes nothing."""
+    import ray
+
+    from swapscope.media.sample import moving_face_frames, write_clip
+
+    videos = tmp_path / "videos"
+    mirror = np.ascontiguousarray(astronaut[:, ::-1])
+    for person, image in (("eileen", astronaut), ("mirror", mirror)):
+        (videos / person).mkdir(parents=True)
+        write_clip(videos / person / "clip.mp4", moving_face_frames(image, 8), fps=25)
+    (videos / "broken").mkdir()
+    (videos / "broken" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    sets = {}
+    for engine in ("single", "ray"):
+        config = tmp_path / f"{engine}.toml"
+        config.write_text(f'out = "{engine}"\nvideos = ["videos"]\nmax_frames = 6\n'
+                          '[splits]\ntrain = 0.5\ntest = 0.5\n'
+                          '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [64, 100]\n')
+        sets[engine] = config
+    single = runner.invoke(app, ["dataset", str(sets["single"]), "--json"])
+    assert single.exit_code == 2, single.output
+    monkeypatch.setenv("SWAPSCOPE_FAULT", "once:ray-forge")
+    monkeypatch.setenv("SWAPSCOPE_FAULT_MARK", str(tmp_path / "killed"))
+    command = ["dataset", str(sets["ray"]), "--engine", "ray", "--cpus", "2", "--json"]
+    try:
+        first = runner.invoke(app, command)
+        assert (tmp_path / "killed").exists()  # a task's worker did die
+        assert first.exit_code == 2 and "3 outputs failed" in first.stderr  # the broken video's
+        summary = json.loads(first.stdout)
+        assert (summary["made"], summary["fakes"], summary["reals"]) == (6, 4, 2)
+        assert len(summary["failed"]) == 3 and all("broken" in f for f in summary["failed"])
+        def kept(rows) -> set:
+            return {(r.output, r.label, r.frames, r.split) for r in rows}
+
+        rows = read_manifest(tmp_path / "ray")
+        assert kept(rows) == kept(read_manifest(tmp_path / "single"))
+        for r in rows:
+            assert probe(tmp_path / "ray" / r.output).frame_count == 6
+        again = json.loads(runner.invoke(app, command).stdout)
+        assert again["made"] == 0 and again["skipped"] == 6
+        assert not list((tmp_path / "ray").rglob(".*.pending-*"))  # the dead task's leftovers
+    finally:
+        ray.shutdown()
+
+
 def test_fake_and_real_rows_of_video_and_dataset_are_one_record_and_round_trip(
     fwa_fake, tmp_path, astronaut
 ):
