@@ -222,22 +222,10 @@ def scan(
                         max_frames=max_frames, label_frames=label_frames,
                         heatmap=str(heatmap) if heatmap else None)
 
-    def report(item) -> None:
-        if json_out:
-            return
-        labels = item.provenance
-        if labels.get("status") in LABEL_HEADS:
-            typer.echo(f"{LABEL_HEADS[labels['status']]}  {item.path}: {labels['summary']}")
-        elif (labels.get("credential") or {}).get("present"):
-            typer.echo(f"CREDENTIALS  {item.path}: {labels['summary'].split('; ', 1)[-1]}")
-        if item.verdict not in ("no face", "error"):
-            typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
-                       f"frames scored, {item.timings.get('total', 0):.1f} s)")
-
     engine = Engine(engine, address, cpus, workers)
     with quiet_stdout(engine, json_out):
-        result = run_scan(inputs, config, device, on_result=report, results=results,
-                          engine=engine)
+        result = run_scan(inputs, config, device, on_result=None if json_out else _report,
+                          results=results, engine=engine)
     if json_out:
         print_json(result.to_json())
     elif result.skipped:
@@ -254,6 +242,18 @@ def scan(
 
 LABEL_HEADS = {"verified": "LABELLED (verified)", "disputed": "LABEL DISPUTED",
                "claimed": "CLAIMS A LABEL (unverified)"}
+
+
+def _report(item) -> None:
+    """One scanned input, as lines for a reader: its labels, then its verdict."""
+    labels = item.provenance
+    if labels.get("status") in LABEL_HEADS:
+        typer.echo(f"{LABEL_HEADS[labels['status']]}  {item.path}: {labels['summary']}")
+    elif (labels.get("credential") or {}).get("present"):
+        typer.echo(f"CREDENTIALS  {item.path}: {labels['summary'].split('; ', 1)[-1]}")
+    if item.verdict not in ("no face", "error"):
+        typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
+                   f"frames scored, {item.timings.get('total', 0):.1f} s)")
 CalibrationFaces = Annotated[list[Path], typer.Option(
     "--faces", help="The face sets the detector trained on (their validation identities' real "
     "videos are the calibration clips); repeatable.")]

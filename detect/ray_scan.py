@@ -67,8 +67,6 @@ def scan_on_ray(scanner: Scanner, paths: list[Path], device: str,
         return
     with ray_session(engine) as ray:
         gpus = gpus_per_actor(ray, device)
-        if device.startswith("cuda") and not gpus:
-            raise InputError(f"--device {device}: the Ray cluster has no GPU")
         config = scanner.config
         items = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(paths)],
                                     override_num_blocks=len(paths))

@@ -41,8 +41,6 @@ def make_on_ray(todo: list[Output], config: DatasetConfig, root: Path, device: s
     progress = progress or NoProgress()
     with ray_session(engine) as ray:
         gpus = gpus_per_actor(ray, device)
-        if device.startswith("cuda") and not gpus:
-            raise InputError(f"--device {device}: the Ray cluster has no GPU")
         task = ray.remote(_make)
         pending = {}
         for output in todo:

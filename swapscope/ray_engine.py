@@ -99,7 +99,15 @@ def quiet_stdout(engine: Engine, json_out: bool) -> AbstractContextManager:
 
 
 def gpus_per_actor(ray, device: str) -> float:
-    """1 when the cluster has GPUs and ``device`` allows them (auto or cuda), else 0."""
-    if device == "cpu" or device == "mps":
+    """1 when the cluster has GPUs and ``device`` allows them (auto or cuda), else 0; a cuda
+    device on a cluster without GPUs is an InputError."""
+    from swapscope.device import DEVICES
+
+    if device not in ("auto", "cpu", "mps") and not device.startswith("cuda"):
+        raise InputError(f"unknown --device {device!r}; choose from {DEVICES}")
+    if device in ("cpu", "mps"):  # a Ray worker runs on CUDA or on its CPU
         return 0
-    return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    if device.startswith("cuda") and not gpus:
+        raise InputError(f"--device {device}: the Ray cluster has no GPU")
+    return gpus

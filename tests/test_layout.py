@@ -64,9 +64,15 @@ def test_the_base_package_loads_no_product():
             "swapscope.media.video", "swapscope.media.sample", "swapscope.faces.pipeline",
             "swapscope.formats.manifest", "swapscope.formats.faceset",
             "swapscope.formats.provenance", "swapscope.formats.watermark", "swapscope.formats.scan",
+            "swapscope.ray_engine",
         )
     )
     assert not _modules_after(code) & set(PRODUCTS)
+
+
+def test_the_default_engine_loads_no_ray():
+    """Ray is an extra: the single-process engine (the README's commands) never imports it."""
+    assert "ray" not in _modules_after("import detect.scan, detect.cli, forge.dataset, forge.cli")
 
 
 def test_inference_loads_no_training_code():
