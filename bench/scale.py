@@ -15,7 +15,15 @@ Per engine: wall seconds, clips (outputs) per second, video frames per second, t
 single process, and where the time goes: the seconds each stage took summed over the inputs
 (decode, faces, ROIs, network, labels, hash), against the wall seconds times the CPUs the engine
 had; the rest is start-up and Ray's overhead (scheduling, moving frames' crops between
-processes, idle cores). Ray's start and stop on its own are timed apart.
+processes, idle cores). Ray's start and stop on their own are timed apart, and its fixed cost
+per command (one clip on Ray against one clip in one process).
+
+Projection (arithmetic, not a measurement): clips per hour on 8 and 64 GPU workers, each a GPU
+with ``--cores-per-gpu`` CPU cores beside it. A clip costs the CPU stages measured here (every
+stage but the network, single process, per clip) plus Ray's measured overhead per clip, spread
+over the worker's cores; and the network measured here on one core divided by
+``--gpu-speedup`` (an assumption: no GPU here to measure). A worker's rate is set by the slower
+of the two; workers add up linearly (assumed: storage and the driver keep up).
 """
 
 from __future__ import annotations
@@ -65,6 +73,21 @@ def run(command: list[str]) -> tuple[float, dict]:
     if done.returncode not in (0, 2) or not done.stdout.strip():
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return wall, json.loads(done.stdout)
+
+
+def fixed_cost(clip: Path, work: Path) -> float:
+    """Ray's fixed cost for one command: a local Ray (2 CPUs) scanning one clip, less the
+    single process scanning it (each start-up included): Ray's start, its workers' imports and
+    the actor's detector, its stop."""
+    one = work / "one"
+    one.mkdir(exist_ok=True)
+    if not (one / clip.name).exists():
+        os.link(clip, one / clip.name)
+    walls = []
+    for _, options in (ENGINES[0], ENGINES[2]):
+        walls.append(run([sys.executable, "-m", "detect", "scan", str(one), *options,
+                          "--device", "cpu", "--json"])[0])
+    return round(walls[1] - walls[0], 2)
 
 
 def scan_rows(clips: list[Path], folder: Path, work: Path) -> list[dict]:
@@ -133,6 +156,30 @@ def ray_start_stop(cpus: int) -> float:
     return round(float(done.stdout.strip().splitlines()[-1]), 2)
 
 
+def projection(results: dict, cores: int, speedup: float) -> dict:
+    """Clips per hour on 8 and 64 GPU workers, from the measured per-clip stage costs."""
+    single = results["scan"][0]
+    ray = results["scan"][-1]
+    clips = single["clips"]
+    network = single["stages_s"].get("classify", 0.0) / clips
+    cpu = (single["in_stages_s"] - single["stages_s"].get("classify", 0.0)) / clips
+    # Ray's cost per clip: its CPU-seconds outside the stages, less its fixed cost per command
+    # and the single process's own time outside its stages (start-up, imports)
+    overhead = max(0.0, (ray["outside_stages_cpu_s"] - results["ray_fixed_s"] * ray["cpus"]
+                         - single["outside_stages_cpu_s"] * ray["cpus"]) / clips)
+    per_worker_s = max((cpu + overhead) / cores, network / speedup)
+    return {
+        "assumptions": {"cores_per_gpu": cores, "gpu_speedup_over_one_core": speedup,
+                        "clip_seconds": results["seconds_per_clip"],
+                        "mean_pixels": results["mean_pixels"], "scaling": "linear"},
+        "cpu_stages_s_per_clip": round(cpu, 3), "network_s_per_clip_one_core": round(network, 3),
+        "ray_overhead_cpu_s_per_clip": round(overhead, 3),
+        "ray_fixed_s_per_command": results["ray_fixed_s"],
+        "bound_by": "CPU stages" if (cpu + overhead) / cores >= network / speedup else "GPU",
+        "clips_per_hour": {str(n): round(n * 3600 / per_worker_s) for n in (8, 64)},
+    }
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--clips", type=int, default=40)
@@ -140,6 +187,10 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--forge-frames", type=int, default=50)
     parser.add_argument("--work", help="folder for the clips and outputs (default: a temp one)")
+    parser.add_argument("--cores-per-gpu", type=int, default=8,
+                        help="projection: CPU cores beside each GPU worker")
+    parser.add_argument("--gpu-speedup", type=float, default=20.0,
+                        help="projection: the network on a GPU against one CPU core (assumed)")
     args = parser.parse_args()
     data = shared_data(args.data)
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,9 +207,11 @@ def main() -> None:
             "video_frames": sum(i.frame_count for i in infos),
             "mean_pixels": round(sum(i.width * i.height for i in infos) / len(infos)),
             "ray_start_stop_s": ray_start_stop(2),
+            "ray_fixed_s": fixed_cost(clips[0], work),
             "scan": scan_rows(clips, folder, work),
             "forge": forge_rows(clips[:args.videos], work, args.forge_frames),
         }
+    results["projection"] = projection(results, args.cores_per_gpu, args.gpu_speedup)
     for row in results["scan"]:
         row.pop("scores")
     print(json.dumps(results, indent=2))
