@@ -5,8 +5,9 @@ The fault tests set ``SWAPSCOPE_FAULT`` to a point's name and the process kills 
 ``stop:NAME``, and the process stops itself there (SIGSTOP) until the test sends SIGCONT, so a
 second process can be started at a chosen moment of the first; or to ``once:NAME``, and the
 first process to reach the point kills itself there and the rest pass (the first creates the
-file ``SWAPSCOPE_FAULT_MARK``): a worker that dies once, as a retried Ray task would see. Unset,
-a kill point costs one dictionary lookup.
+file NAME in the folder ``SWAPSCOPE_FAULT_MARK``): a worker that dies once, as a retried Ray
+task would see. Several faults are separated by commas. Unset, a kill point costs one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ import signal
 def kill_point(name: str) -> None:
     """SIGKILL (or, for ``stop:NAME``, SIGSTOP) this process here if ``SWAPSCOPE_FAULT`` names
     this point."""
-    fault = os.environ.get("SWAPSCOPE_FAULT")
-    if fault == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif fault == f"stop:{name}":
-        os.kill(os.getpid(), signal.SIGSTOP)
-    elif fault == f"once:{name}":
-        try:
-            os.close(os.open(os.environ["SWAPSCOPE_FAULT_MARK"], os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
+    faults = os.environ.get("SWAPSCOPE_FAULT")
+    if not faults:
+        return
+    for fault in faults.split(","):
+        if fault == name:
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif fault == f"stop:{name}":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        elif fault == f"once:{name}":
+            mark = os.path.join(os.environ["SWAPSCOPE_FAULT_MARK"], name)
+            try:
+                os.close(os.open(mark, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                continue
+            os.kill(os.getpid(), signal.SIGKILL)

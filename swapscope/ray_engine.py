@@ -63,9 +63,24 @@ def ray_session(engine: Engine) -> Iterator:
     its workers' deaths cost on stdout: a command printing JSON sends stdout to stderr while
     Ray runs (``quiet_stdout``)."""
     ray = ray_module()
-    if ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
+        _start(ray, engine)
+    try:
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         yield ray
-        return
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _start(ray, engine: Engine) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     options = {"include_dashboard": False, "log_to_driver": False,
                "logging_level": logging.ERROR, "configure_logging": True}
@@ -78,17 +93,6 @@ def ray_session(engine: Engine) -> Iterator:
         where = engine.address or "a local Ray"
         raise InputError(f"--engine ray: could not start or join {where} "
                          f"({str(exc).splitlines()[0]})") from None
-    try:
-        from ray.data import DataContext
-
-        context = DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def quiet_stdout(engine: Engine, json_out: bool) -> AbstractContextManager:

@@ -78,3 +78,30 @@ def two_facesets(tmp_path_factory, astronaut) -> list[Path]:
         assert result.exit_code == 0, result.output
         sets.append(out)
     return sets
+
+
+RAY_FAULTS = ("ray-gather", "ray-score", "ray-forge")
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """One local Ray with 2 CPUs for a module's engine tests (its start and its workers' imports
+    paid once; stopped when the module's tests end). Each of its worker kinds dies once, at its first input: a gather task, a scoring
+    actor, a forge task; the folder yielded holds a file per fault that fired."""
+    import ray
+
+    marks = tmp_path_factory.mktemp("ray-faults")
+    saved = {k: os.environ.get(k) for k in ("SWAPSCOPE_FAULT", "SWAPSCOPE_FAULT_MARK")}
+    os.environ["SWAPSCOPE_FAULT"] = ",".join(f"once:{name}" for name in RAY_FAULTS)
+    os.environ["SWAPSCOPE_FAULT_MARK"] = str(marks)
+    try:  # the workers take the environment Ray starts with
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    yield marks
+    ray.shutdown()

@@ -316,12 +316,10 @@ def test_dataset_sweeps_knobs_with_real_counterparts_and_one_watermark_policy(
 
 @pytest.mark.slow
 def test_dataset_on_ray_makes_the_same_set_and_survives_a_killed_task(tmp_path, astronaut,
-                                                                      monkeypatch):
+                                                                      local_ray):
     """forge dataset --engine ray on a local Ray with 2 CPUs: one task per output, the same
     outputs and rows as the single process, a worker killed once costs nothing, a corrupt video
     is one failed line per output it was to make, a second run makes nothing."""
-    import ray
-
     from swapscope.media.sample import moving_face_frames, write_clip
 
     videos = tmp_path / "videos"
@@ -340,28 +338,24 @@ def test_dataset_on_ray_makes_the_same_set_and_survives_a_killed_task(tmp_path, 
         sets[engine] = config
     single = runner.invoke(app, ["dataset", str(sets["single"]), "--json"])
     assert single.exit_code == 2, single.output
-    monkeypatch.setenv("SWAPSCOPE_FAULT", "once:ray-forge")
-    monkeypatch.setenv("SWAPSCOPE_FAULT_MARK", str(tmp_path / "killed"))
-    command = ["dataset", str(sets["ray"]), "--engine", "ray", "--cpus", "2", "--json"]
-    try:
-        first = runner.invoke(app, command)
-        assert (tmp_path / "killed").exists()  # a task's worker did die
-        assert first.exit_code == 2 and "3 outputs failed" in first.stderr  # the broken video's
-        summary = json.loads(first.stdout)
-        assert (summary["made"], summary["fakes"], summary["reals"]) == (6, 4, 2)
-        assert len(summary["failed"]) == 3 and all("broken" in f for f in summary["failed"])
-        def kept(rows) -> set:
-            return {(r.output, r.label, r.frames, r.split) for r in rows}
+    command = ["dataset", str(sets["ray"]), "--engine", "ray", "--json"]
+    first = runner.invoke(app, command)
+    assert (local_ray / "ray-forge").exists()  # a task's worker did die
+    assert first.exit_code == 2 and "3 outputs failed" in first.stderr  # the broken video's
+    summary = json.loads(first.stdout)
+    assert (summary["made"], summary["fakes"], summary["reals"]) == (6, 4, 2)
+    assert len(summary["failed"]) == 3 and all("broken" in f for f in summary["failed"])
 
-        rows = read_manifest(tmp_path / "ray")
-        assert kept(rows) == kept(read_manifest(tmp_path / "single"))
-        for r in rows:
-            assert probe(tmp_path / "ray" / r.output).frame_count == 6
-        again = json.loads(runner.invoke(app, command).stdout)
-        assert again["made"] == 0 and again["skipped"] == 6
-        assert not list((tmp_path / "ray").rglob(".*.pending-*"))  # the dead task's leftovers
-    finally:
-        ray.shutdown()
+    def kept(rows) -> set:
+        return {(r.output, r.label, r.frames, r.split) for r in rows}
+
+    rows = read_manifest(tmp_path / "ray")
+    assert kept(rows) == kept(read_manifest(tmp_path / "single"))
+    for r in rows:
+        assert probe(tmp_path / "ray" / r.output).frame_count == 6
+    again = json.loads(runner.invoke(app, command).stdout)
+    assert again["made"] == 0 and again["skipped"] == 6
+    assert not list((tmp_path / "ray").rglob(".*.pending-*"))  # the dead task's leftovers
 
 
 def test_fake_and_real_rows_of_video_and_dataset_are_one_record_and_round_trip(
