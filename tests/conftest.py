@@ -86,8 +86,9 @@ RAY_FAULTS = ("ray-gather", "ray-score", "ray-forge")
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     """One local Ray with 2 CPUs for a module's engine tests (its start and its workers' imports
-    paid once; stopped when the module's tests end). Each of its worker kinds dies once, at its first input: a gather task, a scoring
-    actor, a forge task; the folder yielded holds a file per fault that fired."""
+    paid once; stopped when the module's tests end). Each of its worker kinds dies once, at its
+    first input: a gather task, a scoring actor, a forge task; the folder yielded holds a file
+    per fault that fired."""
     import ray
 
     marks = tmp_path_factory.mktemp("ray-faults")

@@ -491,18 +491,24 @@ def test_ensembles_refuse_what_they_cannot_be(tiny_detector, other_detector, tmp
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
+def _corpus(folder: Path, face_video: Path) -> Path:
+    """Two short clips of a face (one mirrored, half as long) and a file that is no video."""
+    import shutil
+
+    folder.mkdir()
+    shutil.copy(face_video, folder / "a.mp4")
+    write_clip(folder / "b.mp4", [np.ascontiguousarray(f.image[:, ::-1])
+                                  for f in read_frames(face_video, limit=12)])
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    return folder
+
+
 def test_scan_results_table_resumes_and_rescans_for_another_detector(
         tiny_detector, other_detector, face_video, tmp_path):
-    import shutil
 
     import pyarrow.parquet as pq
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(face_video, corpus / "a.mp4")
-    write_clip(corpus / "b.mp4", [np.ascontiguousarray(f.image[:, ::-1])
-                                  for f in read_frames(face_video, limit=12)])
-    (corpus / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    corpus = _corpus(tmp_path / "corpus", face_video)
     table = tmp_path / "scans.parquet"
     args = ["scan", str(corpus), "--results", str(table), "--label-frames", "0", "--json"]
 
@@ -538,16 +544,10 @@ def test_ray_engine_scans_like_one_process_and_survives_killed_workers(
     """A local Ray with 2 CPUs: the same rows as the single process (scores to 1e-4), a corrupt
     clip one error row, a gather worker and a scoring actor each killed once without losing an
     input, a second run scans nothing, another detector scans again."""
-    import shutil
 
     import pyarrow.parquet as pq
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(face_video, corpus / "a.mp4")
-    write_clip(corpus / "b.mp4", [np.ascontiguousarray(f.image[:, ::-1])
-                                  for f in read_frames(face_video, limit=12)])
-    (corpus / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    corpus = _corpus(tmp_path / "corpus", face_video)
     args = ["scan", str(corpus), "--model", str(tiny_detector), "--label-frames", "0", "--json"]
 
     def rows(table: Path) -> dict:
