@@ -12,7 +12,7 @@ short budget; each run's best epoch is then measured the same way:
 - ``dev_eval`` and ``dev_fakes`` input-level AUC per source and pooled (``detect scan`` fast rules).
 
 Runs resume (``detect train`` does); runs already measured in ``--json`` at the same budget are
-kept, not run again. The budget
+kept, not run again; ``--table`` prints the table of those measured so far. The budget
 is far below a full run's (``bench/detector_recipe.sh``): the table compares recipes at equal
 cost, it does not measure what a recipe reaches.
 """
@@ -62,7 +62,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=45, help="steps per epoch (batch 32)")
     parser.add_argument("--cache", help="the faces' crop cache, shared with other runs on the "
                         "same face sets at stride 3 (default WORK/cache)")
+    parser.add_argument("--table", action="store_true",
+                        help="only print the table of the runs --json holds (no training)")
     args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(Path(args.json).read_text()))
+        return
     from detect.checkpoint import load_checkpoint
     from detect.scan import ScanConfig, Scanner
 
