@@ -73,8 +73,9 @@ def scan_on_ray(scanner: Scanner, paths: list[Path], device: str,
         gathered = items.map(_gather, fn_kwargs={"config": config,
                                                  "sizes": scanner.detector.input_sizes},
                              num_cpus=1)
-        # on CPU an actor's network calls share the cores with the gather tasks, which hold most of
-        # the work; with a GPU it takes one core to feed it
+        # on CPU an actor (one thread) reserves no core: its network calls share the cores with
+        # the gather tasks, so --workers about the cores keeps them busy; with a GPU it takes one
+        # core to feed it
         scored = gathered.map(
             _Score, fn_constructor_kwargs={"config": config, "device": "cuda" if gpus else "cpu",
                                            "detector_sha256": scanner.detector.info.sha256},
