@@ -2,6 +2,7 @@
 
     python bench/ablation.py FACESET ... --work DIR [--cache DIR] [--epochs 2] [--steps 45] \
         [--json out.json]
+    python bench/ablation.py --table --json out.json
 
 Six real training runs of ``detect train`` (efficientnet_lite0, AdamW 1e-4, batch 32, stride 3,
 the same identity split and seed), one per artifact x degradations on/off, each for the same
@@ -56,8 +57,8 @@ def validation_items(facesets: list[str], cache: Path) -> list:
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("facesets", nargs="+", help="face sets of real faces (forge extract)")
-    parser.add_argument("--work", required=True, help="folder for the runs and the crop cache")
+    parser.add_argument("facesets", nargs="*", help="face sets of real faces (forge extract)")
+    parser.add_argument("--work", help="folder for the runs and the crop cache")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=45, help="steps per epoch (batch 32)")
     parser.add_argument("--cache", help="the faces' crop cache, shared with other runs on the "
@@ -66,8 +67,12 @@ def main() -> None:
                         help="only print the table of the runs --json holds (no training)")
     args = parser.parse_args()
     if args.table:
+        if not args.json:
+            parser.error("--table reads the runs in --json")
         print_table(json.loads(Path(args.json).read_text()))
         return
+    if not args.facesets or not args.work:
+        parser.error("give the face sets and --work (or --table --json FILE)")
     from detect.checkpoint import load_checkpoint
     from detect.scan import ScanConfig, Scanner
 
