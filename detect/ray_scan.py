@@ -80,5 +80,10 @@ def scan_on_ray(scanner: Scanner, paths: list[Path], device: str,
             _Score, fn_constructor_kwargs={"config": config, "device": "cuda" if gpus else "cpu",
                                            "detector_sha256": scanner.detector.info.sha256},
             concurrency=engine.workers, num_gpus=gpus, num_cpus=1 if gpus else 0)
-        for row in scored.iter_rows():
-            yield row["item"]
+        try:
+            for row in scored.iter_rows():
+                yield row["item"]
+        except ray.exceptions.RayError as exc:  # not an input's fault: the cluster's or ours
+            reason = str(exc).strip().splitlines()[-1]
+            raise InputError(f"--engine ray: the scan pipeline failed ({reason}); a --results "
+                             "table keeps the inputs scored so far") from None
