@@ -249,10 +249,10 @@ def _make_here(todo: list[Output], config: DatasetConfig, root: Path, device: st
     once for all its real counterparts."""
     faces: dict[Path, Callable] = {}
     for output in todo:
-        found = faces.setdefault(output.video, functools.cache(functools.partial(
-            faces_to_mark, output.video, VideoConfig.min_size, config.max_frames)))
+        if output.video not in faces:
+            faces[output.video] = functools.cache(_faces_of(output.video, config))
         try:
-            make_output(output, config, root, device, progress, found)
+            make_output(output, config, root, device, progress, faces[output.video])
         except InputError as exc:
             yield output, str(exc)
             continue
@@ -307,15 +307,18 @@ def outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str])
     return found
 
 
+def _faces_of(video: Path, config: DatasetConfig) -> Callable[[], dict]:
+    """Finds ``video``'s faces (the boxes a real counterpart's watermark goes on) when called."""
+    return functools.partial(faces_to_mark, video, VideoConfig.min_size, config.max_frames)
+
+
 def make_output(output: Output, config: DatasetConfig, root: Path, device: str,
                 progress: Progress | None = None, faces: Callable | None = None) -> None:
     """Make one output and its manifest row (raises InputError); ``faces`` finds the source's
     faces for a real counterpart's watermark (default: found here)."""
     if output.label == "real":
-        faces = faces or functools.partial(faces_to_mark, output.video, VideoConfig.min_size,
-                                           config.max_frames)
         write_real(output.video, output.rel, root, output.knobs["crf"], config, output.identity,
-                   output.split, faces)
+                   output.split, faces or _faces_of(output.video, config))
     else:
         forge_video(output.video, root / output.rel,
                     _video_config(output.knobs, config, output.split), device, progress,
