@@ -54,4 +54,4 @@ def write_json(path: str | None, results: dict) -> None:
 
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(results, indent=2))
+        Path(path).write_text(json.dumps(results, indent=2))

@@ -1,12 +1,15 @@
 """Ablation: which negatives (FWA, SBI, mix) and whether the degradations help, one backbone.
 
     python bench/ablation.py FACESET ... --work DIR [--cache DIR] [--epochs 2] [--steps 45] \
-        [--json out.json]
+        [--fakes MANIFEST ...] [--only NAME ...] [--json out.json]
     python bench/ablation.py --table --json out.json
 
 Six real training runs of ``detect train`` (efficientnet_lite0, AdamW 1e-4, batch 32, stride 3,
-the same identity split and seed), one per artifact x degradations on/off, each for the same
-short budget; each run's best epoch is then measured the same way:
+the same identity split and seed), one per artifact x degradations on/off, and with ``--fakes``
+a seventh: SBI with degradations plus the forge's own model swaps of the sample data's lp_*
+performers as fixed fakes (``bench/forged_fakes.sh`` makes them; the validation people stay the
+same, ``split_by_identity``), each for the same short budget; each run's best epoch is then
+measured the same way:
 
 - synthetic AUC per artifact on the validation identities' faces (both artifacts, whatever the
   run trained on), clean and degraded, the same fixed examples for every run;
@@ -34,12 +37,20 @@ from _common import parser as bench_parser  # noqa: E402
 from dev_eval import DEV_EVAL_SOURCES, auc_rows, labelled_inputs, scan_inputs  # noqa: E402
 from synthetic import face_items, synthetic_aucs  # noqa: E402
 
-RUNS = [(artifact, degrade) for artifact in ("fwa", "sbi", "mix") for degrade in (True, False)]
+# the six recipes, then one with the forge's own model swaps as fixed fakes (--fakes)
+RUNS = [(artifact, degrade, False) for artifact in ("fwa", "sbi", "mix")
+        for degrade in (True, False)] + [("sbi", True, True)]
+
+
+def run_name(artifact: str, degrade: bool, forged: bool) -> str:
+    return (f"{artifact}{' + forge model swaps' if forged else ''}, "
+            f"degradations {'on' if degrade else 'off'}")
 
 
 def train_command(facesets: list[str], out: Path, cache: Path, artifact: str, degrade: bool,
-                  epochs: int, steps: int) -> list[str]:
-    return [sys.executable, "-m", "detect", "train", *facesets, "--artifact", artifact,
+                  epochs: int, steps: int, fakes: list[str] = ()) -> list[str]:
+    fake_args = [a for manifest in fakes for a in ("--fakes", manifest)]
+    return [sys.executable, "-m", "detect", "train", *facesets, *fake_args, "--artifact", artifact,
             "--degrade" if degrade else "--no-degrade", "--epochs", str(epochs),
             "--steps-per-epoch", str(steps), "--batch-size", "32", "--stride", "3",
             "--optimizer", "adamw", "--lr", "0.0001", "--lr-decay", "0.95",
@@ -63,6 +74,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=45, help="steps per epoch (batch 32)")
     parser.add_argument("--cache", help="the faces' crop cache, shared with other runs on the "
                         "same face sets at stride 3 (default WORK/cache)")
+    parser.add_argument("--fakes", action="append", default=[],
+                        help="forge manifests of model swaps (bench/forged_fakes.sh): adds the run "
+                        "'sbi + forge model swaps' (repeatable)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only this run (its name as in the table; repeatable)")
     parser.add_argument("--table", action="store_true",
                         help="only print the table of the runs --json holds (no training)")
     args = parser.parse_args()
@@ -86,13 +102,14 @@ def main() -> None:
         else {}
     if (earlier.get("epochs"), earlier.get("steps_per_epoch")) == (args.epochs, args.steps):
         results["runs"] = earlier["runs"]  # runs measured before at this budget are kept
-    for artifact, degrade in RUNS:
-        name = f"{artifact}, degradations {'on' if degrade else 'off'}"
-        if name in results["runs"]:
+    for artifact, degrade, forged in RUNS:
+        name = run_name(artifact, degrade, forged)
+        if name in results["runs"] or (forged and not args.fakes) or \
+                (args.only and name not in args.only):
             continue
-        out = work / f"{artifact}_{'degrade' if degrade else 'clean'}"
+        out = work / f"{artifact}_{'degrade' if degrade else 'clean'}{'_forged' if forged else ''}"
         command = train_command(args.facesets, out, cache, artifact, degrade, args.epochs,
-                                args.steps)
+                                args.steps, args.fakes if forged else [])
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         trained_s = time.perf_counter() - started

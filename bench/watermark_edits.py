@@ -6,12 +6,13 @@ frames are encoded at the forge's CRF 18 and their faces found as ``forge video`
 the frames are marked with a fresh manifest id by each method (the face mark on those faces;
 the legacy dwtDctSvd mark on the whole frame) and encoded at CRF 18 again. Each edit below is
 then applied and the result encoded again at CRF 23 (CRF 35 for the re-encode edits), decoded,
-and read as ``detect scan`` reads labels by default: the face mark from the faces of every 5th
-frame (scan's fast preset finds them), the legacy mark from every frame (two agreeing frames at
-least; more generous than scan's 8). A video counts as recovered when its payload is the true
-id; so does each 1-second segment read alone. The unmarked clips, edited alike, give the false
-positives (any id found at all). Also the cost: PSNR and SSIM of the marked frames against the
-unmarked ones, and embed / decode ms per 720p frame.
+and read as ``detect scan`` reads labels by default: the face mark from the faces of every frame
+of scan's label window (the first 150 frames: the scored every 5th, where scan's fast preset
+finds them, and those between, where it follows them), the legacy mark from every frame (two
+agreeing frames at least; more generous than scan's 8). A video counts as recovered when its
+payload is the true id; so does each 1-second segment read alone. The unmarked clips, edited
+alike, give the false positives (any id found at all). Also the cost: PSNR and SSIM of the
+marked frames against the unmarked ones, and embed / decode ms per 720p frame.
 
     python bench/watermark_edits.py [--data ../shared/data] [--frames 50] [--json out.json]
 
@@ -35,7 +36,8 @@ from _common import machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
 METHODS = ("face mark", "legacy frame mark")
-EVERY = 5  # detect scan's fast preset scores (and reads labels in) every 5th frame
+EVERY = 5  # detect scan's fast preset scores every 5th frame (and reads labels in every frame
+# of its label window, the first ScanConfig.label_frames)
 
 
 def _crop(frac: float):
@@ -96,27 +98,30 @@ def encode(frames: list[np.ndarray], path: Path, crf: int, fps: float) -> list[n
     return [f.image for f in read_frames(path)]
 
 
-def faces_of(path: Path, every: int, scan: bool) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """(frame, its faces) of every ``every``-th frame: their landmarks as detect scan's fast
-    preset finds them (``scan``), or their boxes as forge video finds them."""
-    from detect.scan import MODES
+def faces_of(path: Path, every: int, scan: bool) -> list[tuple[int, np.ndarray, list]]:
+    """(frame index, frame, its faces): their landmarks as ``detect scan``'s fast preset finds
+    them (``scan``: every ``every``-th frame and each frame of its label window), or their boxes
+    as forge video finds them (every ``every``-th frame)."""
+    from detect.scan import MODES, ScanConfig
     from swapscope.faces.pipeline import FacePipeline, PipelineConfig
     from swapscope.timing import StageTimer
 
     fast = MODES["fast"]
     config = (PipelineConfig(every=every, detect_every=fast["detect_every"],
-                             detect_size=fast["detect_size"], min_size=32, embed=False)
-              if scan else PipelineConfig(min_size=48, embed=False))
+                             detect_size=fast["detect_size"], min_size=32, embed=False,
+                             dense_frames=ScanConfig.label_frames)
+              if scan else PipelineConfig(every=every, min_size=48, embed=False))
     pipeline = FacePipeline(config)
-    return [(item.frame.image, [f.face.landmarks if scan else f.face.box for f in item.faces])
+    return [(item.frame.index, item.frame.image,
+             [f.face.landmarks if scan else f.face.box for f in item.faces])
             for item in pipeline.track_frames(path, StageTimer())]
 
 
-def read_face_mark(frames: list[tuple[np.ndarray, list[np.ndarray]]]) -> str | None:
+def read_face_mark(frames: list[tuple[int, np.ndarray, list[np.ndarray]]]) -> str | None:
     from swapscope.formats.facemark import MarkReader
 
     reader = MarkReader()
-    for image, faces in frames:
+    for _, image, faces in frames:
         reader.add(image, faces)
     return reader.payload()[0]
 
@@ -147,10 +152,13 @@ def read(method: str, path: Path, fps: float) -> tuple[str | None, list[str | No
     """(the video's id, each 1-second segment's id) as ``method`` reads them."""
     second = max(1, round(fps))
     if method == METHODS[0]:
-        frames = faces_of(path, EVERY, scan=True)
-        step = max(1, second // EVERY)
-        return read_face_mark(frames), [read_face_mark(frames[i:i + step])
-                                        for i in range(0, len(frames), step)]
+        from detect.scan import ScanConfig
+
+        window = ScanConfig.label_frames
+        frames = [f for f in faces_of(path, EVERY, scan=True) if f[0] < window]
+        seconds = sorted({index // second for index, _, _ in frames})
+        return read_face_mark(frames), [
+            read_face_mark([f for f in frames if f[0] // second == s]) for s in seconds]
     from swapscope.media.video import read_frames
 
     frames = [f.image for f in read_frames(path)]
@@ -163,7 +171,7 @@ def measure_clip(frames: list[np.ndarray], fps: float, folder: Path, manifest_id
     from skimage.metrics import structural_similarity
 
     source = encode(frames, folder / "source.mp4", 18, fps)
-    faces = [lms for _, lms in faces_of(folder / "source.mp4", 1, scan=False)]
+    faces = [lms for _, _, lms in faces_of(folder / "source.mp4", 1, scan=False)]
     out = {}
     for method in methods:
         prefix = manifest_id[:8] if method == METHODS[0] else manifest_id[:4]
@@ -200,8 +208,8 @@ def speed(frames_720p: list[np.ndarray], manifest_id: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         encode(frames_720p, Path(tmp) / "c.mp4", 18, 25.0)
         found = faces_of(Path(tmp) / "c.mp4", 1, scan=False)
-    images = [f for f, _ in found]
-    boxes = [b for _, b in found]
+    images = [f for _, f, _ in found]
+    boxes = [b for _, _, b in found]
     out = {}
     marker = wm.Watermarker(manifest_id)
     marker(images[0], boxes[0])  # load the landmark model before the clock starts

@@ -104,8 +104,8 @@ ScanBatchSize = Annotated[int, typer.Option(help="ROIs per network call.")]
 LabelFrames = Annotated[
     int,
     typer.Option(
-        help="Read swapscope's watermark in the faces of this many scored frames (the container "
-        "metadata and Content Credentials are always read)."
+        help="Read swapscope's watermark in the faces of every frame of the first N, scored or "
+        "not (the container metadata and Content Credentials are always read)."
     ),
 ]
 Results = Annotated[Path | None, typer.Option(

@@ -200,20 +200,25 @@ def split_by_identity(items: list[FaceItem], val_fraction: float, seed: int = 0
                       ) -> tuple[list[FaceItem], list[FaceItem]]:
     """Whole identities go to validation until it holds ``val_fraction`` of the faces.
 
+    The people and their shares are those of the face sets' real faces where there are any: a
+    forge manifest's faces (fixed labels) follow their person into whichever split it fell in, so
+    adding one never moves a person between splits (runs with and without it validate alike).
+
     Raises InputError with fewer than two identities: a validation split of faces of people the
     detector trained on would measure memorisation, not detection.
     """
-    identities = sorted({it.identity for it in items})
+    basis = [it for it in items if it.label is None] or items
+    identities = sorted({it.identity for it in basis})
     if len(identities) < 2:
         raise InputError(f"need faces of at least 2 identities to hold some out for validation, "
                          f"got {identities}")
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(identities))
-    counts = {name: sum(it.identity == name for it in items) for name in identities}
+    counts = {name: sum(it.identity == name for it in basis) for name in identities}
     val_ids: set[str] = set()
     while (
         order
-        and sum(counts[n] for n in val_ids) < val_fraction * len(items)
+        and sum(counts[n] for n in val_ids) < val_fraction * len(basis)
         and len(val_ids) < len(identities) - 1
     ):
         val_ids.add(order.pop())

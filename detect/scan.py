@@ -59,7 +59,9 @@ class ScanConfig:
     top_fraction: float = 1 / 3  # a video scores the mean of its highest third of frame scores
     threshold: float | None = None  # verdict "fake" at or above it; None = the detector's own
     batch_size: int = 32  # ROIs per network call
-    label_frames: int = 100  # read swapscope's watermark in this many scored frames (0: none)
+    # read swapscope's watermark in every frame of the first N (0: none); the scored frames
+    # among them and the frames between, whose faces are followed from the scored ones
+    label_frames: int = 150
     heatmap: str | None = None  # write the scored frames with scores and Grad-CAM maps here
     max_frames: int | None = None  # stop each video after this many decoded frames
     seed: int = 0
@@ -129,7 +131,7 @@ class Gatherer:
         self.pipeline = FacePipeline(PipelineConfig(
             every=self.config.every, detect_every=self.config.detect_every,
             detect_size=self.config.detect_size, min_size=32, embed=False,
-            max_frames=self.config.max_frames))
+            max_frames=self.config.max_frames, dense_frames=self.config.label_frames))
 
     def gather(self, path: Path, timer: StageTimer | None = None,
                score: Callable[[list[_FaceWork], dict], None] | None = None,
@@ -145,11 +147,11 @@ class Gatherer:
         frames: list[tuple[int, float, list[_FaceWork]]] = []
         labels = LabelReader()
         for index, time_s, image, faces in self._read(path, timer):
-            if not faces:
-                continue
-            if labels.frames < cfg.label_frames:
+            if faces and index < cfg.label_frames:
                 with timer("labels"):
                     labels.add(image, [face.landmarks for face in faces])
+            if not faces or index % cfg.every:  # a frame read for its label only
+                continue
             with timer("roi"):
                 work = [_FaceWork(box=[round(float(v), 1) for v in face.box],
                                   rois=[random_roi(face.landmarks, image.shape, rng)
@@ -190,7 +192,8 @@ class Gatherer:
     def _frames(
         self, path: Path, timer: StageTimer
     ) -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
-        """(frame index, time s, image, faces) per scored frame, from one decode pass."""
+        """(frame index, time s, image, faces) per frame read (the scored ones and, in the
+        label window, those between), from one decode pass."""
         if is_image(path):
             with timer("decode"):
                 image = load_image(path)

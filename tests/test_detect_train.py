@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import pickle
@@ -42,6 +43,14 @@ def test_split_by_identity_keeps_people_and_videos_apart(two_facesets, tmp_path)
     assert not {i.source_id for i in train} & {i.source_id for i in val}
     with pytest.raises(InputError, match="at least 2 identities"):
         split_by_identity([i for i in items if i.identity == "eileen"], 0.3)
+    # a manifest's faces (fixed labels) follow their person and move nobody between splits,
+    # however many there are, and a third person who has only those goes to training
+    fixed = [dataclasses.replace(i, label=1) for i in items for _ in range(5)]
+    fixed += [dataclasses.replace(items[0], identity="only-fakes", source_id="x", label=1)]
+    train2, val2 = split_by_identity(items + fixed, 0.3)
+    assert {i.identity for i in val2} == {i.identity for i in val}
+    assert "only-fakes" in {i.identity for i in train2}
+    assert len(val2) == 6 * len(val)
 
 
 def test_dataset_examples_are_deterministic_for_validation(two_facesets, tmp_path):

@@ -110,3 +110,36 @@ def test_followed_faces_keep_their_landmarks_on_a_face_that_jumps(tmp_path, astr
         size = np.ptp(points, 0).max()
         assert np.abs(followed[index][0] - points).mean() < 0.02 * size, index
     assert {track for _, track in followed.values()} == {0}
+
+
+def test_a_dense_window_follows_faces_between_the_scored_frames(tmp_path, astronaut):
+    """The label window (``dense_frames``) adds the frames between the every-th ones, whose
+    faces are followed, not detected: the every-th frames keep their detections and their
+    landmarks, and the frames between get the face too."""
+    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+    from swapscope.media.sample import moving_face_frames, write_clip
+    from swapscope.timing import StageTimer
+
+    clip = write_clip(tmp_path / "pan.mp4", moving_face_frames(astronaut, 40))
+    detections = []
+
+    def read(dense):
+        pipeline = FacePipeline(PipelineConfig(every=5, detect_every=6, detect_size=480,
+                                               min_size=32, embed=False, dense_frames=dense))
+        detect = pipeline.backend.detect
+
+        def counted(image):
+            detections.append(dense)
+            return detect(image)
+
+        pipeline.backend.detect = counted
+        return {item.frame.index: item.faces[0].face.landmarks
+                for item in pipeline.track_frames(clip, StageTimer()) if item.faces}
+
+    sparse, dense = read(0), read(20)
+    assert sorted(dense) == list(range(20)) + [20, 25, 30, 35]
+    assert detections.count(0) == detections.count(20)  # the window adds no detection
+    for index, points in sparse.items():
+        size = np.ptp(points, 0).max()
+        assert np.abs(dense[index] - points).mean() < 0.02 * size, index
+

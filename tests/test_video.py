@@ -16,6 +16,11 @@ def test_every_nth_frame_keeps_true_indices(face_video):
     assert [f.index for f in read_frames(face_video, every=5)] == [0, 5, 10, 15, 20]
 
 
+def test_a_dense_start_keeps_each_of_the_first_frames_then_every_nth(face_video):
+    frames = read_frames(face_video, every=5, dense=7)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4, 5, 6, 10, 15, 20]
+
+
 def test_probe_reads_size_rate_count_and_audio(face_video):
     info = probe(face_video)
     assert (info.width, info.height, info.frame_count, info.has_audio) == (320, 320, 24, True)

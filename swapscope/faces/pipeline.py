@@ -42,6 +42,7 @@ class PipelineConfig:
     embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
     embed: bool = True  # False: no identity embeddings at all (tracks link by box overlap only)
     every: int = 1  # process every N-th frame of a video
+    dense_frames: int = 0  # ... and each of its first N frames (faces followed between detections)
     min_size: int = 64  # faces smaller than this (box side, frame px) are dropped
     identity: list[str] = field(default_factory=list)  # reference photos/folders/face sets/json
     identity_threshold: float = DEFAULT_THRESHOLD
@@ -53,6 +54,8 @@ class PipelineConfig:
             raise InputError("--detect-size must not be negative")
         if self.min_size < 0:
             raise InputError("--min-size must not be negative")
+        if self.dense_frames < 0:
+            raise InputError("dense_frames must not be negative")
         if self.identity and not self.embed:
             raise InputError("--identity needs identity embeddings; do not turn them off")
 
@@ -154,7 +157,8 @@ class FacePipeline:
         tracker = tracker if tracker is not None else Tracker()
         boxes = _TrackBoxes()
         self.largest_dropped = 0.0
-        frames = timer.iterate("decode", read_frames(path, every=cfg.every, limit=cfg.max_frames))
+        frames = timer.iterate("decode", read_frames(path, every=cfg.every, limit=cfg.max_frames,
+                                                      dense=cfg.dense_frames))
         if hasattr(self.backend, "faces_batch"):
             per_frame = self._batched_faces(frames, timer)
         else:
@@ -233,10 +237,13 @@ class FacePipeline:
         cfg = self.config
         force_detect = True
         previous = None
-        for processed, frame in enumerate(frames):
+        for frame in frames:
             image = frame.image
             live = tracker.live_boxes()
-            if force_detect or not live or processed % cfg.detect_every == 0:
+            # the detector's cadence counts every-th frames only: the first frames read
+            # between them (``dense_frames``) are followed, never detected in
+            step, off_grid = divmod(frame.index, cfg.every)
+            if force_detect or not live or not off_grid and step % cfg.detect_every == 0:
                 with timer("detect"):
                     found, found_scores = self.backend.detect(image)
                 hints = [None] * len(found)

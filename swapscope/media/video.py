@@ -94,8 +94,10 @@ def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
-def read_frames(path: str | Path, every: int = 1, limit: int | None = None) -> Iterator[Frame]:
-    """Decode a video's frames in order, keeping every ``every``-th one.
+def read_frames(path: str | Path, every: int = 1, limit: int | None = None,
+                dense: int = 0) -> Iterator[Frame]:
+    """Decode a video's frames in order, keeping every ``every``-th one (and each of the first
+    ``dense`` frames).
 
     Decoding goes to the end of the stream, flushing the decoder, so the last frames are not
     lost. A file that breaks off mid-stream raises InputError naming the frame it stopped at.
@@ -113,7 +115,7 @@ def read_frames(path: str | Path, every: int = 1, limit: int | None = None) -> I
             for frame in container.decode(stream):
                 if limit is not None and index >= limit:
                     return
-                if index % every == 0:
+                if index % every == 0 or index < dense:
                     if frame.width * frame.height > MAX_PIXELS:
                         raise InputError(
                             f"{path}: frames of {frame.width}x{frame.height} are larger than "
