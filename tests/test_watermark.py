@@ -160,8 +160,27 @@ def test_votes_of_unmarked_faces_decode_to_nothing():
     found by chance would be a false label."""
     rng = np.random.default_rng(1)
     for _ in range(300):
-        reader = MarkReader(sums=rng.normal(0, 1, (2, facemark.BITS)) * 5, faces=8)
+        reader = MarkReader(sums=rng.normal(0, 1, (2, facemark.BITS)) * 5,
+                            weights=np.full(2, 8.0), faces=8)
         assert reader.payload() == (None, False)
+
+
+def test_a_face_that_fits_the_lattice_outvotes_several_that_barely_do():
+    """Votes are weighted by the face's fit squared: one clean face (fit 0.8) decides against
+    three blurred ones (fit 0.2) that agree on other bits; counted alike, they would win."""
+    truth = encode_payload(MANIFEST_ID)
+    clean = 1.0 - 2.0 * truth  # +1 on bit 0, -1 on bit 1
+    blurred = clean.copy()
+    blurred[:12] *= -1  # 12 bits wrong: beyond what Reed-Solomon or Chase can mend
+    reader = MarkReader()
+    reader.add_face(((0.8 * clean, 0.8), (np.zeros(facemark.BITS), 0.0)))
+    for _ in range(3):
+        reader.add_face(((0.5 * blurred, 0.2), (np.zeros(facemark.BITS), 0.0)))
+    assert reader.payload() == (MANIFEST_ID[:8], False)
+    assert facemark.weight(-0.1) == 0.0
+    alike = MarkReader(sums=np.stack([0.8 * clean + 1.5 * blurred, np.zeros(facemark.BITS)]),
+                       weights=np.array([4.0, 0.0]), faces=4)
+    assert alike.payload() == (None, False)
 
 
 def test_every_face_given_is_marked_however_small_and_only_readable_ones_are_read(marked_clip):
