@@ -107,10 +107,11 @@ def _choose(report: dict, config: HardenConfig) -> _Target:
 
 
 def split_sets(sets: list[str], chosen_full: set[str], out: Path
-               ) -> tuple[list[str], list[str], list[Path]]:
+               ) -> tuple[list[str], list[str], list[tuple[Path, str]]]:
     """Per forgery set, two subsets written under ``out`` as forgery sets of their own: its
     train/val reals and chosen fakes, and its test rows (their files hard-linked, or copied
-    across file systems). Returns (train manifests, test manifests, train/val real videos)."""
+    across file systems). Returns (train manifests, test manifests, train/val real videos with
+    their people)."""
     train_manifests, test_sets, real_videos = [], [], []
     for i, folder in enumerate(map(Path, sets)):
         rows = read_manifest(folder)
@@ -125,7 +126,8 @@ def split_sets(sets: list[str], chosen_full: set[str], out: Path
         named = out / f"{i:02d}_{folder.name}"
         train_manifests.append(str(_subset(folder, keep, named / "train")))
         test_sets.append(str(_subset(folder, test, named / "test")))
-        real_videos += [named / "train" / r.output for r in keep if r.label == "real"]
+        real_videos += [(named / "train" / r.output, r.identity) for r in keep
+                        if r.label == "real"]
     return train_manifests, test_sets, real_videos
 
 
@@ -147,7 +149,7 @@ def fine_tune(
     target: _Target,
     config: HardenConfig,
     train_manifests: list[str],
-    real_videos: list[Path],
+    real_videos: list[tuple[Path, str]],
     work: Path,
     device: str,
 ) -> dict:
@@ -160,10 +162,16 @@ def fine_tune(
     from detect.train import train as train_detector
     from forge.extract import ExtractConfig, extract
 
-    faces = work / "real_faces"
-    if not faces.exists():
-        log.info("extracting real faces of %d training videos", len(real_videos))
-        extract(real_videos, faces, ExtractConfig())
+    facesets = []
+    people = sorted({person for _, person in real_videos})
+    for index, person in enumerate(people):  # one face set per person, labelled with its name,
+        # so the validation people are held out with their fakes (not all under one folder name)
+        faces = work / "real_faces" / f"{index:03d}"
+        facesets.append(str(faces))
+        if not faces.exists():
+            videos = [video for video, who in real_videos if who == person]
+            log.info("extracting real faces of %d training videos of %s", len(videos), person)
+            extract(videos, faces, ExtractConfig(label=person))
     members = split_members(target.folder, work / "members")
     summaries = []
     for index, member in enumerate(members):
@@ -172,7 +180,7 @@ def fine_tune(
         out = work / "detector" if len(members) == 1 else work / "detectors" / str(index)
         summaries.append(train_detector(
             TrainConfig(
-                facesets=[str(faces)], fakes=train_manifests, out=str(out), init=str(member),
+                facesets=facesets, fakes=train_manifests, out=str(out), init=str(member),
                 arch=meta["arch"], epochs=config.epochs, batch_size=config.batch_size,
                 stride=config.stride, seed=config.seed,
             ),
