@@ -291,6 +291,12 @@ def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, a
     for r in outcome["rows"]:  # test identity only: one fake and one real video per configuration
         assert (r["fakes"], r["reals"]) == (1, 1)
     _assert_fine_tuned_from(outcome["hardened"], DEFAULT_DETECTOR)
+    # the training reals are labelled by person, so a person is trained on or validated on,
+    # never both (one person is the test identity)
+    member = json.loads((out / "harden" / "detectors" / "0" / "best" / "config.json").read_text())
+    assert set(member["train_identities"]) | set(member["val_identities"]) < set(people)
+    assert member["train_identities"] and member["val_identities"]
+    assert not set(member["train_identities"]) & set(member["val_identities"])
     html = (out / "harden" / "report.html").read_text()
     assert f"Hardening {SHIPPED_NAME}" in html and "detector/best" in html
 
