@@ -89,6 +89,10 @@ def main() -> None:
         return
     if not args.facesets or not args.work:
         parser.error("give the face sets and --work (or --table --json FILE)")
+    unknown = set(args.only) - {run_name(*run) for run in RUNS}
+    if unknown:
+        parser.error(f"--only: no run named {sorted(unknown)}; the runs: "
+                     f"{[run_name(*run) for run in RUNS]}")
     from detect.checkpoint import load_checkpoint
     from detect.scan import ScanConfig, Scanner
 

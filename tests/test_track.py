@@ -139,6 +139,11 @@ def test_a_dense_window_follows_faces_between_the_scored_frames(tmp_path, astron
     sparse, dense = read(0), read(20)
     assert sorted(dense) == list(range(20)) + [20, 25, 30, 35]
     assert detections.count(0) == detections.count(20)  # the window adds no detection
+    # nor where there is no face to follow: frames between are skipped, not searched
+    detections.clear()
+    clip = write_clip(tmp_path / "empty.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 40)
+    assert read(0) == read(20) == {}
+    assert detections.count(0) == detections.count(20) == 8
     for index, points in sparse.items():
         size = np.ptp(points, 0).max()
         assert np.abs(dense[index] - points).mean() < 0.02 * size, index

@@ -241,8 +241,11 @@ class FacePipeline:
             image = frame.image
             live = tracker.live_boxes()
             # the detector's cadence counts every-th frames only: the first frames read
-            # between them (``dense_frames``) are followed, never detected in
+            # between them (``dense_frames``) are followed, never detected in; one with nothing
+            # to follow into it is skipped (not even yielded, so no track counts it as missed)
             step, off_grid = divmod(frame.index, cfg.every)
+            if off_grid and (force_detect or not live):
+                continue
             if force_detect or not live or not off_grid and step % cfg.detect_every == 0:
                 with timer("detect"):
                     found, found_scores = self.backend.detect(image)
