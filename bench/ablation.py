@@ -42,8 +42,11 @@ RUNS = [(artifact, degrade, False) for artifact in ("fwa", "sbi", "mix")
         for degrade in (True, False)] + [("sbi", True, True)]
 
 
-def run_name(artifact: str, degrade: bool, forged: bool) -> str:
-    return (f"{artifact}{' + forge model swaps' if forged else ''}, "
+FAKES_NAME = "forge model swaps"
+
+
+def run_name(artifact: str, degrade: bool, forged: bool, fakes: str = FAKES_NAME) -> str:
+    return (f"{artifact}{' + ' + fakes if forged else ''}, "
             f"degradations {'on' if degrade else 'off'}")
 
 
@@ -77,6 +80,9 @@ def main() -> None:
     parser.add_argument("--fakes", action="append", default=[],
                         help="forge manifests of model swaps (bench/forged_fakes.sh): adds the run "
                         "'sbi + forge model swaps' (repeatable)")
+    parser.add_argument("--fakes-name", default=FAKES_NAME,
+                        help="what the --fakes are, in the run's name and folder (another set of "
+                        "fakes measured beside the first needs its own name)")
     parser.add_argument("--only", action="append", default=[],
                         help="run only this run (its name as in the table; repeatable)")
     parser.add_argument("--table", action="store_true",
@@ -89,10 +95,10 @@ def main() -> None:
         return
     if not args.facesets or not args.work:
         parser.error("give the face sets and --work (or --table --json FILE)")
-    unknown = set(args.only) - {run_name(*run) for run in RUNS}
+    names = [run_name(*run, args.fakes_name) for run in RUNS]
+    unknown = set(args.only) - set(names)
     if unknown:
-        parser.error(f"--only: no run named {sorted(unknown)}; the runs: "
-                     f"{[run_name(*run) for run in RUNS]}")
+        parser.error(f"--only: no run named {sorted(unknown)}; the runs: {names}")
     from detect.checkpoint import load_checkpoint
     from detect.scan import ScanConfig, Scanner
 
@@ -107,11 +113,14 @@ def main() -> None:
     if (earlier.get("epochs"), earlier.get("steps_per_epoch")) == (args.epochs, args.steps):
         results["runs"] = earlier["runs"]  # runs measured before at this budget are kept
     for artifact, degrade, forged in RUNS:
-        name = run_name(artifact, degrade, forged)
+        name = run_name(artifact, degrade, forged, args.fakes_name)
         if name in results["runs"] or (forged and not args.fakes) or \
                 (args.only and name not in args.only):
             continue
-        out = work / f"{artifact}_{'degrade' if degrade else 'clean'}{'_forged' if forged else ''}"
+        suffix = "" if args.fakes_name == FAKES_NAME else "_" + "".join(
+            c if c.isalnum() else "_" for c in args.fakes_name)
+        out = work / (f"{artifact}_{'degrade' if degrade else 'clean'}"
+                      f"{'_forged' + suffix if forged else ''}")
         command = train_command(args.facesets, out, cache, artifact, degrade, args.epochs,
                                 args.steps, args.fakes if forged else [])
         started = time.perf_counter()
