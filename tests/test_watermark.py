@@ -194,3 +194,61 @@ def test_every_face_given_is_marked_however_small_and_only_readable_ones_are_rea
     marked = facemark.embed(small, list(landmarks), encode_payload(MANIFEST_ID))
     assert not np.array_equal(marked, small)  # the swapped face carries the mark
     assert facemark.votes(marked, list(landmarks)) == []  # too few pixels to read
+
+
+def test_any_two_wrong_bits_are_mended_when_the_votes_agree():
+    """Two confidently wrong bits in two bytes: one Reed-Solomon parity pair cannot mend them and
+    Chase never flips confident bits; the code's parity check can (its one- and two-bit errors
+    all have distinct syndromes: distance 5 at least), and random words stay unread."""
+    bits = encode_payload(MANIFEST_ID)
+    assert len(facemark._syndromes()[2]) == facemark.BITS * (facemark.BITS + 1) // 2
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        word = bits.copy()
+        word[rng.choice(facemark.BITS, 2, replace=False)] ^= 1
+        assert facemark.decode_near(word) == MANIFEST_ID[:8]
+    assert [facemark.decode_near(rng.integers(0, 2, facemark.BITS)) for _ in range(2000)] == \
+        [None] * 2000
+    votes = 1.0 - 2.0 * bits
+    votes[50:] *= 0.5  # the least sure bits, the ones Chase would flip, are all right
+    votes[[3, 40]] *= -1  # byte 0 and byte 5
+    assert decode_payload((votes < 0).astype(np.uint8)) == (None, 0)
+    reader = MarkReader(sums=np.stack([votes, np.zeros(facemark.BITS)]),
+                        weights=np.array([1.0, 0.0]), faces=1)
+    assert reader.payload() == (MANIFEST_ID[:8], False)
+    reader.sums *= 0.2  # votes that barely agree are not mended
+    assert reader.payload() == (None, False)
+
+
+def _lattice_fits(image, landmarks) -> dict[float, float]:
+    """How closely one face's projections sit on each step's lattice (1: exactly)."""
+    key = facemark._key()
+    (_, local, luma), = facemark._face_regions(image, [landmarks])
+    x = key.patterns @ facemark._crop(luma, local).reshape(-1)
+    return {s: float(np.cos(4 * np.pi * (x / s - key.dither)).mean()) for s in facemark.STEPS}
+
+
+def test_a_frame_with_budget_to_spare_takes_the_coarser_lattice_whole(astronaut, monkeypatch):
+    """A face small in its frame leaves PSNR budget the finest step does not use: the mark takes
+    the larger step, still >= 40.5 dB; a face that fills its frame keeps the finest; a frame
+    marked as earlier versions marked every frame (the finest step) still reads."""
+    from swapscope.faces.backends import create_backend
+
+    landmarks = create_backend("dlib").faces(astronaut)[0].landmarks
+    bits = encode_payload(MANIFEST_ID)
+    wide = cv2.copyMakeBorder(astronaut, 104, 104, 384, 384, cv2.BORDER_CONSTANT,
+                              value=(90, 90, 90))  # 720p, the face ~150 px
+    tight = np.ascontiguousarray(astronaut[40:240, 140:320])
+    for frame, face, step in ((wide, landmarks + (384, 104), facemark.STEPS[-1]),
+                              (tight, landmarks - (140, 40), facemark.STEPS[0])):
+        marked = facemark.embed(frame, [face], bits)
+        assert cv2.PSNR(frame, marked) >= 40.4
+        fits = _lattice_fits(marked, face)
+        assert fits[step] > 0.9 and all(f < 0.5 for s, f in fits.items() if s != step), fits
+        assert _read([(marked, [face])]) == (MANIFEST_ID[:8], False)
+    finest = facemark.STEPS[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(facemark, "STEPS", (finest,))
+        marked = facemark.embed(wide, [landmarks + (384, 104)], bits)
+    assert _lattice_fits(marked, landmarks + (384, 104))[finest] > 0.9
+    assert _read([(marked, [landmarks + (384, 104)])]) == (MANIFEST_ID[:8], False)

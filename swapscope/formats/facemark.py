@@ -4,8 +4,8 @@ The mark lives in the aligned face, not in the frame: each face's luma is resamp
 ``SIZE`` px crop by the same Umeyama alignment the forge swaps with (``face_affine``), projected
 onto ``BITS`` fixed orthonormal patterns (smooth: random values on a 12 x 12 grid, cubic-upsampled,
 windowed to the inner face, mean-free), and each projection is moved to the nearest point of the
-quantiser lattice of its bit (spread-transform dither modulation: lattice step ``STEP``, keyed
-dither, bit 1 half a step from bit 0). The change, a smooth field in the crop, is warped back
+quantiser lattice of its bit (spread-transform dither modulation: a lattice step of ``STEPS``,
+keyed dither, bit 1 half a step from bit 0). The change, a smooth field in the crop, is warped back
 into the frame and added to R, G and B alike (luma only, no tint).
 
 Because the reader aligns the face it finds, a crop, a rescale or a re-framing of the video moves
@@ -20,14 +20,20 @@ soft vote (the cosine of the projection's phase on the lattice: +1 on bit 0, -1 
 all the faces it sees, per orientation, each face weighted by how well its projections sit on
 the lattice (the square of their mean fit: a face a heavy re-encode or a poor alignment blurred
 counts little beside a clean one), and accepts a payload if Reed-Solomon decodes it and its
-checksum holds (a corrected word only if the votes also agree at least ``MIN_AGREEMENT``), else
-tries the least sure bits flipped (Chase decoding; ``MarkReader.payload``).
+checksum holds (a corrected word only if the votes also agree at least ``MIN_AGREEMENT``: one
+wrong byte, or any two wrong bits), else tries the least sure bits flipped (Chase decoding;
+``MarkReader.payload``).
 
 The change is capped at PSNR 40.5 dB per frame: a face that fills the frame gets a weaker mark.
+A frame whose budget holds a coarser lattice whole gets it (the largest of ``STEPS`` that fits
+without scaling down): a face small in its frame leaves budget a step of 200 does not use, and a
+320 px clip re-encoded at CRF 35 needs the larger step (bench/watermark_edits.py). The reader
+reads each face at every step and keeps the step and shift that fit the lattice best.
 The writer anchors the mark at the landmarks it finds on the very image it marks (the swapped
 one), as a reader will. Settings were chosen by measurement (bench/watermark_edits.py,
 BENCHMARKS.md): a 12-cell grid over the inner face beat a 16-cell one and an ellipse over cheeks
-and jaw; a step of 200 sits at the PSNR cap for talking-head framing.
+and jaw; a step of 200 sits at the PSNR cap for talking-head framing; a step of 400 scaled down
+to the cap read worse than 300 whole on the small clip that needs more than 200.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ ID_BYTES = 4
 # carrying less of the frame's PSNR budget)
 PARITY_BYTES = 2
 BITS = 8 * (ID_BYTES + 2 + PARITY_BYTES)  # 32 id + 16 CRC + 16 parity
-STEP = 200.0  # quantiser step of a projection (crop luma units, unit-norm patterns)
+# quantiser steps of a projection (crop luma units, unit-norm patterns), finest first: each frame
+# is marked with the largest its PSNR budget holds whole (200 is the one earlier marks used)
+STEPS = (200.0, 300.0)
 KEY = 0x5A3C  # seeds the patterns and the dither; keys the CRC
 MIN_AGREEMENT = 0.3  # mean |vote| per bit and face a corrected payload needs
 # faces narrower than this (frame px, template width) are not read: too few pixels to trust; the
@@ -61,7 +69,7 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 @dataclass(frozen=True)
 class _Key:
     patterns: np.ndarray  # (BITS, SIZE*SIZE) float32, orthonormal rows
-    dither: np.ndarray  # (BITS,) in [0, STEP)
+    dither: np.ndarray  # (BITS,) in [0, 1): a fraction of the step
     axis: float  # x of the template's symmetry axis in the crop, px
 
 
@@ -90,7 +98,7 @@ def _key() -> _Key:
     q, _ = np.linalg.qr(basis.T.astype(np.float64))
     patterns = q.T.astype(np.float32)
     axis = (float(TEMPLATE[:, 0].min() + TEMPLATE[:, 0].max()) / 2) * SIZE * (1 - 2 * PADDING)
-    return _Key(patterns, rng.uniform(0, STEP, BITS), axis + PADDING * SIZE)
+    return _Key(patterns, rng.uniform(0, 1, BITS), axis + PADDING * SIZE)
 
 
 def _window() -> np.ndarray:
@@ -132,6 +140,44 @@ def decode_payload(bits: np.ndarray) -> tuple[str | None, int]:
     return data.hex(), len(errata)
 
 
+def decode_near(bits: np.ndarray) -> str | None:
+    """The id of the payload at most two bits from a 64-bit word, else None (wrong bits in two
+    bytes, which one Reed-Solomon parity pair cannot correct).
+
+    The payload is affine in the id's 32 bits over GF(2) (a CRC and a Reed-Solomon code over
+    GF(2^8) are both linear), so a word's syndrome under the code's parity-check matrix names the
+    one- or two-bit error that turns a payload into it; no two such errors share a syndrome
+    (the code's distance is at least 5, tested)."""
+    offset, columns, errors = _syndromes()
+    syndrome = 0
+    for i in np.flatnonzero(np.asarray(bits, np.uint8) ^ offset):
+        syndrome ^= columns[i]
+    flips = errors.get(syndrome) if syndrome else ()
+    if flips is None:
+        return None
+    word = np.asarray(bits, np.uint8).copy()
+    word[list(flips)] ^= 1
+    return decode_payload(word)[0]
+
+
+@lru_cache(maxsize=1)
+def _syndromes() -> tuple[np.ndarray, list[int], dict[int, tuple[int, ...]]]:
+    """(the payload of id 0, each bit's column of the parity-check matrix as a 32-bit int, the
+    syndrome of every one- and two-bit error -> its bits), from ``encode_payload`` itself."""
+    id_bits = 8 * ID_BYTES
+    offset = encode_payload("0" * 2 * ID_BYTES)
+    rows = np.stack([encode_payload(f"{1 << (id_bits - 1 - i):0{2 * ID_BYTES}x}") ^ offset
+                     for i in range(id_bits)])  # (32, 64): the id bits, then their check bits
+    check = np.concatenate([rows[:, id_bits:].T, np.eye(BITS - id_bits, dtype=np.uint8)], axis=1)
+    columns = [int.from_bytes(np.packbits(c).tobytes(), "big") for c in check.T]
+    errors: dict[int, tuple[int, ...]] = {}
+    for i in range(BITS):
+        errors[columns[i]] = (i,)
+        for j in range(i):
+            errors[columns[i] ^ columns[j]] = (j, i)
+    return offset, columns, errors
+
+
 def _luma(image: np.ndarray) -> np.ndarray:
     return cv2.transform(image, LUMA.reshape(1, 3)) if image.ndim == 3 else image
 
@@ -162,35 +208,57 @@ def embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.nd
 
     Each projection moves all the way to its lattice point unless the frame's change would pass
     MAX_MSE; then the whole change is scaled down (distortion-compensated: the reader sees a
-    smaller margin, the frame keeps its PSNR)."""
+    smaller margin, the frame keeps its PSNR). The lattice is the largest of ``STEPS`` whose
+    change fits MAX_MSE whole, else the finest."""
     with _one_thread():
         return _embed(image, faces, bits)
 
 
 def _embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.ndarray:
-    key = _key()
-    phase = key.dither + bits.astype(np.float64) * STEP / 2
-    changes = []
-    for box, local, luma in _face_regions(image, faces, min_face=0):
-        x0, y0, x1, y1 = box
-        change = np.zeros(luma.shape, np.float32)
-        for _ in range(2):  # the second pass corrects what resampling lost
-            x = key.patterns @ _crop(luma + change, local).reshape(-1)
-            q = np.round((x - phase) / STEP) * STEP + phase
-            crop_field = ((q - x).astype(np.float32) @ key.patterns).reshape(SIZE, SIZE)
-            change += cv2.warpAffine(crop_field, local, (x1 - x0, y1 - y0),
-                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        changes.append((box, change))
-    if not changes:
+    regions = list(_face_regions(image, faces, min_face=0))
+    if not regions:
         return image
-    energy = sum(float(np.square(c).sum()) for _, c in changes)
-    gain = min(1.0, float(np.sqrt(MAX_MSE * image.shape[0] * image.shape[1] / max(energy, 1e-9))))
+    budget = MAX_MSE * image.shape[0] * image.shape[1]
+    step = STEPS[0]
+    changes = _changes(regions, bits, step)
+    energy = _energy(changes)
+    for larger in STEPS[1:]:
+        # a change grows with its step squared: try a larger step only where that would fit
+        if energy * (larger / step) ** 2 > budget:
+            break
+        bigger = _changes(regions, bits, larger)
+        if _energy(bigger) > budget:
+            break
+        step, changes, energy = larger, bigger, _energy(bigger)
+    gain = min(1.0, float(np.sqrt(budget / max(energy, 1e-9))))
     out = image.copy()
     for (x0, y0, x1, y1), change in changes:
         region = out[y0:y1, x0:x1].astype(np.float32) + (gain * change)[..., None]
         out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
     return out
+
+
+def _changes(regions: list, bits: np.ndarray, step: float) -> list:
+    """(box, luma change) per face that moves its projections to the lattice of ``step``."""
+    key = _key()
+    phase = (key.dither + bits.astype(np.float64) / 2) * step
+    changes = []
+    for box, local, luma in regions:
+        x0, y0, x1, y1 = box
+        change = np.zeros(luma.shape, np.float32)
+        for _ in range(2):  # the second pass corrects what resampling lost
+            x = key.patterns @ _crop(luma + change, local).reshape(-1)
+            q = np.round((x - phase) / step) * step + phase
+            crop_field = ((q - x).astype(np.float32) @ key.patterns).reshape(SIZE, SIZE)
+            change += cv2.warpAffine(crop_field, local, (x1 - x0, y1 - y0),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        changes.append((box, change))
+    return changes
+
+
+def _energy(changes: list) -> float:
+    return sum(float(np.square(c).sum()) for _, c in changes)
 
 
 def _face_regions(image: np.ndarray, faces: list[np.ndarray], min_face: float = MIN_FACE):
@@ -232,8 +300,9 @@ def votes(image: np.ndarray, faces: list[np.ndarray]) -> list[tuple[Read, Read]]
     the shifts for an unmarked face of the sample clips at CRF 35), as it is and mirrored.
 
     The reader's landmarks miss the writer's by a pixel or so, which smears the projections, so
-    each orientation is read at sub-pixel shifts of the crop (``SHIFTS``, crop px) and the shift
-    whose projections sit closest to the lattice (of either bit) gives the votes. (A wider
+    each orientation is read at sub-pixel shifts of the crop (``SHIFTS``, crop px) and at every
+    step of ``STEPS``, and the pair whose projections sit closest to the lattice (of either bit)
+    gives the votes. (A wider
     search, +-3 px and +-3% scale, measured worse: it finds spurious fits.)"""
     with _one_thread():
         return _votes(image, faces)
@@ -250,17 +319,19 @@ def _votes(image: np.ndarray, faces: list[np.ndarray]) -> list[tuple[Read, Read]
 
 
 def _read_face(luma: np.ndarray, affine: np.ndarray) -> Read:
-    """The soft votes of one face at the shift whose projections fit the lattice best, and
-    that fit."""
+    """The soft votes of one face at the step and shift whose projections fit the lattice best,
+    and that fit."""
     key = _key()
     crops = []
     for dx, dy in SHIFTS:
         shifted = affine.copy()
         shifted[:, 2] += (dx, dy)
         crops.append(_crop(luma, shifted).reshape(-1))
-    phase = 2 * np.pi * (np.stack(crops) @ key.patterns.T - key.dither) / STEP
-    fits = np.cos(2 * phase).mean(axis=1)
-    best = int(np.argmax(fits))
+    projections = np.stack(crops) @ key.patterns.T  # (shifts, BITS)
+    steps = np.asarray(STEPS)[:, None, None]
+    phase = 2 * np.pi * (projections[None] / steps - key.dither)  # (steps, shifts, BITS)
+    fits = np.cos(2 * phase).mean(axis=2)
+    best = np.unravel_index(int(np.argmax(fits)), fits.shape)
     return np.cos(phase[best]), float(fits[best])
 
 
@@ -296,12 +367,14 @@ class MarkReader:
         """(id, mirrored) of the orientation whose votes decode; (None, False) if none does.
 
         A word that decodes as it is (its 16 checksum and 16 parity bits all hold: 1 in 2^32 by
-        chance) is taken at any agreement; one Reed-Solomon had to correct only with the votes
-        agreeing at least MIN_AGREEMENT (a weak gate: the faces of an unmarked clip agree
-        0.17-0.44 over 50 frames, five sample clips at CRF 23, weighted as here, since its
-        projections sit still; the checksum is the guard). Failing both, the ``CHASE`` least
-        sure bits are flipped in every combination, and a word that then decodes as it is is
-        taken (Chase decoding: 63 tries, 1 in 2^26 by chance): the bits a re-encode turns are
+        chance) is taken at any agreement; one Reed-Solomon has to correct (one wrong byte) or
+        that lies two bits from a payload (``decode_near``; together 3,832 words around each
+        payload, 1 in 2^20 by chance) only with the votes agreeing at least MIN_AGREEMENT (a
+        weak gate: the faces of an unmarked clip agree 0.17-0.44 over 50 frames, five sample
+        clips at CRF 23, weighted as here, since its projections sit still; the checksum is the
+        guard). Failing those, the ``CHASE`` least sure bits are flipped in every combination,
+        and a word that then decodes as it is is taken (Chase decoding: 63 tries, 1 in 2^26 by
+        chance): the bits a re-encode turns are
         most often among the least sure."""
         if not self.faces:
             return None, False
@@ -312,6 +385,10 @@ class MarkReader:
             found, corrected = decode_payload(bits)
             if found and (not corrected or strength[side] >= MIN_AGREEMENT):
                 return found, bool(side)
+            if strength[side] >= MIN_AGREEMENT:
+                found = decode_near(bits)
+                if found:
+                    return found, bool(side)
             unsure = np.argsort(np.abs(votes))[:CHASE]
             for flips in _chase_patterns(np.abs(votes)[unsure]):
                 tried = bits.copy()
