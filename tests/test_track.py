@@ -148,3 +148,44 @@ def test_a_dense_window_follows_faces_between_the_scored_frames(tmp_path, astron
         size = np.ptp(points, 0).max()
         assert np.abs(dense[index] - points).mean() < 0.02 * size, index
 
+
+
+def test_a_batched_backend_detects_no_more_in_the_dense_window(tmp_path, astronaut):
+    """A backend that detects frames in batches (fan, on a GPU) takes the same path: the frames
+    of the label window between the every-th ones get landmarks in the boxes of the frame before,
+    never a detection, and nothing where that frame had no face."""
+    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+    from swapscope.media.sample import moving_face_frames, write_clip
+    from swapscope.timing import StageTimer
+
+    detected = []
+
+    def read(clip, dense):
+        pipeline = FacePipeline(PipelineConfig(every=5, detect_size=480, min_size=32,
+                                               embed=False, dense_frames=dense))
+        backend = pipeline.backend
+
+        def faces_batch(images, indices):  # a batched stand-in: dlib, frame by frame
+            detected.extend((dense, i) for i in indices)
+            return [backend.faces(image, index) for image, index in zip(images, indices)]
+
+        backend.faces_batch = faces_batch
+        backend.batch_size = 3
+        read.backend = backend
+        return {item.frame.index: (item.faces[0].face.landmarks, item.frame.image)
+                for item in pipeline.track_frames(clip, StageTimer()) if item.faces}
+
+    clip = write_clip(tmp_path / "pan.mp4", moving_face_frames(astronaut, 40))
+    sparse, dense = read(clip, 0), read(clip, 20)
+    assert sorted(dense) == list(range(20)) + [20, 25, 30, 35]
+    assert [i for d, i in detected if d == 0] == [i for d, i in detected if d == 20] == \
+        list(range(0, 40, 5))
+    for index, (points, _) in sparse.items():
+        assert np.array_equal(dense[index][0], points)  # every-th frames: detected alike
+    for index in (i for i in range(20) if i % 5):  # between: where a detection puts the face
+        points, image = dense[index]
+        found = read.backend.faces(image)[0].landmarks
+        assert np.abs(points - found).mean() < 0.03 * np.ptp(found, 0).max(), index
+    detected.clear()
+    empty = write_clip(tmp_path / "empty.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 40)
+    assert read(empty, 20) == {} and len(detected) == 8

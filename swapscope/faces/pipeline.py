@@ -276,20 +276,46 @@ class FacePipeline:
             yield frame, faces
 
     def _batched_faces(self, frames: Iterable[Frame], timer: StageTimer):
-        """Per frame: (frame, [(face, None)]), detected ``batch_size`` frames per backend call."""
+        """Per frame: (frame, [(face, None)]): the every-th frames detected ``batch_size`` per
+        backend call; a frame read between them (``dense_frames``) gets its faces followed from
+        the frame before (each box moved as the tracked path moves it, the landmarks found again
+        in it), never a detection, and is skipped when there is no face to follow."""
         size = max(1, int(getattr(self.backend, "batch_size", 8)))
-        batch = []
+        every = self.config.every
+        pending: list[Frame] = []
+        last: list[Face] = []  # the faces of the frame before
+        previous = None
         for frame in itertools.chain(frames, [None]):
             if frame is not None:
-                batch.append(frame)
-            if batch and (frame is None or len(batch) == size):
-                with timer("detect+landmarks"):
-                    per_frame = self.backend.faces_batch(
-                        [f.image for f in batch], [f.index for f in batch]
-                    )
-                for item, faces in zip(batch, per_frame):
-                    yield item, [(face, None) for face in faces]
-                batch = []
+                pending.append(frame)
+            grid = [f for f in pending if f.index % every == 0]
+            if not pending or frame is not None and len(grid) < size:
+                continue
+            with timer("detect+landmarks"):
+                found = dict(zip((f.index for f in grid), self.backend.faces_batch(
+                    [f.image for f in grid], [f.index for f in grid]) if grid else []))
+            for item in pending:
+                if item.index in found:
+                    last = found[item.index]
+                elif last:
+                    last = self._follow(previous, item, last, timer)
+                else:
+                    continue
+                previous = item.image
+                yield item, [(face, None) for face in last]
+            pending = []
+
+    def _follow(self, previous: np.ndarray, frame: Frame, faces: list[Face],
+                timer: StageTimer) -> list[Face]:
+        """``faces`` of the frame before (``previous``) in ``frame``: each box moved by how far
+        its face moved, the landmarks found again in it."""
+        boxes = np.stack([f.box + np.tile(_moved(previous, frame.image, f.box), 2)
+                          for f in faces]).astype(np.float32)
+        with timer("landmarks"):
+            points = self.backend.landmarks(frame.image, boxes)
+        return [Face(frame_index=frame.index, box=b, landmarks=p.astype(np.float32),
+                     score=f.score, backend=self.backend.name)
+                for f, b, p in zip(faces, boxes, points)]
 
 
 TRACK_SIDE = 40  # px: the face's width when its last frame is searched for in this one
