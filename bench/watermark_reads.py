@@ -58,12 +58,6 @@ def read_ways(path: Path) -> dict[str, str | None]:
     return found
 
 
-def read_frames_of(path: Path) -> list[np.ndarray]:
-    from swapscope.media.video import read_frames
-
-    return [f.image for f in read_frames(path)]
-
-
 def clip_frames(root: Path, name: str) -> tuple[list[np.ndarray], float]:
     from swapscope.media.video import probe, read_frames
 
@@ -111,9 +105,8 @@ def main() -> None:
                     steps = facemark.STEPS[:1] if marking == FINEST_ONLY else facemark.STEPS
                     with mock.patch.object(facemark, "STEPS", steps):
                         marked = mark(METHODS[0], source, faces, manifest_id)
-                    encode(marked, folder / "marked.mp4", 18, fps)
-                    encode([f for f in read_frames_of(folder / "marked.mp4")],
-                           folder / "edited.mp4", args.crf, fps)
+                    encode(encode(marked, folder / "marked.mp4", 18, fps), folder / "edited.mp4",
+                           args.crf, fps)
                     found = read_ways(folder / "edited.mp4")
                     if marking == FINEST_ONLY:
                         recovered |= {f"{marking}; {way}": found[way] == manifest_id[:8]
