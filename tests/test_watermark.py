@@ -60,6 +60,17 @@ def test_the_payload_corrects_a_byte_and_its_checksum_refuses_the_rest():
     assert random_words.count(None) == 2000
 
 
+def test_the_key_and_the_code_are_the_ones_earlier_fakes_carry():
+    """Pinned: a change to the keyed dither or to the payload code would leave every fake made
+    before it unread. (The dither is a fraction of the step since the step choice; times 200 it
+    is the draw the first face mark used.)"""
+    first_mark = [37.28536836788876, 51.74974313951684,
+                  191.8074309624655, 140.01985570582784]  # its dither, step 200
+    np.testing.assert_allclose(facemark._key().dither[:4] * 200, first_mark, rtol=0, atol=1e-9)
+    assert np.packbits(encode_payload(MANIFEST_ID)).tobytes().hex() == "c0ffee00e22e4558"
+    assert facemark.STEPS[0] == 200.0
+
+
 def test_the_patterns_are_orthonormal_mean_free_and_zero_off_the_face():
     p = facemark._key().patterns.astype(np.float64)
     np.testing.assert_allclose(p @ p.T, np.eye(facemark.BITS), atol=1e-5)
