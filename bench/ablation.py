@@ -37,6 +37,8 @@ from _common import parser as bench_parser  # noqa: E402
 from dev_eval import DEV_EVAL_SOURCES, auc_rows, labelled_inputs, scan_inputs  # noqa: E402
 from synthetic import face_items, synthetic_aucs  # noqa: E402
 
+from eval.report import slug  # noqa: E402
+
 # the six recipes, then one with the forge's own model swaps as fixed fakes (--fakes)
 RUNS = [(artifact, degrade, False) for artifact in ("fwa", "sbi", "mix")
         for degrade in (True, False)] + [("sbi", True, True)]
@@ -117,8 +119,7 @@ def main() -> None:
         if name in results["runs"] or (forged and not args.fakes) or \
                 (args.only and name not in args.only):
             continue
-        suffix = "" if args.fakes_name == FAKES_NAME else "_" + "".join(
-            c if c.isalnum() else "_" for c in args.fakes_name)
+        suffix = "" if args.fakes_name == FAKES_NAME else "_" + slug(args.fakes_name)
         out = work / (f"{artifact}_{'degrade' if degrade else 'clean'}"
                       f"{'_forged' + suffix if forged else ''}")
         command = train_command(args.facesets, out, cache, artifact, degrade, args.epochs,

@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
+from eval.report import slug  # noqa: E402
+
 
 def timed(argv: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
@@ -42,8 +44,8 @@ def main() -> None:
     figures = REPO / "bench" / "figures"
     shutil.copyfile(out / "tradeoff.png", figures / "eval_tradeoff.png")
     for det in report["detectors"]:
-        slug = "".join(c if c.isalnum() else "_" for c in det["name"]).strip("_")
-        shutil.copyfile(out / f"roc_{slug}.png", figures / f"eval_roc_{slug}.png")
+        name = slug(det["name"])
+        shutil.copyfile(out / f"roc_{name}.png", figures / f"eval_roc_{name}.png")
     results = {"machine": machine(), "report_seconds": report_s, "harden_seconds": harden_s,
                "detectors": report["detectors"], "rows": report["rows"]}
     print(f"python -m eval report --out {out}: {report_s / 60:.1f} min\n")

@@ -84,7 +84,8 @@ def main() -> None:
 
     root = shared_data(args.data) / "real_videos"
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = [f"{FINEST_ONLY}; {way}" for way in WAYS] + [TODAY]
+    # each row of the table: how the clip is marked, and the way it is read
+    rows = {f"{FINEST_ONLY}; {way}": (FINEST_ONLY, way) for way in WAYS} | {TODAY: (TODAY, WAYS[3])}
     results = {"machine": machine(), "crf": args.crf, "seeds": seeds, "reads": [],
                "unmarked": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,24 +96,20 @@ def main() -> None:
             faces = [boxes for _, _, boxes in faces_of(folder / "source.mp4", 1, scan=False)]
             encode(source, folder / "real.mp4", args.crf, fps)
             unmarked = read_ways(folder / "real.mp4")
-            results["unmarked"][name] = {row: unmarked[row.split("; ")[-1]] is not None
-                                         for row in rows[:-1]} | {TODAY: unmarked[WAYS[3]]
-                                                                  is not None}
+            results["unmarked"][name] = {row: unmarked[way] is not None
+                                         for row, (_, way) in rows.items()}
             for seed in seeds:
                 manifest_id = np.random.default_rng(seed).bytes(16).hex()
-                recovered = {}
+                found = {}
                 for marking in (FINEST_ONLY, TODAY):
                     steps = facemark.STEPS[:1] if marking == FINEST_ONLY else facemark.STEPS
                     with mock.patch.object(facemark, "STEPS", steps):
                         marked = mark(METHODS[0], source, faces, manifest_id)
                     encode(encode(marked, folder / "marked.mp4", 18, fps), folder / "edited.mp4",
                            args.crf, fps)
-                    found = read_ways(folder / "edited.mp4")
-                    if marking == FINEST_ONLY:
-                        recovered |= {f"{marking}; {way}": found[way] == manifest_id[:8]
-                                      for way in WAYS}
-                    else:
-                        recovered[TODAY] = found[WAYS[3]] == manifest_id[:8]
+                    found[marking] = read_ways(folder / "edited.mp4")
+                recovered = {row: found[marking][way] == manifest_id[:8]
+                             for row, (marking, way) in rows.items()}
                 results["reads"].append({"clip": name, "seed": seed, "recovered": recovered})
             print(f"{name}: done", file=sys.stderr, flush=True)
     reads, unmarked = results["reads"], results["unmarked"]
@@ -122,7 +119,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for row in rows:
         failed = [r["clip"] for r in reads if not r["recovered"][row]]
-        false = sum(found[row] for found in unmarked.values())
+        false = sum(clip[row] for clip in unmarked.values())
         print(f"| {row} | {len(failed)} of {len(reads)} | {failed.count('astronaut')} "
               f"| {false} of {len(unmarked)} |")
     print(f"\nmachine: {results['machine']}")

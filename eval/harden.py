@@ -13,6 +13,7 @@ read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from eval.benchmark import (
     detector_name,
     run_benchmark,
 )
+from eval.report import slug
 from swapscope.errors import InputError
 from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
 
@@ -163,10 +165,11 @@ def fine_tune(
     from forge.extract import ExtractConfig, extract
 
     facesets = []
-    people = sorted({person for _, person in real_videos})
-    for index, person in enumerate(people):  # one face set per person, labelled with its name,
-        # so the validation people are held out with their fakes (not all under one folder name)
-        faces = work / "real_faces" / f"{index:03d}"
+    for person in sorted({person for _, person in real_videos}):  # one face set per person,
+        # labelled with its name, so the validation people are held out with their fakes (not
+        # all under one folder name); named after the person, so a re-run reuses only its own
+        faces = work / "real_faces" / (
+            f"{slug(person)}_{hashlib.sha256(person.encode()).hexdigest()[:8]}")
         facesets.append(str(faces))
         if not faces.exists():
             videos = [video for video, who in real_videos if who == person]

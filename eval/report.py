@@ -205,7 +205,7 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
     header, rows = _table(result)
     pngs = {"tradeoff.png": plot_tradeoff(result)}
     for det in result["detectors"]:
-        pngs[f"roc_{_slug(det['name'])}.png"] = plot_roc(result, det["name"])
+        pngs[f"roc_{slug(det['name'])}.png"] = plot_roc(result, det["name"])
     examples = {}
     for i, row in enumerate(benchmark.rows):
         png = example_png(row.example)
@@ -225,7 +225,7 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
             + "; ".join(f"`{e['config']}` ({_fmt(e['video_auc'])})" for e in items)
         )
     md += ["", "![realism against detectability](tradeoff.png)", ""]
-    md += [f"![ROC {d['name']}](roc_{_slug(d['name'])}.png)" for d in result["detectors"]]
+    md += [f"![ROC {d['name']}](roc_{slug(d['name'])}.png)" for d in result["detectors"]]
     if extra_md:
         md += ["", extra_md]
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
@@ -275,7 +275,7 @@ def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
     parts.append("</ul><h2>Plots</h2><div id='plots'>")
     parts.append(img(pngs["tradeoff.png"], "realism against detectability"))
     for det in result["detectors"]:
-        parts.append(img(pngs[f"roc_{_slug(det['name'])}.png"], f"ROC {det['name']}"))
+        parts.append(img(pngs[f"roc_{slug(det['name'])}.png"], f"ROC {det['name']}"))
     parts.append("</div><h2>Examples: real, fake, mask</h2><table id='examples'>")
     for config, data in examples.items():
         parts.append(
@@ -288,5 +288,6 @@ def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
     return "\n".join(parts)
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """``name`` as a file name: every character but letters and digits an underscore."""
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")

@@ -227,9 +227,9 @@ def _embed(image: np.ndarray, faces: list[np.ndarray], bits: np.ndarray) -> np.n
         if energy * (larger / step) ** 2 > budget:
             break
         bigger = _changes(regions, bits, larger)
-        if _energy(bigger) > budget:
+        if (bigger_energy := _energy(bigger)) > budget:
             break
-        step, changes, energy = larger, bigger, _energy(bigger)
+        step, changes, energy = larger, bigger, bigger_energy
     gain = min(1.0, float(np.sqrt(budget / max(energy, 1e-9))))
     out = image.copy()
     for (x0, y0, x1, y1), change in changes:
