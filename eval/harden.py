@@ -171,10 +171,9 @@ def fine_tune(
         faces = work / "real_faces" / (
             f"{slug(person)}_{hashlib.sha256(person.encode()).hexdigest()[:8]}")
         facesets.append(str(faces))
-        if not faces.exists():
-            videos = [video for video, who in real_videos if who == person]
-            log.info("extracting real faces of %d training videos of %s", len(videos), person)
-            extract(videos, faces, ExtractConfig(label=person))
+        videos = [video for video, who in real_videos if who == person]
+        log.info("real faces of %d training videos of %s", len(videos), person)
+        extract(videos, faces, ExtractConfig(label=person))  # skips the videos it already holds
     members = split_members(target.folder, work / "members")
     summaries = []
     for index, member in enumerate(members):
