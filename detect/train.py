@@ -43,9 +43,8 @@ from swapscope.distributed import (
     Ranks,
     barrier,
     gather,
-    join,
-    leave,
     mean,
+    process_group,
     share_buffers,
     weights_digest,
 )
@@ -179,15 +178,12 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
     from contextlib import nullcontext
 
     config.check()
-    ranks, device = join(device)
-    try:
+    with process_group(device) as (ranks, device):
         out = writable_folder(config.out) if ranks.main else Path(config.out)
         lock = WriteLock(out / ".lock", out, "detect train") if ranks.main else nullcontext()
         with lock:
             shown = (progress or NoProgress()) if ranks.main else NoProgress()
             return _train(config, out, device, shown, ranks)
-    finally:
-        leave(ranks)
 
 
 def _train(config: TrainConfig, out: Path, device: str, progress: Progress,

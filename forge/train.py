@@ -53,9 +53,8 @@ from swapscope.distributed import (
     average_gradients,
     barrier,
     gather,
-    join,
-    leave,
     mean,
+    process_group,
     share_weights,
     weights_digest,
 )
@@ -351,17 +350,14 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
     from contextlib import nullcontext
 
     config.check()
-    ranks, device = join(device)
     out = Path(config.out)
-    try:
+    with process_group(device) as (ranks, device):
         if ranks.main:
             writable_folder(out.parent)
         lock = (WriteLock(out.with_name(f".{out.name}.lock"), out, "forge train") if ranks.main
                 else nullcontext())
         with lock:
             return _train(config, device, progress if ranks.main else NoProgress(), ranks)
-    finally:
-        leave(ranks)
 
 
 def _train(config: TrainConfig, device: str, progress: Progress | None,
