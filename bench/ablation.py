@@ -1,7 +1,7 @@
 """Ablation: which negatives (FWA, SBI, mix) and whether the degradations help, one backbone.
 
     python bench/ablation.py FACESET ... --work DIR [--cache DIR] [--epochs 2] [--steps 45] \
-        [--fakes MANIFEST ...] [--only NAME ...] [--json out.json]
+        [--fakes MANIFEST ...] [--input-size N] [--only NAME ...] [--json out.json]
     python bench/ablation.py --table --json out.json
 
 Six real training runs of ``detect train`` (efficientnet_lite0, AdamW 1e-4, batch 32, stride 3,
@@ -47,15 +47,20 @@ RUNS = [(artifact, degrade, False) for artifact in ("fwa", "sbi", "mix")
 FAKES_NAME = "forge model swaps"
 
 
-def run_name(artifact: str, degrade: bool, forged: bool, fakes: str = FAKES_NAME) -> str:
+def run_name(artifact: str, degrade: bool, forged: bool, fakes: str = FAKES_NAME,
+             input_size: int = 0) -> str:
     return (f"{artifact}{' + ' + fakes if forged else ''}, "
-            f"degradations {'on' if degrade else 'off'}")
+            f"degradations {'on' if degrade else 'off'}"
+            f"{f', {input_size} px ROI' if input_size else ''}")
 
 
 def train_command(facesets: list[str], out: Path, cache: Path, artifact: str, degrade: bool,
-                  epochs: int, steps: int, fakes: list[str] = ()) -> list[str]:
+                  epochs: int, steps: int, fakes: list[str] = (), input_size: int = 0
+                  ) -> list[str]:
     fake_args = [a for manifest in fakes for a in ("--fakes", manifest)]
-    return [sys.executable, "-m", "detect", "train", *facesets, *fake_args, "--artifact", artifact,
+    size_args = ["--input-size", str(input_size)] if input_size else []
+    return [sys.executable, "-m", "detect", "train", *facesets, *fake_args, *size_args,
+            "--artifact", artifact,
             "--degrade" if degrade else "--no-degrade", "--epochs", str(epochs),
             "--steps-per-epoch", str(steps), "--batch-size", "32", "--stride", "3",
             "--optimizer", "adamw", "--lr", "0.0001", "--lr-decay", "0.95",
@@ -85,6 +90,9 @@ def main() -> None:
     parser.add_argument("--fakes-name", default=FAKES_NAME,
                         help="what the --fakes are, in the run's name and folder (another set of "
                         "fakes measured beside the first needs its own name)")
+    parser.add_argument("--input-size", type=int, default=0,
+                        help="the runs' ROI side in px (detect train --input-size; 0: the "
+                        "backbone's 224); a run at another size is a row of its own")
     parser.add_argument("--only", action="append", default=[],
                         help="run only this run (its name as in the table; repeatable)")
     parser.add_argument("--table", action="store_true",
@@ -97,7 +105,7 @@ def main() -> None:
         return
     if not args.facesets or not args.work:
         parser.error("give the face sets and --work (or --table --json FILE)")
-    names = [run_name(*run, args.fakes_name) for run in RUNS]
+    names = [run_name(*run, args.fakes_name, args.input_size) for run in RUNS]
     unknown = set(args.only) - set(names)
     if unknown:
         parser.error(f"--only: no run named {sorted(unknown)}; the runs: {names}")
@@ -115,15 +123,16 @@ def main() -> None:
     if (earlier.get("epochs"), earlier.get("steps_per_epoch")) == (args.epochs, args.steps):
         results["runs"] = earlier["runs"]  # runs measured before at this budget are kept
     for artifact, degrade, forged in RUNS:
-        name = run_name(artifact, degrade, forged, args.fakes_name)
+        name = run_name(artifact, degrade, forged, args.fakes_name, args.input_size)
         if name in results["runs"] or (forged and not args.fakes) or \
                 (args.only and name not in args.only):
             continue
         suffix = "" if args.fakes_name == FAKES_NAME else "_" + slug(args.fakes_name)
         out = work / (f"{artifact}_{'degrade' if degrade else 'clean'}"
-                      f"{'_forged' + suffix if forged else ''}")
+                      f"{'_forged' + suffix if forged else ''}"
+                      f"{f'_{args.input_size}px' if args.input_size else ''}")
         command = train_command(args.facesets, out, cache, artifact, degrade, args.epochs,
-                                args.steps, args.fakes if forged else [])
+                                args.steps, args.fakes if forged else [], args.input_size)
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         trained_s = time.perf_counter() - started

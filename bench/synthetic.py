@@ -48,7 +48,7 @@ def synthetic_aucs(detector, items: list) -> dict:
         raise SystemExit("members with different input sizes or normalisation: not supported here")
     out = {}
     for name, degrade in (("clean", None), ("degraded", Degrade())):
-        data = ArtifactDataset(items, cfg.mean, cfg.std, "mix", degrade=degrade, seed=SEED,
+        data = ArtifactDataset(items, cfg, "mix", degrade=degrade, seed=SEED,
                                fixed=True)
         loader = torch.utils.data.DataLoader(data, batch_size=32, num_workers=1)
         probs, codes = [], []

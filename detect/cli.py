@@ -42,6 +42,9 @@ DegradeFlag = Annotated[bool, typer.Option(
     help="Degrade both classes alike as footage arrives (rescale, smoothing, JPEG/H.264, flips).")]
 LrDecay = Annotated[float, typer.Option(help="Learning-rate factor per epoch.")]
 Pretrained = Annotated[bool, typer.Option(help="Start from ImageNet weights.")]
+InputSize = Annotated[int, typer.Option(
+    help="Side in px of the square face ROI the network sees, in training and in detect scan "
+         "(the FWA paper: 224; SBI: 380). 0: --init's, else the backbone's own (lite0: 224).")]
 Init = Annotated[
     Path | None,
     typer.Option(help="Start from this detector checkpoint instead (fine-tuning; same --arch)."),
@@ -140,6 +143,7 @@ def train(
     fakes: Fakes = None,
     out: Out = Path(T.out),
     arch: Arch = T.arch,
+    input_size: InputSize = T.input_size,
     artifact: Artifact = T.artifact,
     degrade: DegradeFlag = T.degrade,
     pretrained: Pretrained = T.pretrained,
@@ -163,7 +167,8 @@ def train(
     from detect.train import train as run_train
 
     config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []],
-                         init=str(init) if init else "", out=str(out), arch=arch, artifact=artifact,
+                         init=str(init) if init else "", out=str(out), arch=arch,
+                         input_size=input_size, artifact=artifact,
                          degrade=degrade, pretrained=pretrained, epochs=epochs,
                          batch_size=batch_size, optimizer=optimizer, lr=lr, lr_decay=lr_decay,
                          stride=stride, steps_per_epoch=steps_per_epoch or None,

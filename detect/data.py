@@ -15,6 +15,7 @@ Splits are by identity, and so by source video; ``split_by_identity`` asserts bo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from detect.artifacts import ARTIFACTS, FwaConfig, training_sample
-from detect.models import to_tensor
+from detect.models import DataConfig, to_tensor
 from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.files import read_jsonl, sha256_file, write_jsonl_atomic
@@ -290,17 +291,20 @@ KINDS = {"real": 0, "fwa": 1, "sbi": 2, "forged": 3}  # what an example is, for 
 
 class ArtifactDataset(torch.utils.data.Dataset):
     """Real faces and on-the-fly negatives of ``artifact`` (fwa, sbi or mix; label 1), plus
-    forged and real faces with fixed labels from forge manifests. Items are (ROI tensor, label,
-    kind), kind from ``KINDS``. With ``fixed`` each index always gives the same example
+    forged and real faces with fixed labels from forge manifests, as the network ``data``
+    describes them (its input size and normalisation). Items are (ROI tensor, label, kind),
+    kind from ``KINDS``. With ``fixed`` each index always gives the same example
     (validation); otherwise the epoch changes the draw."""
 
-    def __init__(self, items: list[FaceItem], mean, std, artifact: str = "fwa",
+    def __init__(self, items: list[FaceItem], data: DataConfig, artifact: str = "fwa",
                  fwa: FwaConfig = FwaConfig(), degrade: Degrade | None = Degrade(), seed: int = 0,
                  fixed: bool = False) -> None:
         if artifact not in ARTIFACTS:
             raise InputError(f"unknown --artifact {artifact!r}; choose from {list(ARTIFACTS)}")
-        self.items, self.mean, self.std, self.artifact = items, mean, std, artifact
-        self.fwa, self.degrade, self.seed, self.fixed = fwa, degrade, seed, fixed
+        self.items, self.mean, self.std, self.artifact = items, data.mean, data.std, artifact
+        # the ROI is cut at the network's input size, the size `detect scan` cuts it at
+        self.fwa = dataclasses.replace(fwa, roi_size=data.input_size)
+        self.degrade, self.seed, self.fixed = degrade, seed, fixed
         self.epoch = 0
 
     def __len__(self) -> int:

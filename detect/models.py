@@ -99,9 +99,10 @@ def packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
     return mapped
 
 
-def create_detector(arch: str = "efficientnet_lite0", pretrained: bool = True, num_classes: int = 2
-                    ) -> tuple[torch.nn.Module, DataConfig]:
-    """A timm classifier for real (0) vs fake (1) faces and its preprocessing."""
+def create_detector(arch: str = "efficientnet_lite0", pretrained: bool = True, num_classes: int = 2,
+                    input_size: int = 0) -> tuple[torch.nn.Module, DataConfig]:
+    """A timm classifier for real (0) vs fake (1) faces and its preprocessing; ``input_size``
+    (the side of the square ROI the network sees) overrides the backbone's own (0: keep it)."""
     import timm
 
     name = _timm_name(arch)
@@ -114,7 +115,7 @@ def create_detector(arch: str = "efficientnet_lite0", pretrained: bool = True, n
     else:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
     cfg = timm.data.resolve_model_data_config(model)
-    data = DataConfig(input_size=int(cfg["input_size"][-1]), mean=tuple(cfg["mean"]),
+    data = DataConfig(input_size=input_size or int(cfg["input_size"][-1]), mean=tuple(cfg["mean"]),
                       std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bilinear"))
     return model, data
 

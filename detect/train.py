@@ -72,6 +72,7 @@ class TrainConfig:
     init: str = ""  # start from this detector checkpoint's weights (same arch) instead of ImageNet
     out: str = "detector"
     arch: str = "efficientnet_lite0"
+    input_size: int = 0  # side of the square ROI the network sees; 0: --init's, else the backbone's
     artifact: str = "mix"  # the negatives real faces become: fwa, sbi, or mix (each draws one)
     degrade: bool = True  # real-world degradations, applied alike to both classes
     pretrained: bool = True
@@ -98,6 +99,9 @@ class TrainConfig:
             raise InputError("--val-fraction must be between 0 and 1")
         if self.artifact not in ARTIFACTS:
             raise InputError(f"unknown --artifact {self.artifact!r}; choose from {list(ARTIFACTS)}")
+        if self.input_size != 0 and self.input_size < 32:
+            raise InputError(f"--input-size {self.input_size}: give 0 (the backbone's own) or at "
+                             "least 32")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown --optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
 
@@ -333,11 +337,15 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress) -> tuple[l
 
 def _create_model(config: TrainConfig, device: str):
     """The network: ImageNet-initialised, or ``--init``'s weights (fine-tuning)."""
-    model, data_cfg = create_detector(config.arch, pretrained=config.pretrained and not config.init)
+    size = config.input_size
     if config.init:
         folder, init_meta = read_detector_config(config.init)
         if init_meta["arch"] != config.arch:
             raise InputError(f"--init {config.init} is a {init_meta['arch']}, not a {config.arch}")
+        size = size or init_meta["data_config"]["input_size"]
+    model, data_cfg = create_detector(config.arch, pretrained=config.pretrained and not config.init,
+                                      input_size=size)
+    if config.init:
         load_weights(folder, model, config.arch)
     return model.to(device), data_cfg
 
@@ -355,9 +363,9 @@ def _datasets(config: TrainConfig, train_items: list, val_items: list, data_cfg
     """Training examples of the configured artifact; validation examples of both artifacts, so
     every run reports both (and chooses its best epoch on its own kinds)."""
     degrade = Degrade() if config.degrade else None
-    train_set = ArtifactDataset(train_items, data_cfg.mean, data_cfg.std, config.artifact,
+    train_set = ArtifactDataset(train_items, data_cfg, config.artifact,
                                 degrade=degrade, seed=config.seed)
-    val_set = ArtifactDataset(val_items, data_cfg.mean, data_cfg.std, "mix", degrade=degrade,
+    val_set = ArtifactDataset(val_items, data_cfg, "mix", degrade=degrade,
                               seed=config.seed + 1, fixed=True)
     return train_set, val_set
 
@@ -391,7 +399,9 @@ def _identity(config: TrainConfig) -> dict:
             "facesets": sorted(str(Path(p).resolve()) for p in config.facesets),
             "fakes": sorted(str(Path(p).resolve()) for p in config.fakes),
             "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride,
-            "optimizer": config.optimizer, "lr": config.lr, "lr_decay": config.lr_decay}
+            "optimizer": config.optimizer, "lr": config.lr, "lr_decay": config.lr_decay,
+            # only where set, so runs from before the option still resume
+            **({"input_size": config.input_size} if config.input_size else {})}
 
 
 # --- resume state: weights, optimiser and scheduler as safetensors + JSON, never a pickle ---

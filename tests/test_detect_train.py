@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from detect.checkpoint import load_detector, read_detector_config
 from detect.cli import app as detect_app
 from detect.data import ArtifactDataset, build_context_cache, split_by_identity
+from detect.models import DataConfig
 from swapscope.errors import InputError
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.sample import write_clip
@@ -55,7 +56,8 @@ def test_split_by_identity_keeps_people_and_videos_apart(two_facesets, tmp_path)
 
 def test_dataset_examples_are_deterministic_for_validation(two_facesets, tmp_path):
     items = build_context_cache(FaceSet.open(two_facesets[0]), tmp_path / "c", stride=4)
-    ds = ArtifactDataset(items, (0.5,) * 3, (0.5,) * 3, "mix", fixed=True)
+    ds = ArtifactDataset(items, DataConfig(224, (0.5,) * 3, (0.5,) * 3, "bilinear"), "mix",
+                         fixed=True)
     (a, la, ka), (b, lb, kb) = ds[1], ds[1]
     assert a.shape == (3, 224, 224) and torch.equal(a, b) and la == lb and ka == kb
     kinds = {int(ds[i][2]) for i in range(len(ds))}
@@ -83,6 +85,46 @@ def test_train_save_reload_resume_and_infer(two_facesets, tmp_path):
     assert detector.meta["arch"] == "efficientnet_lite0" and detector.data_config.input_size == 224
     with torch.no_grad():
         assert detector.module(torch.zeros(1, 3, 224, 224)).shape == (1, 2)
+
+
+def test_input_size_is_the_roi_size_in_training_fine_tuning_and_scan(
+    two_facesets, tmp_path, face_video, monkeypatch
+):
+    seen: list[tuple] = []
+    forward = torch.nn.Module.__call__
+
+    def spy(module, x, *a, **k):  # the batches the networks see, in training and in scan
+        if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == 3:
+            seen.append(tuple(x.shape[2:]))
+        return forward(module, x, *a, **k)
+
+    out, tuned = tmp_path / "run", tmp_path / "tuned"
+    common = [*map(str, two_facesets), "--epochs", "1", "--batch-size", "4",
+              "--steps-per-epoch", "1", "--stride", "4", "--device", "cpu"]
+    monkeypatch.setattr(torch.nn.Module, "__call__", spy)
+    first = runner.invoke(detect_app, ["train", *common, "--input-size", "96", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert seen and set(seen) == {(96, 96)}  # training and validation batches alike
+    assert load_detector(out / "best").data_config.input_size == 96
+    # fine-tuning keeps its start's size unless told otherwise
+    second = runner.invoke(detect_app, ["train", *common, "--init", str(out / "best"),
+                                        "--out", str(tuned)])
+    assert second.exit_code == 0, second.output
+    assert load_detector(tuned / "best").data_config.input_size == 96
+    seen.clear()
+    scanned = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(out / "best"),
+                                         "--max-frames", "5", "--json"])
+    assert scanned.exit_code == 0, scanned.output
+    assert seen and set(seen) == {(96, 96)}
+    monkeypatch.setattr(torch.nn.Module, "__call__", forward)
+    # a run is never resumed at another size, and a size no network can take is refused
+    other = runner.invoke(detect_app, ["train", *common, "--epochs", "2", "--input-size", "128",
+                                       "--out", str(out)])
+    assert other.exit_code == 2 and "different training run" in other.output
+    tiny = runner.invoke(detect_app, ["train", *common, "--input-size", "8",
+                                      "--out", str(tmp_path / "tiny")])
+    assert tiny.exit_code == 2 and "--input-size 8" in tiny.stderr
+    assert not (tmp_path / "tiny").exists()
 
 
 def test_adamw_runs_resume_and_refuse_changed_optimiser_settings(two_facesets, tmp_path):
