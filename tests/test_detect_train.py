@@ -670,7 +670,7 @@ def test_torchrun_trains_on_two_processes_with_one_checkpoint(two_facesets, tmp_
 
     def torchrun(epochs: int, fault: str = "") -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                   "--master_port", "29517", "-m", "detect", "train", *map(str, two_facesets),
+                   "--standalone", "-m", "detect", "train", *map(str, two_facesets),
                    "--out", str(out), "--epochs", str(epochs), "--batch-size", "4",
                    "--steps-per-epoch", "2", "--device", "cpu", "--json"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600,

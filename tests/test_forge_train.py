@@ -181,7 +181,7 @@ def test_torchrun_trains_a_swap_model_on_two_processes(two_facesets, tmp_path):
 
     def torchrun(steps: int) -> dict:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                   "--master_port", "29519", "-m", "forge", "train", *map(str, two_facesets),
+                   "--standalone", "-m", "forge", "train", *map(str, two_facesets),
                    "--out", str(out), "--steps", str(steps), *FAST, *GAN_NOW, "--json"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
