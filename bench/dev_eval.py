@@ -1,7 +1,7 @@
 """Detectors side by side on genuine deepfakes and on degraded real footage.
 
     python bench/dev_eval.py --detector detect/weights/fwa_lite0 --detector RUN/best \
-        [--detector A+B] --faces FACESET ... [--epochs RUN/epochs] [--json out.json]
+        [--detector A+B] --faces FACESET ... [--epochs RUN/epochs [--figure PNG]] [--json out.json]
 
 (``A+B``: an ensemble, the members' probabilities averaged per face as ``detect scan --model A
 --model B`` does.)
@@ -154,6 +154,8 @@ def main() -> None:
     parser.add_argument("--faces", action="append", default=[],
                         help="face sets the last detector trained on")
     parser.add_argument("--epochs", help="a run's OUT/epochs, for the AUC-by-epoch plot")
+    parser.add_argument("--figure", help="where --epochs' plot goes",
+                        default=str(REPO / "bench" / "figures" / "dev_eval_by_epoch.png"))
     parser.add_argument("--frames", type=int, default=60, help="frames of each degraded real clip")
     parser.add_argument("--work", default=str(REPO / "bench" / "out" / "dev_eval"))
     args = parser.parse_args()
@@ -180,8 +182,7 @@ def main() -> None:
                                                Path(args.work),
                                                args.frames) if clips else {}}
     if args.epochs:
-        results["by_epoch"] = epoch_curve(Path(args.epochs), dev_eval,
-                                          REPO / "bench" / "figures" / "dev_eval_by_epoch.png")
+        results["by_epoch"] = epoch_curve(Path(args.epochs), dev_eval, Path(args.figure))
     print_tables(results)
     write_json(args.json, results)
 
