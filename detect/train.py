@@ -99,9 +99,9 @@ class TrainConfig:
             raise InputError("--val-fraction must be between 0 and 1")
         if self.artifact not in ARTIFACTS:
             raise InputError(f"unknown --artifact {self.artifact!r}; choose from {list(ARTIFACTS)}")
-        if self.input_size != 0 and self.input_size < 32:
-            raise InputError(f"--input-size {self.input_size}: give 0 (the backbone's own) or at "
-                             "least 32")
+        if self.input_size != 0 and not 32 <= self.input_size <= 1024:
+            raise InputError(f"--input-size {self.input_size}: give 0 (the backbone's own) or a "
+                             "side from 32 to 1024")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown --optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
 

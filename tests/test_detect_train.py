@@ -121,10 +121,11 @@ def test_input_size_is_the_roi_size_in_training_fine_tuning_and_scan(
     other = runner.invoke(detect_app, ["train", *common, "--epochs", "2", "--input-size", "128",
                                        "--out", str(out)])
     assert other.exit_code == 2 and "different training run" in other.output
-    tiny = runner.invoke(detect_app, ["train", *common, "--input-size", "8",
-                                      "--out", str(tmp_path / "tiny")])
-    assert tiny.exit_code == 2 and "--input-size 8" in tiny.stderr
-    assert not (tmp_path / "tiny").exists()
+    for size in ("8", "5000"):
+        bad = runner.invoke(detect_app, ["train", *common, "--input-size", size,
+                                         "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and f"--input-size {size}" in bad.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 def test_adamw_runs_resume_and_refuse_changed_optimiser_settings(two_facesets, tmp_path):
