@@ -149,7 +149,6 @@ def test_a_dense_window_follows_faces_between_the_scored_frames(tmp_path, astron
         assert np.abs(dense[index] - points).mean() < 0.02 * size, index
 
 
-
 def test_a_batched_backend_detects_no_more_in_the_dense_window(tmp_path, astronaut):
     """A backend that detects frames in batches (fan, on a GPU) takes the same path: the frames
     of the label window between the every-th ones get landmarks in the boxes of the frame before,
