@@ -59,9 +59,7 @@ def read_detector_config(path: str | Path) -> tuple[Path, dict]:
     """Find and check a detector checkpoint: the folder, or its weights file, or its config."""
     folder, config = read_config(path, DETECTOR_KIND, "detector",
                                  {"arch": str, "data_config": dict})
-    check_keys(config["data_config"], {"input_size": int, "mean": list, "std": list,
-                                       "interpolation": str}, folder / "config.json",
-               "detector data_config")
+    DataConfig.from_json(config["data_config"], f"{folder / 'config.json'}")
     return folder, config
 
 
@@ -210,13 +208,12 @@ def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
             raise InputError(f"{folder}/config.json: member {index} is not an object")
         where = f"{folder}/config.json member {index}"
         check_keys(member, {"arch": str, "data_config": dict, "sha256": str}, where, "detector")
-        check_keys(member["data_config"], {"input_size": int, "mean": list, "std": list,
-                                           "interpolation": str}, where, "detector data_config")
+        data_config = DataConfig.from_json(member["data_config"], where)
         model, _ = create_detector(member["arch"], pretrained=False)
         load_weights(folder, model, member["arch"], prefix=f"member{index}.", weights=weights)
         members.append(Detector(
             folder=folder, sha256=member["sha256"], arch=member["arch"],
-            data_config=DataConfig.from_json(member["data_config"]),
+            data_config=data_config,
             module=model.to(device).eval(), meta=member, device=device))
     return Ensemble(tuple(members), folder=folder,
                     sha256=sha256_file(folder / "weights.safetensors"), meta=config)

@@ -31,6 +31,9 @@ ARCHITECTURES = {
 PACKAGED_WEIGHTS = {"efficientnet_lite0"}
 
 
+INPUT_SIZES = (32, 1024)  # ROI sides in px a detector may take (--input-size, checkpoints)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     input_size: int
@@ -43,9 +46,25 @@ class DataConfig:
                 "interpolation": self.interpolation}
 
     @classmethod
-    def from_json(cls, payload: dict) -> DataConfig:
-        return cls(int(payload["input_size"]), tuple(payload["mean"]), tuple(payload["std"]),
-                   payload["interpolation"])
+    def from_json(cls, payload: dict, where: str = "data_config") -> DataConfig:
+        """Read and check one (a checkpoint's config is untrusted): typed keys, an input size
+        in ``INPUT_SIZES``, three finite numbers each for mean and std (std above 0)."""
+        from swapscope.config import check_keys
+
+        check_keys(payload, {"input_size": int, "mean": list, "std": list, "interpolation": str},
+                   where, "detector data_config")
+        low, high = INPUT_SIZES
+        if not low <= payload["input_size"] <= high:
+            raise InputError(f"{where}: detector data_config input_size {payload['input_size']} "
+                             f"is not a side from {low} to {high} px")
+        stats = [payload["mean"], payload["std"]]
+        if not all(len(v) == 3 and all(isinstance(x, int | float) and not isinstance(x, bool)
+                                       and np.isfinite(x) for x in v) for v in stats) \
+                or min(payload["std"]) <= 0:
+            raise InputError(f"{where}: detector data_config mean and std must be three finite "
+                             "numbers each (std above 0)")
+        return cls(payload["input_size"], tuple(map(float, payload["mean"])),
+                   tuple(map(float, payload["std"])), payload["interpolation"])
 
 
 def to_tensor(image: np.ndarray, mean, std) -> torch.Tensor:

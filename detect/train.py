@@ -34,7 +34,7 @@ from detect.data import (
     manifest_cache_key,
     split_by_identity,
 )
-from detect.models import create_detector
+from detect.models import INPUT_SIZES, create_detector
 from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_optimizer, settle
 from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
@@ -99,11 +99,16 @@ class TrainConfig:
             raise InputError("--val-fraction must be between 0 and 1")
         if self.artifact not in ARTIFACTS:
             raise InputError(f"unknown --artifact {self.artifact!r}; choose from {list(ARTIFACTS)}")
-        if self.input_size != 0 and not 32 <= self.input_size <= 1024:
+        low, high = INPUT_SIZES
+        if self.input_size != 0 and not low <= self.input_size <= high:
             raise InputError(f"--input-size {self.input_size}: give 0 (the backbone's own) or a "
-                             "side from 32 to 1024")
+                             f"side from {low} to {high}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown --optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
+        if self.init:  # read and checked before the run folder is made
+            _, init_meta = read_detector_config(self.init)
+            if init_meta["arch"] != self.arch:
+                raise InputError(f"--init {self.init} is a {init_meta['arch']}, not a {self.arch}")
 
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -338,10 +343,8 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress) -> tuple[l
 def _create_model(config: TrainConfig, device: str):
     """The network: ImageNet-initialised, or ``--init``'s weights (fine-tuning)."""
     size = config.input_size
-    if config.init:
+    if config.init:  # (checked by TrainConfig.check)
         folder, init_meta = read_detector_config(config.init)
-        if init_meta["arch"] != config.arch:
-            raise InputError(f"--init {config.init} is a {init_meta['arch']}, not a {config.arch}")
         size = size or init_meta["data_config"]["input_size"]
     model, data_cfg = create_detector(config.arch, pretrained=config.pretrained and not config.init,
                                       input_size=size)

@@ -209,6 +209,26 @@ def test_scan_scores_videos_and_images_by_the_paper_rules(
     assert {"decode", "detect", "landmarks", "roi", "classify"} <= set(video["timings"])
 
 
+def test_a_hand_edited_data_config_is_one_clear_line(tiny_detector, face_video, two_facesets,
+                                                      tmp_path):
+    import shutil
+
+    for key, value in (("input_size", 5), ("input_size", 100000), ("std", [0.2, 0.2, 0]),
+                       ("mean", [0.5, "x", 0.5])):
+        edited = tmp_path / f"{key}_{value}".replace(" ", "")
+        shutil.copytree(tiny_detector, edited)
+        config = json.loads((edited / "config.json").read_text())
+        config["data_config"][key] = value
+        (edited / "config.json").write_text(json.dumps(config))
+        result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(edited)])
+        assert result.exit_code == 2 and "data_config" in result.stderr, (key, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1
+        trained = runner.invoke(detect_app, ["train", *map(str, two_facesets), "--init",
+                                             str(edited), "--out", str(tmp_path / "tuned")])
+        assert trained.exit_code == 2 and "data_config" in trained.stderr, trained.output
+        assert not (tmp_path / "tuned").exists()  # refused before the run folder is made
+
+
 def test_fast_mode_fills_the_knobs_left_open(tiny_detector, face_video):
     result = runner.invoke(
         detect_app, ["scan", str(face_video), "--model", str(tiny_detector), "--json"]
