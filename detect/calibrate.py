@@ -70,16 +70,17 @@ def degraded_clip(source: Path, variant: Variant, out: Path, frames: int) -> Pat
 
 
 def validation_clips(identities: dict, facesets: list[str | Path]) -> list[tuple[str, Path]]:
-    """(identity, video) of every real video in ``facesets`` whose identity the detector held
-    out for validation (``identities``: its ``val_identities``)."""
-    held_out = set(identities.get("val_identities") or [])
-    if not held_out:
-        raise InputError("the checkpoint records no validation identities to calibrate on")
+    """(identity, video) of every real video in ``facesets`` of a person the detector never
+    trained on (``identities``: its ``train_identities`` and ``val_identities``): its validation
+    people, and any other (all of them, for a detector trained on crop collections alone)."""
+    if "train_identities" not in identities and "val_identities" not in identities:
+        raise InputError("the checkpoint records no identities to tell held-out people by")
+    trained = set(identities.get("train_identities") or [])
     clips = {}
     for path in facesets:
         for source in FaceSet.open(path).sources:
             video = Path(source["path"])
-            if source.get("label") in held_out and not is_image(video) and video.is_file():
+            if source.get("label") not in trained and not is_image(video) and video.is_file():
                 clips[str(video)] = (source["label"], video)
     if not clips:
         raise InputError("none of the validation identities' real videos are in these face sets")

@@ -21,7 +21,16 @@ T, S = TrainConfig, ScanConfig  # where the defaults live
 
 
 # Options, declared once; each command takes its defaults from its config dataclass.
-Facesets = Annotated[list[Path], typer.Argument(help="Face sets of real faces (forge extract).")]
+Facesets = Annotated[list[Path] | None, typer.Argument(
+    help="Face sets of real faces (forge extract); optional with --crops.")]
+Crops = Annotated[list[Path] | None, typer.Option(
+    help="A labelled crop collection (a folder with labels.csv: file, label, group; e.g. "
+    "dfdc_faces): its fakes train as genuine fakes, its reals as real faces; rows of another "
+    "split are never used (repeatable).")]
+Genuine = Annotated[bool, typer.Option(
+    help="Train on the crop collections' fakes (--no-genuine: on their real faces alone).")]
+H264Share = Annotated[float, typer.Option(
+    help="Of the degradations' codec round trips, the share that is H.264 (the rest JPEG).")]
 Fakes = Annotated[
     list[Path] | None,
     typer.Option(
@@ -33,11 +42,14 @@ Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder: best/, resum
 Arch = Annotated[
     str,
     typer.Option(
-        help="efficientnet_lite0 (offline ImageNet weights), resnet50, xception, or a timm name."
+        help="tf_efficientnet_lite0, _lite1, _lite2 (offline ImageNet weights), "
+        "efficientnet_lite0 (the same lite0 weights fed the PyTorch way, as detectors before "
+        "0.2 were), resnet50, xception, or a timm name."
     ),
 ]
 Artifact = Annotated[str, typer.Option(
-    help="The negatives real faces become: fwa (face warping), sbi (self-blended), or mix.")]
+    help="The negatives real faces become: fwa (face warping), sbi (self-blended), mix, or "
+    "none (genuine or forged fakes only).")]
 DegradeFlag = Annotated[bool, typer.Option(
     help="Degrade both classes alike as footage arrives (rescale, smoothing, JPEG/H.264, flips).")]
 LrDecay = Annotated[float, typer.Option(help="Learning-rate factor per epoch.")]
@@ -139,13 +151,16 @@ Half = Annotated[
 @app.command()
 @handle_errors
 def train(
-    facesets: Facesets,
+    facesets: Facesets = None,
     fakes: Fakes = None,
+    crops: Crops = None,
+    genuine: Genuine = T.genuine,
     out: Out = Path(T.out),
     arch: Arch = T.arch,
     input_size: InputSize = T.input_size,
     artifact: Artifact = T.artifact,
     degrade: DegradeFlag = T.degrade,
+    h264_share: H264Share = T.h264_share,
     pretrained: Pretrained = T.pretrained,
     init: Init = None,
     epochs: Epochs = T.epochs,
@@ -163,13 +178,17 @@ def train(
     seed: kit.SeedOption = T.seed,
     json_out: kit.JsonOption = False,
 ) -> None:
-    """Train a detector on real faces and simulated artifacts (FWA, SBI) (resumable)."""
+    """Train a detector on real faces, simulated artifacts (FWA, SBI) and genuine or forged fakes
+    (resumable)."""
     from detect.train import train as run_train
 
-    config = TrainConfig(facesets=[str(p) for p in facesets], fakes=[str(p) for p in fakes or []],
+    config = TrainConfig(facesets=[str(p) for p in facesets or []],
+                         fakes=[str(p) for p in fakes or []], crops=[str(p) for p in crops or []],
+                         genuine=genuine,
                          init=str(init) if init else "", out=str(out), arch=arch,
                          input_size=input_size, artifact=artifact,
-                         degrade=degrade, pretrained=pretrained, epochs=epochs,
+                         degrade=degrade, h264_share=h264_share, pretrained=pretrained,
+                         epochs=epochs,
                          batch_size=batch_size, optimizer=optimizer, lr=lr, lr_decay=lr_decay,
                          stride=stride, steps_per_epoch=steps_per_epoch or None,
                          val_fraction=val_fraction, workers=workers, keep_every=keep_every,

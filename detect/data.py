@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class FaceItem:
     source_id: str  # sha256 of the real video the face comes from (a fake: of its source)
     frame_index: int
     label: int | None = None  # None: a real face, made an FWA negative half the time; 0/1: fixed
+    kind: str = "forged"  # what a fixed-label fake is: "forged" (a forge manifest), "genuine"
 
 
 def _context_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -215,14 +217,13 @@ def split_by_identity(items: list[FaceItem], val_fraction: float, seed: int = 0
                          f"got {identities}")
     rng = np.random.default_rng(seed)
     order = list(rng.permutation(identities))
-    counts = {name: sum(it.identity == name for it in basis) for name in identities}
+    counts = Counter(it.identity for it in basis)
     val_ids: set[str] = set()
-    while (
-        order
-        and sum(counts[n] for n in val_ids) < val_fraction * len(basis)
-        and len(val_ids) < len(identities) - 1
-    ):
-        val_ids.add(order.pop())
+    held = 0
+    while order and held < val_fraction * len(basis) and len(val_ids) < len(identities) - 1:
+        name = order.pop()
+        val_ids.add(name)
+        held += counts[name]
     train = [it for it in items if it.identity not in val_ids]
     val = [it for it in items if it.identity in val_ids]
     shared_sources = {it.source_id for it in train} & {it.source_id for it in val}
@@ -230,6 +231,9 @@ def split_by_identity(items: list[FaceItem], val_fraction: float, seed: int = 0
     assert not {it.identity for it in train} & {it.identity for it in val}
     assert not {it.source_id for it in train} & {it.source_id for it in val}
     return train, val
+
+
+H264_SHARE = 0.6  # of the degradations' codec round trips, H.264's (the rest JPEG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +248,7 @@ class Degrade:
     min_scale: float = 0.3  # ... by a factor drawn from [min_scale, 1)
     smooth: float = 0.2  # chance of a bilateral filter
     sharpen: float = 0.1  # chance of an unsharp mask
-    h264: float = 0.6  # share of H.264 among the codecs (the rest: JPEG)
+    h264: float = H264_SHARE  # share of H.264 among the codecs (the rest: JPEG)
     h264_crf: tuple[int, int] = (18, 40)
     h264_half: float = 0.5  # share of H.264 round trips made at half the size
     jpeg_quality: tuple[int, int] = (40, 100)
@@ -286,21 +290,26 @@ def _rescaled(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-KINDS = {"real": 0, "fwa": 1, "sbi": 2, "forged": 3}  # what an example is, for per-artifact AUC
+KINDS = {"real": 0, "fwa": 1, "sbi": 2, "forged": 3, "genuine": 4}  # for per-kind AUC
 
 
 class ArtifactDataset(torch.utils.data.Dataset):
     """Real faces and on-the-fly negatives of ``artifact`` (fwa, sbi or mix; label 1), plus
-    forged and real faces with fixed labels from forge manifests, as the network ``data``
-    describes them (its input size and normalisation). Items are (ROI tensor, label, kind),
-    kind from ``KINDS``. With ``fixed`` each index always gives the same example
-    (validation); otherwise the epoch changes the draw."""
+    fakes and reals with fixed labels (forge manifests' forged faces, crop collections' genuine
+    fakes), as the network ``data`` describes them (its input size and normalisation). Items
+    are (ROI tensor, label, kind), kind from ``KINDS``.
+
+    An integer index draws as the paper does: a real face becomes a negative half the time. A
+    key ``(index, kind)`` from ``BalancedSampler`` says what to make of the face: "real" as it
+    is, "fwa" or "sbi" that negative of it, or the fixed label of a fake. With ``fixed`` each
+    key always gives the same example (validation); otherwise the epoch changes the draw."""
 
     def __init__(self, items: list[FaceItem], data: DataConfig, artifact: str = "fwa",
                  fwa: FwaConfig = FwaConfig(), degrade: Degrade | None = Degrade(), seed: int = 0,
                  fixed: bool = False) -> None:
-        if artifact not in ARTIFACTS:
-            raise InputError(f"unknown --artifact {artifact!r}; choose from {list(ARTIFACTS)}")
+        if artifact not in (*ARTIFACTS, "none"):
+            raise InputError(f"unknown --artifact {artifact!r}; choose from "
+                             f"{[*ARTIFACTS, 'none']}")
         self.items, self.mean, self.std, self.artifact = items, data.mean, data.std, artifact
         # the ROI is cut at the network's input size, the size `detect scan` cuts it at
         self.fwa = dataclasses.replace(fwa, roi_size=data.input_size)
@@ -310,22 +319,87 @@ class ArtifactDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, str]):
+        index, wanted = key if isinstance(key, tuple) else (key, None)
         item = self.items[index]
         epoch = 0 if self.fixed else self.epoch
-        rng = np.random.default_rng([self.seed, epoch, index])
+        salt = [] if wanted is None else [KINDS[wanted]]
+        rng = np.random.default_rng([self.seed, epoch, index, *salt])
         image = cv2.imread(item.context, cv2.IMREAD_COLOR)
         if image is None:
             raise InputError(
-                f"{item.context}: context crop missing; delete the cache folder to rebuild it"
+                f"{item.context}: face image missing; delete the cache folder to rebuild it"
             )
-        if item.label is None:  # a real face: a negative is synthesised half the time
+        image = image[..., ::-1]
+        if item.label is not None:  # a forged or genuine fake, or a manifest's real: as it is
+            roi, _ = training_sample(image, item.landmarks, rng, fake_prob=0.0, config=self.fwa,
+                                     degrade=self.degrade)
+            return self._tensor(roi), item.label, KINDS[item.kind] if item.label else 0
+        if wanted is None:  # the paper's draw: a negative half the time
             kind = self.artifact if self.artifact != "mix" else ("fwa", "sbi")[int(rng.integers(2))]
-            roi, label = training_sample(image[..., ::-1], item.landmarks, rng, config=self.fwa,
-                                         artifact=kind, degrade=self.degrade)
-            code = KINDS[kind] if label else KINDS["real"]
-        else:  # a face from a forge manifest: its label is what it is
-            roi, _ = training_sample(image[..., ::-1], item.landmarks, rng, fake_prob=0.0,
-                                     config=self.fwa, degrade=self.degrade)
-            label, code = item.label, KINDS["forged"] if item.label else KINDS["real"]
-        return to_tensor(roi, self.mean, self.std), label, code
+            fake_prob = 0.0 if kind == "none" else 0.5
+        else:
+            kind, fake_prob = wanted, float(wanted != "real")
+        roi, label = training_sample(image, item.landmarks, rng, fake_prob=fake_prob,
+                                     config=self.fwa, artifact=kind, degrade=self.degrade)
+        return self._tensor(roi), label, KINDS[kind] if label else KINDS["real"]
+
+    def _tensor(self, roi: np.ndarray) -> torch.Tensor:
+        return to_tensor(roi, self.mean, self.std)
+
+
+def negative_kinds(artifact: str) -> tuple[str, ...]:
+    """The artifacts a recipe makes of real faces: none, one, or (mix) both."""
+    return {"none": (), "mix": ("fwa", "sbi")}.get(artifact, (artifact,))
+
+
+class BalancedSampler(torch.utils.data.Sampler):
+    """Keys ``(index, kind)`` for ``ArtifactDataset``: half of every epoch real faces, half
+    fakes, the fakes shared equally among the kinds there are (genuine, forged, and each
+    artifact the recipe makes of real faces). Each draw picks a group (a person, or an original
+    video) uniformly, then a face of it, so a group with many faces does not crowd out the rest.
+    ``fixed``: every face once as itself, and every real face once more as one of the
+    artifacts (validation). Under torchrun each rank takes every ``world``-th key."""
+
+    def __init__(self, items: list[FaceItem], artifact: str, length: int, seed: int = 0,
+                 fixed: bool = False, rank: int = 0, world: int = 1) -> None:
+        self.items, self.artifact, self.length, self.seed = items, artifact, length, seed
+        self.fixed, self.rank, self.world = fixed, rank, world
+        self.epoch = 0
+        grouped: dict[str, dict[str, list[int]]] = {}  # kind -> group -> item indices
+        for i, item in enumerate(items):
+            kinds = (["real", *negative_kinds(artifact)] if item.label is None
+                     else [item.kind] if item.label else ["real"])
+            for kind in kinds:
+                grouped.setdefault(kind, {}).setdefault(item.identity, []).append(i)
+        self.pools = {kind: list(groups.values()) for kind, groups in grouped.items()}
+        if "real" not in self.pools or len(self.pools) < 2:
+            raise InputError("a balanced recipe needs real faces and at least one kind of fake "
+                             "(genuine fakes, forge manifests, or an --artifact)")
+
+    def keys(self) -> list[tuple[int, str]]:
+        if self.fixed:
+            made = negative_kinds(self.artifact)
+            keys = [(i, "real" if it.label is None else it.kind if it.label else "real")
+                    for i, it in enumerate(self.items)]
+            keys += [(i, made[i % len(made)]) for i, it in enumerate(self.items)
+                     if it.label is None and made]
+            return keys
+        rng = np.random.default_rng([self.seed, self.epoch])
+        fakes = sorted(k for k in self.pools if k != "real")
+        draws = ["real"] * (self.length // 2) + [fakes[i % len(fakes)]
+                                                 for i in range(self.length - self.length // 2)]
+        rng.shuffle(draws)
+        keys = []
+        for kind in draws:
+            groups = self.pools[kind]
+            faces = groups[int(rng.integers(len(groups)))]
+            keys.append((faces[int(rng.integers(len(faces)))], kind))
+        return keys
+
+    def __iter__(self):
+        return iter(self.keys()[self.rank::self.world])
+
+    def __len__(self) -> int:
+        total = len(self.keys()) if self.fixed else self.length
+        return len(range(self.rank, total, self.world))

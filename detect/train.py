@@ -24,17 +24,21 @@ import torch
 
 from detect.artifacts import ARTIFACTS
 from detect.checkpoint import read_detector_config, save_detector
+from detect.crops import CropReport, collection_items, read_collection
 from detect.data import (
+    H264_SHARE,
     KINDS,
     ArtifactDataset,
+    BalancedSampler,
     Degrade,
     build_context_cache,
     build_manifest_cache,
     faceset_cache_key,
     manifest_cache_key,
+    negative_kinds,
     split_by_identity,
 )
-from detect.models import INPUT_SIZES, create_detector
+from detect.models import DEFAULT_ARCH, INPUT_SIZES, create_detector
 from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_optimizer, settle
 from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
@@ -69,12 +73,15 @@ class TrainConfig:
     fakes: list[str] = field(
         default_factory=list
     )  # forge manifests: forged faces (and their reals)
+    crops: list[str] = field(default_factory=list)  # labelled crop collections: genuine fakes
+    genuine: bool = True  # train on the collections' fakes (False: on their real faces alone)
     init: str = ""  # start from this detector checkpoint's weights (same arch) instead of ImageNet
     out: str = "detector"
-    arch: str = "efficientnet_lite0"
+    arch: str = DEFAULT_ARCH
     input_size: int = 0  # side of the square ROI the network sees; 0: --init's, else the backbone's
-    artifact: str = "mix"  # the negatives real faces become: fwa, sbi, or mix (each draws one)
+    artifact: str = "mix"  # the negatives real faces become: fwa, sbi, mix (each draws one), none
     degrade: bool = True  # real-world degradations, applied alike to both classes
+    h264_share: float = H264_SHARE  # of the codec round trips, H.264's (the rest JPEG)
     pretrained: bool = True
     epochs: int = 20
     batch_size: int = 64
@@ -92,13 +99,19 @@ class TrainConfig:
     cache: str | None = None  # context-crop cache folder; default OUT/cache
 
     def check(self) -> None:
-        if not self.facesets:
-            raise InputError("give at least one face set")
+        if not self.facesets and not self.crops:
+            raise InputError("give at least one face set or crop collection")
         require_at_least_one(self, "epochs", "batch_size", "stride")
         if not 0 < self.val_fraction < 1:
             raise InputError("--val-fraction must be between 0 and 1")
-        if self.artifact not in ARTIFACTS:
-            raise InputError(f"unknown --artifact {self.artifact!r}; choose from {list(ARTIFACTS)}")
+        if not 0 <= self.h264_share <= 1:
+            raise InputError("--h264-share must be between 0 and 1")
+        if self.artifact not in (*ARTIFACTS, "none"):
+            raise InputError(f"unknown --artifact {self.artifact!r}; choose from "
+                             f"{[*ARTIFACTS, 'none']}")
+        if self.artifact == "none" and not (self.crops or self.fakes):
+            raise InputError("--artifact none trains on real faces alone; give genuine fakes "
+                             "(--crops) or forged ones (--fakes)")
         low, high = INPUT_SIZES
         if self.input_size != 0 and not low <= self.input_size <= high:
             raise InputError(f"--input-size {self.input_size}: give 0 (the backbone's own) or a "
@@ -130,7 +143,8 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi", "forged"),
+def evaluate(model, loader, device: str,
+             kinds: tuple[str, ...] = ("fwa", "sbi", "forged", "genuine"),
              ranks: Ranks = Ranks()) -> tuple[float, float, dict[str, float]]:
     """(mean loss, AUC, AUC per kind of fake) of ``model`` on ``loader``; the fake probability is
     softmax[:, 1]. The AUC counts the real faces against the fakes of ``kinds`` (the artifacts
@@ -150,13 +164,34 @@ def evaluate(model, loader, device: str, kinds: tuple[str, ...] = ("fwa", "sbi",
     labels_np, scores_np, codes_np = (np.concatenate([s[i] for s in shares]) for i in (1, 2, 3))
     real = labels_np == 0
     per_kind = {}
-    for name in ("fwa", "sbi", "forged"):
+    for name in ("fwa", "sbi", "forged", "genuine"):
         pick = real | (codes_np == KINDS[name])
         if (codes_np[pick] == KINDS[name]).any():
             per_kind[name] = _auc(labels_np[pick], scores_np[pick])
     chosen = real | np.isin(codes_np, [KINDS[k] for k in kinds])
     loss = sum(s[0] for s in shares) / len(labels_np)
     return loss, _auc(labels_np[chosen], scores_np[chosen]), per_kind
+
+
+class _Keyed(torch.utils.data.Dataset):
+    """A dataset seen through a list of its keys (a rank's share of the validation draws)."""
+
+    def __init__(self, dataset, keys) -> None:
+        self.dataset, self.keys = dataset, list(keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.keys[i]]
+
+
+def _people(items: list) -> list[str]:
+    """The people of a split: every face set's person, and how many crop groups besides."""
+    named = sorted({i.identity for i in items if i.kind != "genuine" or i.label == 0})
+    groups = {i.identity for i in items if i.kind == "genuine"}
+    return [n for n in named if n not in groups] + (
+        [f"{len(groups)} crop groups"] if groups else [])
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -203,7 +238,8 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
     best_auc = max([h["val_auc"] for h in history if not np.isnan(h["val_auc"])], default=-1.0)
     for epoch in range(len(history), config.epochs):
         train_set.epoch = epoch
-        loader = _train_loader(train_set, run.loader_args, config.seed * 1000 + epoch, ranks)
+        loader = _train_loader(train_set, run.loader_args, config.seed * 1000 + epoch, ranks,
+                               run.sampler, epoch)
         started = time.perf_counter()
         progress.start(f"epoch {epoch + 1}/{config.epochs}",
                        min(len(loader), config.steps_per_epoch or len(loader)))
@@ -214,7 +250,7 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
         scheduler.step()
         share_buffers(model, ranks)
         val_loss, val_auc, per_kind = evaluate(model, run.val_loader, device,
-                                               (*run.trained_on, "forged"), ranks)
+                                               (*run.trained_on, "forged", "genuine"), ranks)
         record = {"epoch": epoch + 1, "train_loss": mean(np.mean(losses), ranks),
                   "val_loss": val_loss,
                   "val_auc": val_auc, **{f"val_auc_{k}": v for k, v in per_kind.items()},
@@ -232,7 +268,7 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
         raise RuntimeError(f"the ranks' weights differ after training: {digests}")
     return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
             "history": history, "ranks": ranks.world, "weights_sha256": digests[0],
-            **{k: run.meta[k] for k in kept}}
+            "crops": run.meta.get("crops", []), **{k: run.meta[k] for k in kept}}
 
 
 @dataclass
@@ -244,6 +280,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     train_set: ArtifactDataset
+    sampler: BalancedSampler | None  # the epoch's balanced draws (runs with crop collections)
     val_loader: torch.utils.data.DataLoader  # this rank's share of the validation faces
     loader_args: dict
     trained_on: tuple[str, ...]  # the artifacts the best epoch is chosen on
@@ -257,14 +294,20 @@ def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress:
     rank 0 fills the crop cache and settles the run folder before the others read them."""
     if not ranks.main:
         barrier(ranks)
-    items, hashes = collect_items(config, out, progress)
+    items, hashes, crops = collect_items(config, out, progress)
     if ranks.main:
         barrier(ranks)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
     model, data_cfg = _create_model(config, device)
     train_set, val_set = _datasets(config, train_items, val_items, data_cfg)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.workers)
-    val_share = torch.utils.data.Subset(val_set, range(ranks.rank, len(val_set), ranks.world))
+    sampler, val_keys = None, range(len(val_set))
+    if config.crops:  # balanced per class and spread over groups
+        length = (config.steps_per_epoch or 0) * config.batch_size or len(train_items)
+        sampler = BalancedSampler(train_items, config.artifact, length, config.seed,
+                                  rank=ranks.rank, world=ranks.world)
+        val_keys = BalancedSampler(val_items, config.artifact, 0, fixed=True).keys()
+    val_share = _Keyed(val_set, val_keys[ranks.rank::ranks.world])
     optimizer = make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     if not ranks.main:
@@ -280,14 +323,14 @@ def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress:
     meta = {"arch": config.arch, "data_config": data_cfg.to_json(), "config": asdict(config),
             "facesets": hashes, "train_faces": len(train_items), "val_faces": len(val_items),
             "train_fixed_fakes": sum(i.label == 1 for i in train_items),
-            "train_identities": sorted({i.identity for i in train_items}),
-            "val_identities": sorted({i.identity for i in val_items}),
-            "init_sha256": _init_hash(config)}
+            "train_identities": _people(train_items), "val_identities": _people(val_items),
+            "train_genuine_fakes": sum(i.kind == "genuine" and i.label == 1 for i in train_items),
+            "crops": [c.to_json() for c in crops], "init_sha256": _init_hash(config)}
     return _Run(
         model=model, network=network, optimizer=optimizer, scheduler=scheduler,
-        train_set=train_set, loader_args=loader_args, meta=meta,
+        train_set=train_set, sampler=sampler, loader_args=loader_args, meta=meta,
         val_loader=torch.utils.data.DataLoader(val_share, shuffle=False, **loader_args),
-        trained_on=("fwa", "sbi") if config.artifact == "mix" else (config.artifact,),
+        trained_on=negative_kinds(config.artifact),
         history=state["history"] if state else [])
 
 
@@ -309,9 +352,14 @@ def _keep(config: TrainConfig, out: Path, run: _Run, record: dict, improved: boo
              record["train_loss"], record["val_loss"], val_auc, record["seconds"])
 
 
-def _train_loader(train_set, loader_args: dict, seed: int, ranks: Ranks):
+def _train_loader(train_set, loader_args: dict, seed: int, ranks: Ranks,
+                  balanced: BalancedSampler | None = None, epoch: int = 0):
     """This epoch's shuffled training batches: all of them, or under torchrun this rank's
-    share (each rank a different one, the same order on every rank's sampler)."""
+    share (each rank a different one, the same order on every rank's sampler); with crop
+    collections, the balanced sampler's draws for the epoch."""
+    if balanced is not None:
+        balanced.epoch = epoch
+        return torch.utils.data.DataLoader(train_set, sampler=balanced, **loader_args)
     if ranks.world == 1:
         generator = torch.Generator().manual_seed(seed)
         return torch.utils.data.DataLoader(train_set, shuffle=True, generator=generator,
@@ -321,12 +369,14 @@ def _train_loader(train_set, loader_args: dict, seed: int, ranks: Ranks):
     return torch.utils.data.DataLoader(train_set, sampler=sampler, **loader_args)
 
 
-def collect_items(config: TrainConfig, out: Path, progress: Progress) -> tuple[list, list[str]]:
+def collect_items(config: TrainConfig, out: Path, progress: Progress
+                  ) -> tuple[list, list[str], list[CropReport]]:
     """The training faces: context crops of each face set's real faces and of each manifest's
-    fakes and reals, cached under ``config.cache`` (default OUT/cache).
+    fakes and reals, and the faces of each crop collection, cached under ``config.cache``
+    (default OUT/cache).
 
-    Returns (items, cache keys)."""
-    items, hashes = [], []
+    Returns (items, cache keys, what each crop collection gave)."""
+    items, hashes, reports = [], [], []
     cache = Path(config.cache or out / "cache")
     for path in config.facesets:
         faceset = FaceSet.open(path)
@@ -337,7 +387,15 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress) -> tuple[l
         key = manifest_cache_key(manifest_file(manifest), config.stride)
         items += build_manifest_cache(manifest_file(manifest), cache / key, config.stride, progress)
         hashes.append(key)
-    return items, hashes
+    for folder in config.crops:
+        found, report = collection_items(folder, cache, progress)
+        log.info("%s: faces in %s; no face found in %s (listed in the cache's no_face.jsonl); "
+                 "%d rows of another split left out", folder, report.faces, report.no_face,
+                 report.held_out)
+        items += found if config.genuine else [i for i in found if i.label is None]
+        reports.append(report)
+        hashes.append(read_collection(folder).key)
+    return items, hashes, reports
 
 
 def _create_model(config: TrainConfig, device: str):
@@ -365,7 +423,7 @@ def _datasets(config: TrainConfig, train_items: list, val_items: list, data_cfg
               ) -> tuple[ArtifactDataset, ArtifactDataset]:
     """Training examples of the configured artifact; validation examples of both artifacts, so
     every run reports both (and chooses its best epoch on its own kinds)."""
-    degrade = Degrade() if config.degrade else None
+    degrade = Degrade(h264=config.h264_share) if config.degrade else None
     train_set = ArtifactDataset(train_items, data_cfg, config.artifact,
                                 degrade=degrade, seed=config.seed)
     val_set = ArtifactDataset(val_items, data_cfg, "mix", degrade=degrade,
@@ -404,7 +462,10 @@ def _identity(config: TrainConfig) -> dict:
             "seed": config.seed, "batch_size": config.batch_size, "stride": config.stride,
             "optimizer": config.optimizer, "lr": config.lr, "lr_decay": config.lr_decay,
             # only where set, so runs from before the option still resume
-            **({"input_size": config.input_size} if config.input_size else {})}
+            **({"input_size": config.input_size} if config.input_size else {}),
+            **({"crops": sorted(str(Path(p).resolve()) for p in config.crops),
+                "genuine": config.genuine} if config.crops else {}),
+            **({"h264_share": config.h264_share} if config.h264_share != H264_SHARE else {})}
 
 
 # --- resume state: weights, optimiser and scheduler as safetensors + JSON, never a pickle ---

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from detect.checkpoint import load_detector, read_detector_config
 from detect.cli import app as detect_app
 from detect.data import ArtifactDataset, build_context_cache, split_by_identity
-from detect.models import DataConfig
+from detect.models import DEFAULT_ARCH, DataConfig
 from swapscope.errors import InputError
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.sample import write_clip
@@ -82,7 +82,7 @@ def test_train_save_reload_resume_and_infer(two_facesets, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0] == summary["history"][0]
     detector = load_detector(out / "best")
-    assert detector.meta["arch"] == "efficientnet_lite0" and detector.data_config.input_size == 224
+    assert detector.meta["arch"] == DEFAULT_ARCH and detector.data_config.input_size == 224
     with torch.no_grad():
         assert detector.module(torch.zeros(1, 3, 224, 224)).shape == (1, 2)
 
