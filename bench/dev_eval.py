@@ -7,8 +7,10 @@
 --model B`` does.)
 
 Per detector (``detect scan`` fast rules, each detector's own verdict threshold):
-- ``dev_eval`` (genuine DFDC / FF++ c23 / Celeb-DF-v2 files) and ``dev_fakes``: input-level AUC
-  per source and pooled, with 95% bootstrap intervals over inputs;
+- ``dev_eval`` (genuine DFDC / FF++ c23 / Celeb-DF-v2 files), ``dev_fakes`` and
+  ``dfdc_faces/val`` (DFDC crops of originals no training crop comes from; ``--dfdc-val N``
+  scans N of each label, 0 none): input-level AUC per source and pooled, with 95% bootstrap
+  intervals over inputs;
 - the false-positive rate at the detector's threshold on the real clips of the last detector's
   validation identities (found in ``--faces``), re-encoded at CRF 23 / 30 / 35 / 40, at half size
   and smoothed (clips of people a detector trained on are left out of its rows), and on the
@@ -44,6 +46,20 @@ def labelled_inputs(root: Path) -> list[tuple[str, int, Path]]:
             parts = path.relative_to(root / side).parts
             source = parts[0] if len(parts) > 1 else path.stem.replace("_fake", "")
             out.append((source, label, path))
+    return out
+
+
+def dfdc_val_inputs(root: Path, per_label: int) -> list[tuple[str, int, Path]]:
+    """(source, label, file) of ``per_label`` crops of each label of dfdc_faces/val, the first
+    in file order (the files are named by DFDC video id, an order unrelated to anything)."""
+    import csv
+
+    with open(root / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val"]
+    out = []
+    for label, name in ((0, "real"), (1, "fake")):
+        picked = sorted(r["file"] for r in rows if r["label"] == name)[:per_label]
+        out += [("dfdc_faces/val", label, root / file) for file in picked]
     return out
 
 
@@ -158,6 +174,8 @@ def main() -> None:
                         default=str(REPO / "bench" / "figures" / "dev_eval_by_epoch.png"))
     parser.add_argument("--frames", type=int, default=60, help="frames of each degraded real clip")
     parser.add_argument("--work", default=str(REPO / "bench" / "out" / "dev_eval"))
+    parser.add_argument("--dfdc-val", type=int, default=400,
+                        help="dfdc_faces/val crops of each label to scan (0: none)")
     args = parser.parse_args()
     from detect.calibrate import validation_clips
     from detect.checkpoint import combine, load_checkpoint
@@ -165,6 +183,7 @@ def main() -> None:
 
     data = shared_data(args.data)
     dev_eval, dev_fakes = labelled_inputs(data / "dev_eval"), labelled_inputs(data / "dev_fakes")
+    dfdc_val = dfdc_val_inputs(data / "dfdc_faces", args.dfdc_val) if args.dfdc_val else []
     last = load_checkpoint(args.detector[-1].split("+")[-1])
     clips = validation_clips(last.identities, args.faces) if args.faces else []
     results = {"machine": machine(), "detectors": {},
@@ -178,6 +197,7 @@ def main() -> None:
             "threshold": scanner.threshold, "threshold_source": scanner.threshold_source,
             "dev_eval": auc_rows(scan_inputs(scanner, dev_eval), DEV_EVAL_SOURCES),
             "dev_fakes": auc_rows(scan_inputs(scanner, dev_fakes)),
+            "dfdc_val": auc_rows(scan_inputs(scanner, dfdc_val)) if dfdc_val else {},
             "false_positives": false_positives(scanner, {"train_identities": trained}, clips,
                                                Path(args.work),
                                                args.frames) if clips else {}}
@@ -189,16 +209,20 @@ def main() -> None:
 
 def print_tables(results: dict) -> None:
     names = list(results["detectors"])
-    for key, title in (("dev_eval", "dev_eval"), ("dev_fakes", "dev_fakes")):
-        found = {g for d in results["detectors"].values() for g in d[key] if g != "no face"}
+    for key, title in (("dev_eval", "dev_eval"), ("dev_fakes", "dev_fakes"),
+                       ("dfdc_val", "dfdc_faces/val")):
+        found = {g for d in results["detectors"].values() for g in d.get(key, {})
+                 if g not in ("no face", "pooled" if key == "dfdc_val" else "")}
+        if not found:
+            continue
         groups = sorted(found, key=lambda g: (g == "pooled", g))
         print(f"\n{title}: input-level AUC [95% bootstrap] (fakes/reals)\n")
         print("| detector | " + " | ".join(groups) + " | no face |")
         print("|---" * (len(groups) + 2) + "|")
         for name in names:
-            row = results["detectors"][name][key]
+            row = results["detectors"][name].get(key, {})
             print(f"| {name} | " + " | ".join(_fmt(row.get(g, {})) for g in groups)
-                  + f" | {row['no face']} |")
+                  + f" | {row.get('no face', '-')} |")
     print("\nfalse positives at each detector's threshold (real clips called fake / clips)\n")
     variants = sorted({v for d in results["detectors"].values() for v in d["false_positives"]})
     print("| detector | threshold | " + " | ".join(variants) + " |")
