@@ -205,6 +205,10 @@ def train(
             f"{summary['best']}: best validation AUC {summary['best_val_auc']:.4f} "
             f"({summary['train_faces']} training / {summary['val_faces']} validation faces)"
         )
+        for crops in summary["crops"]:
+            typer.echo(f"{crops['collection']}: faces in {crops['faces']}, no face found in "
+                       f"{crops['no_face']} (listed in the cache's no_face.jsonl), "
+                       f"{crops['held_out']} rows of another split left out")
 
 
 @app.command()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -148,13 +148,13 @@ class CropReport:
     """What reading a collection came to: faces to train on and crops without one."""
 
     collection: str
+    key: str  # names the collection's landmark cache
     faces: dict[str, int]  # label -> crops with a face
     no_face: dict[str, int]  # label -> crops without one (listed in the cache's no_face.jsonl)
     held_out: int  # rows of another split, never trained on
 
     def to_json(self) -> dict:
-        return {"collection": self.collection, "faces": self.faces, "no_face": self.no_face,
-                "held_out": self.held_out}
+        return asdict(self)
 
 
 def collection_items(folder: str | Path, cache_root: Path, progress: Progress | None = None
@@ -170,7 +170,8 @@ def collection_items(folder: str | Path, cache_root: Path, progress: Progress | 
                       source_id=f"{collection.root.name}:{row['group']}", frame_index=0,
                       label=1 if row["label"] else None, kind="genuine")
              for row in found]
-    report = CropReport(collection=str(collection.root), faces=_per_label(found),
+    report = CropReport(collection=str(collection.root), key=collection.key,
+                        faces=_per_label(found),
                         no_face=_per_label(missing), held_out=collection.held_out)
     return items, report
 

@@ -24,7 +24,7 @@ import torch
 
 from detect.artifacts import ARTIFACTS
 from detect.checkpoint import read_detector_config, save_detector
-from detect.crops import CropReport, collection_items, read_collection
+from detect.crops import CropReport, collection_items
 from detect.data import (
     H264_SHARE,
     KINDS,
@@ -188,10 +188,9 @@ class _Keyed(torch.utils.data.Dataset):
 
 def _people(items: list) -> list[str]:
     """The people of a split: every face set's person, and how many crop groups besides."""
-    named = sorted({i.identity for i in items if i.kind != "genuine" or i.label == 0})
+    named = sorted({i.identity for i in items if i.kind != "genuine"})
     groups = {i.identity for i in items if i.kind == "genuine"}
-    return [n for n in named if n not in groups] + (
-        [f"{len(groups)} crop groups"] if groups else [])
+    return named + ([f"{len(groups)} crop groups"] if groups else [])
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -394,7 +393,7 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress
                  report.held_out)
         items += found if config.genuine else [i for i in found if i.label is None]
         reports.append(report)
-        hashes.append(read_collection(folder).key)
+        hashes.append(report.key)
     return items, hashes, reports
 
 
