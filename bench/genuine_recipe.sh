@@ -2,23 +2,24 @@
 # The detector recipe with genuine fakes, step by step on this machine; every step resumes where a
 # killed run stopped.
 #   bash bench/genuine_recipe.sh WORK [ARCH] [EPOCHS] [STEPS]
-# Trains on dfdc_faces/train (its genuine fakes and reals; never val/) and on every real face of
-# the sample data, which becomes a self-blended (SBI) negative half the times it is drawn; both
-# classes degraded alike; then calibrates the verdict threshold on degraded real clips of the
-# people the run held out. Never dev_eval, dev_fakes or dfdc_faces/val: those validate.
+# Trains on dfdc_faces/train alone (its genuine fakes and reals, each real face also a self-blended
+# (SBI) negative half the times it is drawn; never val/), both classes degraded alike, with the
+# hyperparameters of the GPU ablation (bench/gpu_runs.sh) at batch 32; then calibrates the verdict
+# threshold on degraded real clips of every sample-data person, none of whom it trained on. Never
+# dev_eval, dev_fakes or dfdc_faces/val: those validate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SWAPSCOPE_SHARED_DATA:-../shared/data}
 WORK=${1:?usage: genuine_recipe.sh WORK [ARCH] [EPOCHS] [STEPS]}
 ARCH=${2:-tf_efficientnet_lite0}
 EPOCHS=${3:-4}
-STEPS=${4:-200}
+STEPS=${4:-360}
 PY=${PYTHON:-.venv/bin/python}
 
 bash bench/sample_faces.sh "$WORK"
 RUN="$WORK/run_genuine_sbi_$ARCH"
-$PY -m detect train "$WORK"/faces_* --crops "$DATA/dfdc_faces" --arch "$ARCH" --artifact sbi \
-  --epochs "$EPOCHS" --steps-per-epoch "$STEPS" --batch-size 32 --stride 3 --optimizer adamw \
+$PY -m detect train --crops "$DATA/dfdc_faces" --arch "$ARCH" --artifact sbi \
+  --epochs "$EPOCHS" --steps-per-epoch "$STEPS" --batch-size 32 --optimizer adamw \
   --lr 0.0003 --lr-decay 0.8 --val-fraction 0.1 --keep-every 1 --workers 1 \
   --cache "$WORK/cache" --out "$RUN" --json > "$RUN.json"
 faces=()
