@@ -37,10 +37,10 @@ def test_dlib_finds_small_faces_by_upscaling(astronaut):
 
 
 def test_unknown_backend_lists_the_choices():
-    with pytest.raises(ValueError,
-                       match=r"unknown backend 'x'; choose from \['dlib', 'dlib-cnn', 'fan'\]"):
+    choices = r"\['dlib', 'dlib-cnn', 'fan', 'yunet'\]"
+    with pytest.raises(ValueError, match=r"unknown backend 'x'; choose from " + choices):
         create_backend("x")
-    assert backend_names() == ["dlib", "dlib-cnn", "fan"]
+    assert backend_names() == ["dlib", "dlib-cnn", "fan", "yunet"]
 
 
 def test_dlib_cnn_finds_the_face_hog_finds_with_the_same_landmarks(astronaut, dlib_backend):
@@ -119,3 +119,49 @@ def test_dlib_detect_size_zero_sees_the_frame_as_it_is(astronaut):
     boxes, _ = full.detect(astronaut)
     np.testing.assert_allclose(boxes, same.detect(astronaut)[0])
     assert len(boxes) == 1
+
+
+def _pasted(face: np.ndarray, side: int) -> np.ndarray:
+    """The astronaut's picture scaled so her face is about ``side`` px, on a 640x360 grey frame."""
+    import cv2
+
+    scale = side / 95  # her face box is about 95 px in the 512 px picture
+    small = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((360, 640, 3), 128, np.uint8)
+    frame[100:100 + small.shape[0], 200:200 + small.shape[1]] = small[:260, :440]
+    return frame
+
+
+def test_yunet_finds_a_24_px_face_that_hog_misses(astronaut, dlib_backend):
+    frame = _pasted(astronaut, 24)
+    yunet = create_backend("yunet", detect_size=0)
+    [face] = yunet.faces(frame)
+    assert face.backend == "yunet" and face.landmarks.shape == (68, 2)
+    assert 18 < face.size < 34
+    assert dlib_backend.faces(frame) == []  # HOG, even upscaled from 360 to 480 px, does not
+
+
+def test_yunet_boxes_give_dlibs_68_points(astronaut, dlib_backend):
+    [face] = create_backend("yunet").faces(astronaut)
+    [hog] = dlib_backend.faces(astronaut)
+    error = np.linalg.norm(face.landmarks - hog.landmarks, axis=1).mean()
+    eyes = np.linalg.norm(hog.landmarks[36:42].mean(0) - hog.landmarks[42:48].mean(0))
+    assert error < 0.06 * eyes  # bench/yunet_box.py: median 0.012, 95th percentile 0.036
+    assert 0 < face.score <= 1
+
+
+def test_yunet_finds_nothing_on_a_face_free_picture():
+    from skimage import data
+
+    assert len(create_backend("yunet").detect(data.coffee())[0]) == 0
+
+
+def test_yunet_leaves_the_openmp_settings_as_they_were(monkeypatch):
+    import os
+
+    from swapscope.faces.backends import load_yunet
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    load_yunet()
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OMP_WAIT_POLICY" not in os.environ

@@ -2,6 +2,10 @@
 
 - ``dlib`` (default): HOG detector on a resized copy of the frame, boxes mapped back, the 68-point
   shape predictor on the full frame. Offline, CPU; models come from face-recognition-models.
+- ``yunet``: YuNet (the ``yuface`` package, the CNN compiled in) finds faces down to about 20 px
+  and turned ones, on a copy of the frame at ``detect_size``; its boxes are mapped onto the boxes
+  dlib's 68-point predictor was trained on (offsets fitted by ``bench/yunet_box.py``), so every face
+  still gets the same 68 points. Offline, CPU.
 - ``fan``: face-alignment's S3FD or BlazeFace detector and 2D/3D FAN landmarks, batched on the GPU
   when there is one. Its weights are downloaded on first use into torch's hub cache; offline it
   fails within seconds, naming that folder.
@@ -24,6 +28,7 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from swapscope.device import cpu_cores
 from swapscope.errors import InputError
 from swapscope.faces.records import Face
 
@@ -269,6 +274,84 @@ class DlibCnnBackend(DlibBackend):
         return [d.rect for d in found], [float(d.confidence) for d in found]
 
 
+# How a YuNet box (x, y, w, h) sits against the box dlib's HOG detector gives the same face, as
+# medians over the sample clips' frames where both find one face (bench/yunet_box.py prints them):
+# dlib's centre = YuNet's centre + (dx * w, dy * h); dlib's side = side * sqrt(w * h).
+YUNET_TO_DLIB = {"dx": -0.002, "dy": 0.067, "side": 0.946}
+
+
+def load_yunet() -> Callable:
+    """yuface's detector. Its bundled OpenMP spins at full load (about 15x slower per frame)
+    unless told to wait passively on at most 2 threads; libgomp reads that from the environment
+    once, as it loads, so the settings are set for the import alone and then put back."""
+    names = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update(OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(min(2, cpu_cores())))
+    try:
+        from yuface import yuface as compiled
+    except ImportError:
+        raise BackendUnavailable("the yunet backend needs yuface: pip install yuface") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return compiled.detect
+
+
+def yunet_raw(detect: Callable, image: np.ndarray, threshold: float) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (N, 15) float32: confidence (0-1), box x y w h, 5 points x y."""
+    found = np.asarray(detect(np.ascontiguousarray(image[..., ::-1])), np.float32)
+    found = found.reshape(-1, found.shape[-1] if found.size else 16)[:, :15]
+    found[:, 0] /= 100.0
+    return found[found[:, 0] > threshold]
+
+
+@dataclass
+class YuNetBackend(DlibBackend):
+    """YuNet detection on a copy of the frame at ``detect_size`` (at most 960 px, YuNet's own
+    limit; 0: the frame as it is, if it fits) and dlib's 68 points on the full frame, on boxes
+    mapped to the ones its predictor was trained on."""
+
+    detect_size: int = 640
+    threshold: float = 0.6  # YuNet's confidence (0-1) a detection must exceed
+    name: str = "yunet"
+
+    def __post_init__(self) -> None:
+        import dlib
+
+        self._yunet = load_yunet()
+        self._predictor = dlib.shape_predictor(
+            str(model_file("shape_predictor_68_face_landmarks.dat"))
+        )
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = image.shape[:2]
+        limit = min(self.detect_size or max(height, width), YUNET_MAX_SIZE)
+        scale = min(limit / max(height, width), 4.0)
+        small = image
+        if abs(scale - 1.0) > 1e-3:
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            small = cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=interp
+            )
+        found = yunet_raw(self._yunet, small, self.threshold)
+        return yunet_to_dlib_boxes(found[:, 1:5]) / scale, found[:, 0].copy()
+
+
+YUNET_MAX_SIZE = 960
+
+
+def yunet_to_dlib_boxes(xywh: np.ndarray) -> np.ndarray:
+    """YuNet boxes (N, 4) x y w h -> the boxes (N, 4) x1 y1 x2 y2 dlib would draw there."""
+    x, y, w, h = np.asarray(xywh, np.float32).reshape(-1, 4).T
+    cx = x + w / 2 + YUNET_TO_DLIB["dx"] * w
+    cy = y + h / 2 + YUNET_TO_DLIB["dy"] * h
+    half = YUNET_TO_DLIB["side"] * np.sqrt(w * h) / 2
+    return np.stack([cx - half, cy - half, cx + half, cy + half], 1).astype(np.float32)
+
+
 def _as_fa_boxes(boxes: np.ndarray) -> list[np.ndarray]:
     # face-alignment assigns box coordinates into torch tensors, which take float64 (a Python
     # float subclass) but not numpy float32
@@ -287,7 +370,7 @@ def _fa_faces(points: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, f
 
 
 _BACKENDS: dict[str, Callable[..., FaceBackend]] = {
-    "dlib": DlibBackend, "dlib-cnn": DlibCnnBackend, "fan": FanBackend}
+    "dlib": DlibBackend, "dlib-cnn": DlibCnnBackend, "fan": FanBackend, "yunet": YuNetBackend}
 
 
 def backend_names() -> list[str]:

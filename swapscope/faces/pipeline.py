@@ -119,7 +119,7 @@ class FacePipeline:
         self.config = config
         options = (
             {"detect_size": config.detect_size}
-            if config.backend in ("dlib", "dlib-cnn")
+            if config.backend in ("dlib", "dlib-cnn", "yunet")
             else {"device": config.device, "batch_size": config.batch_size}
             if config.backend == "fan"
             else {}
