@@ -27,8 +27,8 @@ E, T, V, C = ExtractConfig, TrainConfig, VideoConfig, CompositeConfig  # where t
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Face set folder to create or extend.")]
 Backend = Annotated[str, typer.Option(
-    help="Face backend: dlib (offline, CPU), dlib-cnn (offline, finds turned faces, slower) "
-    "or fan.")]
+    help="Face backend: dlib (offline, CPU), dlib-cnn (offline, finds turned faces, slower), "
+    "yunet (offline, CPU: faces down to about 24 px) or fan.")]
 BatchSize = Annotated[int, typer.Option(help="Frames per detector call (fan).")]
 CropSize = Annotated[int, typer.Option(help="Aligned crop size in px.")]
 Padding = Annotated[
@@ -52,6 +52,9 @@ Label = Annotated[
         help="Identity label for the rows (default: the reference's name, else each file's folder)."
     ),
 ]
+Mesh = Annotated[bool, typer.Option(
+    "--mesh/--no-mesh",
+    help="Also record each face's 468-point 3D mesh and head pose (needs the mesh extra).")]
 FacesetA = Annotated[Path, typer.Argument(help="Face set of identity A (forge extract).")]
 FacesetB = Annotated[Path, typer.Argument(help="Face set of identity B.")]
 TrainOut = Annotated[
@@ -142,6 +145,7 @@ def extract(
     identity: kit.IdentityOption = None,
     identity_threshold: kit.IdentityThresholdOption = E.identity_threshold,
     label: Label = E.label,
+    mesh: Mesh = E.mesh,
     max_frames: kit.MaxFramesOption = E.max_frames,
     json_out: kit.JsonOption = False,
 ) -> None:
@@ -153,7 +157,7 @@ def extract(
         batch_size=batch_size, detect_size=detect_size, detect_every=detect_every,
         embed_every=embed_every, crop_size=crop_size, padding=padding, every=every,
         min_size=min_size, identity=[str(p) for p in identity or []],
-        identity_threshold=identity_threshold, label=label, max_frames=max_frames)
+        identity_threshold=identity_threshold, label=label, mesh=mesh, max_frames=max_frames)
     with ProgressBar(err_console.is_terminal, unit="fps") as progress:
         summary = run_extract(inputs, out, config, progress=progress)
     if json_out:

@@ -10,7 +10,7 @@ stopped.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -20,6 +20,7 @@ from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import face_affine, warp_face
 from swapscope.faces.identity import match_track
+from swapscope.faces.mesh import Mesher, head_pose
 from swapscope.faces.pipeline import FacePipeline, MediaFaces, PipelineConfig, TrackedFace
 from swapscope.files import WriteLock, sha256_file, writable_folder
 from swapscope.formats.faceset import FaceRow, FaceSetWriter
@@ -35,6 +36,7 @@ class ExtractConfig(PipelineConfig):
     crop_size: int = 256
     padding: float = 0.25  # fraction of the crop on each side around the template's unit square
     label: str | None = None  # identity label for the rows; default: reference name or folder
+    mesh: bool = False  # also record each face's 468-point 3D mesh and head pose (mesh extra)
 
     def check(self) -> None:
         super().check()
@@ -88,10 +90,11 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
         raise InputError(f"{out}: the inputs hold no media outside the face set being written")
     writable_folder(out.parent)
     pipeline = FacePipeline(config)
+    mesher = Mesher() if config.mesh else None  # without the extra: one line, before any work
     with WriteLock(out.with_name(f".{out.name}.lock"), out, "forge extract"):
         writer = FaceSetWriter(out, config.crop_size, config.padding, config.backend,
                                asdict(config))
-        return _extract_all(media, pipeline, writer, progress)
+        return _extract_all(media, pipeline, writer, progress, mesher)
 
 
 def _inside(path: Path, out: Path) -> bool:
@@ -102,7 +105,7 @@ def _inside(path: Path, out: Path) -> bool:
 
 
 def _extract_all(media: list[Path], pipeline: FacePipeline, writer: FaceSetWriter,
-                 progress: Progress) -> ExtractSummary:
+                 progress: Progress, mesher: Mesher | None = None) -> ExtractSummary:
     """Each input in turn, skipping those already in the face set; a failed input is one
     reported row."""
     done = writer.done()
@@ -117,7 +120,7 @@ def _extract_all(media: list[Path], pipeline: FacePipeline, writer: FaceSetWrite
             if result.source_id in done:
                 result.status = "skipped"
             else:
-                _extract_one(pipeline, path, writer, result, timer, progress)
+                _extract_one(pipeline, path, writer, result, timer, progress, mesher)
                 done.add(result.source_id)
         except InputError as exc:
             result.status, result.error = "failed", str(exc)
@@ -142,7 +145,7 @@ def _log_result(result: SourceResult) -> None:
 
 
 def _extract_one(pipeline: FacePipeline, path: Path, writer: FaceSetWriter, result: SourceResult,
-                 timer: StageTimer, progress: Progress) -> None:
+                 timer: StageTimer, progress: Progress, mesher: Mesher | None = None) -> None:
     """Find, keep, align and write one input's faces, and commit them to the face set."""
     cfg: ExtractConfig = pipeline.config
     image = None
@@ -173,7 +176,7 @@ def _extract_one(pipeline: FacePipeline, path: Path, writer: FaceSetWriter, resu
         )
         for f, affine in zip(kept, affines)
     ]
-    _write_crops(path, image, rows, writer, cfg, timer)
+    rows = _write_crops(path, image, rows, writer, cfg, timer, mesher)
     result.faces = len(rows)
     result.frames_with_face = len({r.frame_index for r in rows})
     with timer("write"):
@@ -215,9 +218,11 @@ def _default_label(path: Path, config: ExtractConfig, pipeline: FacePipeline) ->
 
 
 def _write_crops(path: Path, image: np.ndarray | None, rows: list[FaceRow], writer: FaceSetWriter,
-                 cfg: ExtractConfig, timer: StageTimer) -> None:
+                 cfg: ExtractConfig, timer: StageTimer, mesher: Mesher | None = None
+                 ) -> list[FaceRow]:
     """Cut and save the crops of the kept faces: from ``image`` (an image input), else from a
-    second pass over the video.
+    second pass over the video; with ``mesher``, the rows come back with each face's mesh and
+    head pose (a face the mesh does not find keeps none).
 
     Decoding twice is cheaper than holding every frame of a video in memory while tracks are
     still being decided, and decode is the cheapest stage (see BENCHMARKS.md).
@@ -231,6 +236,7 @@ def _write_crops(path: Path, image: np.ndarray | None, rows: list[FaceRow], writ
     else:
         frames = ((f.index, f.image) for f in timer.iterate(
             "decode", read_frames(path, every=cfg.every, limit=cfg.max_frames)))
+    meshed: dict[int, FaceRow] = {}  # id(row) -> the row with its mesh
     for index, frame in frames:
         for row in by_frame.get(index, []):
             with timer("align"):
@@ -241,3 +247,11 @@ def _write_crops(path: Path, image: np.ndarray | None, rows: list[FaceRow], writ
                     crop[..., ::-1],
                     [cv2.IMWRITE_PNG_COMPRESSION, 1],
                 )
+            if mesher is not None:
+                with timer("mesh"):
+                    points = mesher.points(frame, row.box)
+                if points is not None:
+                    pose = head_pose(points)
+                    meshed[id(row)] = replace(row, mesh=points,
+                                              pose=(pose.yaw, pose.pitch, pose.roll))
+    return [meshed.get(id(row), row) for row in rows]

@@ -6,7 +6,8 @@ FACESET/
   sources.jsonl   one row per finished input: source id (sha256), path, label, counts
   faces.jsonl     one FaceRow per face: source id, frame index, time, track id, identity label,
                   box, 68 landmarks (frame px), frame->crop affine, crop size, padding,
-                  detector score, backend, crop path
+                  detector score, backend, crop path; with ``forge extract --mesh`` also the
+                  468-point 3D mesh (frame px, depth) and head pose (yaw, pitch, roll degrees)
   crops/<source id[:16]>/<frame:06d>_t<track>.png   aligned RGB crops
 ```
 A row holds enough to re-create its crop from the source and to synthesise FWA artifacts on
@@ -56,8 +57,13 @@ class FaceRow:
     score: float  # detector confidence
     backend: str
     crop: str  # crop PNG, relative to the face set
+    mesh: np.ndarray | None = None  # (468, 3) float32 frame px: x, y, depth (swapscope.faces.mesh)
+    pose: tuple[float, float, float] | None = None  # yaw, pitch, roll degrees, from the mesh
 
     def to_json(self) -> dict:
+        extra = {} if self.mesh is None else {
+            "mesh": np.round(self.mesh.astype(float), 2).tolist(),
+            "pose": [round(float(v), 2) for v in self.pose or ()]}
         return {
             "source_id": self.source_id, "source_path": self.source_path,
             "frame_index": self.frame_index, "time": round(float(self.time), 4),
@@ -66,7 +72,7 @@ class FaceRow:
             "landmarks": np.round(self.landmarks.astype(float), 2).tolist(),
             "affine": np.round(self.affine.astype(float), 6).tolist(), "crop_size": self.crop_size,
             "padding": self.padding, "score": round(float(self.score), 4), "backend": self.backend,
-            "crop": self.crop,
+            "crop": self.crop, **extra,
         }
 
     @classmethod
@@ -82,11 +88,18 @@ class FaceRow:
                 affine=np.asarray(raw["affine"], np.float32), crop_size=int(raw["crop_size"]),
                 padding=float(raw["padding"]), score=float(raw["score"]),
                 backend=str(raw["backend"]), crop=str(raw["crop"]),
+                mesh=None if raw.get("mesh") is None else np.asarray(raw["mesh"], np.float32),
+                pose=None if raw.get("pose") is None else tuple(float(v) for v in raw["pose"]),
             )
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{where}: not a face set row (needs {names})") from None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"{where}: not a face set row (needs {names[:-2]}; mesh and pose "
+                             f"are optional)") from None
         if row.box.shape != (4,) or row.landmarks.shape != (68, 2) or row.affine.shape != (2, 3):
             raise InputError(f"{where}: face set row has arrays of the wrong shape")
+        if (row.mesh is None) != (row.pose is None) or (
+                row.mesh is not None and (row.mesh.shape != (468, 3) or len(row.pose) != 3)):
+            raise InputError(f"{where}: face set row's mesh must be 468 x 3 points with a "
+                             f"3-value pose")
         if Path(row.crop).is_absolute() or ".." in Path(row.crop).parts:
             raise InputError(f"{where}: face set row's crop lies outside the face set")
         return row

@@ -1,0 +1,119 @@
+"""3D landmarks (swapscope.faces.mesh): the mesh extra, head pose, and the face-set fields."""
+
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from forge.cli import app
+from swapscope.errors import InputError
+from swapscope.formats.faceset import FaceRow, FaceSet
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def mesher():
+    pytest.importorskip("mediapipe", reason="the mesh extra is not installed: pip install -e "
+                        "'.[mesh]' (CI installs it with [dev])")
+    from swapscope.faces.mesh import Mesher
+
+    mesher = Mesher()
+    yield mesher
+    mesher.close()
+
+
+@pytest.fixture(scope="module")
+def yunet():
+    from swapscope.faces.backends import create_backend
+
+    return create_backend("yunet")
+
+
+def turned(image: np.ndarray, points: np.ndarray, degrees: float) -> np.ndarray:
+    """The face of ``image`` turned about the vertical axis by ``degrees``: its mesh rotated in 3D
+    and projected back, the picture moved along with it piecewise (the frame's edge stays put)."""
+    from skimage.transform import PiecewiseAffineTransform, warp
+
+    angle, centre = np.radians(degrees), points.mean(0)
+    x, _, z = (points - centre).T
+    moved = np.stack([centre[0] + x * np.cos(angle) + z * np.sin(angle), points[:, 1]], 1)
+    h, w = image.shape[:2]
+    edge = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1], [w / 2, 0], [w / 2, h - 1],
+                     [0, h / 2], [w - 1, h / 2]], float)
+    transform = PiecewiseAffineTransform.from_estimate(
+        np.vstack([moved, edge]), np.vstack([points[:, :2], edge]))
+    return warp(image, transform, preserve_range=True).astype(np.uint8)
+
+
+def pose_of(image, mesher, yunet):
+    from swapscope.faces.mesh import head_pose
+
+    boxes, _ = yunet.detect(image)
+    points = mesher.points(image, boxes[0])
+    assert points is not None and points.shape == (468, 3)
+    return head_pose(points)
+
+
+def test_the_pose_changes_sign_on_a_mirrored_face(astronaut, mesher, yunet):
+    boxes, _ = yunet.detect(astronaut)
+    face = turned(astronaut, mesher.points(astronaut, boxes[0]), 30)
+    pose = pose_of(face, mesher, yunet)
+    mirrored = pose_of(np.ascontiguousarray(face[:, ::-1]), mesher, yunet)
+    assert pose.yaw < -8  # turned to the image's left
+    assert mirrored.yaw > 8 and abs(pose.yaw + mirrored.yaw) < 5
+    assert abs(pose.roll + mirrored.roll) < 3 and abs(pose.pitch - mirrored.pitch) < 4
+    front = pose_of(astronaut, mesher, yunet)
+    assert abs(front.yaw) < 5 and front.yaw > pose.yaw + 8
+
+
+def test_extract_records_the_mesh_and_pose(astronaut, mesher, tmp_path):
+    photo = tmp_path / "eileen.png"
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    result = runner.invoke(app, ["extract", str(photo), "--out", str(tmp_path / "fs"), "--mesh",
+                                 "--backend", "yunet", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "mesh" in json.loads(result.stdout)["timings"]
+    [row] = FaceSet.open(tmp_path / "fs").rows
+    assert row.mesh.shape == (468, 3) and row.backend == "yunet"
+    x1, y1, x2, y2 = row.box
+    nose = row.mesh[1]
+    assert x1 < nose[0] < x2 and y1 < nose[1] < y2
+    assert abs(row.pose[0]) < 5  # she looks at the camera
+
+
+def _row(**extra) -> dict:
+    return {"source_id": "a" * 64, "source_path": "x.png", "frame_index": 0, "time": 0.0,
+            "track_id": 0, "identity": "x", "box": [0, 0, 10, 10],
+            "landmarks": [[1.0, 1.0]] * 68, "affine": [[1, 0, 0], [0, 1, 0]], "crop_size": 256,
+            "padding": 0.25, "score": 1.0, "backend": "dlib", "crop": "crops/a.png", **extra}
+
+
+def test_face_set_rows_without_a_mesh_still_read_and_a_bad_mesh_is_one_error():
+    old = FaceRow.from_json(_row(), "faces.jsonl:1")
+    assert old.mesh is None and old.pose is None and "mesh" not in old.to_json()
+    new = FaceRow.from_json(_row(mesh=[[1.0, 2.0, 3.0]] * 468, pose=[10, -2, 1]), "faces.jsonl:2")
+    assert new.mesh.shape == (468, 3) and new.pose == (10.0, -2.0, 1.0)
+    assert FaceRow.from_json(new.to_json(), "again").pose == new.pose
+    for bad in ({"mesh": [[1.0, 2.0]] * 468, "pose": [0, 0, 0]}, {"mesh": [[1.0, 2.0, 3.0]] * 468},
+                {"mesh": "junk", "pose": [0, 0, 0]}, {"mesh": [[1, 2, 3]] * 468, "pose": 5}):
+        with pytest.raises(InputError, match="faces.jsonl:3"):
+            FaceRow.from_json(_row(**bad), "faces.jsonl:3")
+
+
+def test_extract_mesh_without_the_extra_is_one_line_and_no_output(astronaut, tmp_path,
+                                                                  monkeypatch):
+    photo = tmp_path / "eileen.png"
+    cv2.imwrite(str(photo), astronaut[..., ::-1])
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
+    result = runner.invoke(app, ["extract", str(photo), "--out", str(tmp_path / "fs"), "--mesh"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: 3D landmarks need the mesh extra: pip install -e '.[mesh]' (README: 3D landmarks)"]
+    assert not (tmp_path / "fs").exists()
+    plain = runner.invoke(app, ["extract", str(photo), "--out", str(tmp_path / "fs")])
+    assert plain.exit_code == 0, plain.output  # nothing else changes
