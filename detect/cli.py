@@ -105,8 +105,8 @@ DetectEvery = Annotated[
 DetectSize = Annotated[
     int | None,
     typer.Option(
-        help="Long side of the frame copy the face detector sees; 0 = full size (fast: 480, "
-        "paper: 0)."
+        help="Long side of the frame copy the face detector sees; 0 = full size (fast: 640 "
+        "with YuNet, paper: 0 with dlib)."
     ),
 ]
 TopFraction = Annotated[

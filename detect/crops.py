@@ -109,7 +109,9 @@ def find_landmarks(collection: Collection, cache: Path, progress: Progress | Non
     from swapscope.faces.pipeline import FacePipeline, PipelineConfig
     from swapscope.timing import StageTimer
 
-    pipeline = FacePipeline(PipelineConfig(detect_size=0, min_size=MIN_FACE, embed=False))
+    # dlib, as the crop caches (and the shipped detectors' training) were made with
+    pipeline = FacePipeline(PipelineConfig(backend="dlib", detect_size=0, min_size=MIN_FACE,
+                                           embed=False))
     found, missing = [], []
     progress = progress or NoProgress()
     progress.start(f"finding faces in {collection.root.name}", len(collection.rows))

@@ -39,10 +39,14 @@ from swapscope.timing import StageTimer
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_sbi_lite0"
 
-# knobs a preset fills when the user leaves them unset; detect_size 0 = the frame's full size
+# knobs a preset fills when the user leaves them unset; detect_size 0 = the frame's full size.
+# fast finds faces with YuNet (down to 40-48 px at 640: bench/face_backends.py), the paper's
+# protocol with dlib's HOG on every full-size frame
 MODES: dict[str, dict] = {
-    "fast": {"rois": 1, "top_k": 1, "every": 5, "detect_every": 6, "detect_size": 480},
-    "paper": {"rois": 10, "top_k": 5, "every": 1, "detect_every": 1, "detect_size": 0},
+    "fast": {"rois": 1, "top_k": 1, "every": 5, "detect_every": 6, "backend": "yunet",
+             "detect_size": 640},
+    "paper": {"rois": 10, "top_k": 5, "every": 1, "detect_every": 1, "backend": "dlib",
+              "detect_size": 0},
 }
 
 
@@ -56,6 +60,7 @@ class ScanConfig:
     every: int | None = None  # score every N-th frame
     detect_every: int | None = None  # run the face detector every N scored frames; track between
     detect_size: int | None = None  # long side the detector sees; 0 = full frame
+    backend: str | None = None  # face backend (swapscope.faces.backends)
     top_fraction: float = 1 / 3  # a video scores the mean of its highest third of frame scores
     threshold: float | None = None  # verdict "fake" at or above it; None = the detector's own
     batch_size: int = 32  # ROIs per network call
@@ -130,7 +135,8 @@ class Gatherer:
         self.config, self.sizes = config.resolved(), sizes
         self.pipeline = FacePipeline(PipelineConfig(
             every=self.config.every, detect_every=self.config.detect_every,
-            detect_size=self.config.detect_size, min_size=32, embed=False,
+            backend=self.config.backend, detect_size=self.config.detect_size, min_size=32,
+            embed=False,
             max_frames=self.config.max_frames, dense_frames=self.config.label_frames))
 
     def gather(self, path: Path, timer: StageTimer | None = None,

@@ -27,8 +27,8 @@ E, T, V, C = ExtractConfig, TrainConfig, VideoConfig, CompositeConfig  # where t
 Inputs = Annotated[list[Path], typer.Argument(help="Videos, images, or folders of them.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Face set folder to create or extend.")]
 Backend = Annotated[str, typer.Option(
-    help="Face backend: dlib (offline, CPU), dlib-cnn (offline, finds turned faces, slower), "
-    "yunet (offline, CPU: faces down to about 24 px) or fan.")]
+    help="Face backend: yunet (offline, CPU: small and turned faces), dlib (offline, CPU, HOG: "
+    "faces of 80 px in its copy), dlib-cnn (offline, slow) or fan.")]
 BatchSize = Annotated[int, typer.Option(help="Frames per detector call (fan).")]
 CropSize = Annotated[int, typer.Option(help="Aligned crop size in px.")]
 Padding = Annotated[
@@ -37,7 +37,9 @@ Padding = Annotated[
 Every = Annotated[int, typer.Option(help="Process every N-th frame.")]
 MinSize = Annotated[int, typer.Option(help="Drop faces smaller than this (px, box side).")]
 DetectSize = Annotated[
-    int, typer.Option(help="Long side of the frame copy the detector sees (0: the frame as it is).")
+    int | None, typer.Option(
+        help="Long side of the frame copy the detector sees (0: the frame as it is; default: "
+        "the backend's own, yunet 640, dlib 480).")
 ]
 DetectEvery = Annotated[
     int, typer.Option(help="Run the detector every N processed frames; track boxes between.")

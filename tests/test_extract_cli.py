@@ -27,7 +27,7 @@ def test_extract_video_writes_an_aligned_face_set(tmp_path, face_video):
     faceset = FaceSet.open(out)
     assert len(faceset) == 24 and faceset.crop_size == 256
     row = faceset.rows[5]
-    assert len(row.source_id) == 64 and row.frame_index == 5 and row.backend == "dlib"
+    assert len(row.source_id) == 64 and row.frame_index == 5 and row.backend == "yunet"
     assert np.asarray(row.landmarks).shape == (68, 2) and np.asarray(row.affine).shape == (2, 3)
     crop = faceset.crop(5)
     assert crop.shape == (256, 256, 3)

@@ -36,6 +36,19 @@ def test_extract_finds_a_face_in_99_percent_of_frames_of_every_real_clip(tmp_pat
     assert "lp_d6_woman_hairbun" in labels and "hdtf_WDA_KatieHill" in labels
 
 
+def test_extract_finds_a_face_in_every_extra_clip(tmp_path, shared_data):
+    """The default backend (yunet) on real_videos_extra: small faces in a 1080p crowd and a man
+    turning away included, where dlib's HOG finds none (bench/face_backends.py)."""
+    out = tmp_path / "extra"
+    result = runner.invoke(app, ["extract", str(shared_data / "real_videos_extra"), "--out",
+                                 str(out), "--every", "10", "--max-frames", "60", "--json"])
+    assert result.exit_code == 0, result.output
+    sources = json.loads(result.stdout)["sources"]
+    assert len(sources) >= 50
+    without = [s["path"] for s in sources if s["frames_with_face"] == 0]
+    assert without == [], without
+
+
 def _two_people(tmp_path, shared_data, count: int = 90):
     """A d6 | d9 side-by-side clip (480 px each) and a photo of her from outside the clip."""
     left_clip = shared_data / "real_videos/lp_d6_woman_hairbun/d6.mp4"

@@ -33,11 +33,12 @@ from swapscope.timing import StageTimer
 
 @dataclass
 class PipelineConfig:
-    backend: str = "dlib"
+    backend: str = "yunet"  # bench/face_backends.py: faces down to 40-48 px, every sample clip
     device: str = "cpu"  # where the fan backend runs (resolved from --device auto at the CLI)
     batch_size: int = 8  # frames per detector call for backends that batch (fan)
-    # long side of the frame copy the detector sees (dlib); 0 = the frame as it is
-    detect_size: int = 480
+    # long side of the frame copy the detector sees; 0 = the frame as it is (yunet: at most
+    # 960 px); None = the backend's own (yunet 640, dlib 480)
+    detect_size: int | None = None
     detect_every: int = 5  # full detection every N processed frames; boxes are tracked between
     embed_every: int = 15  # identity embedding every N processed frames (and for new tracks)
     embed: bool = True  # False: no identity embeddings at all (tracks link by box overlap only)
@@ -50,7 +51,7 @@ class PipelineConfig:
 
     def check(self) -> None:
         require_at_least_one(self, "batch_size", "detect_every", "embed_every", "every")
-        if self.detect_size < 0:
+        if self.detect_size is not None and self.detect_size < 0:
             raise InputError("--detect-size must not be negative")
         if self.min_size < 0:
             raise InputError("--min-size must not be negative")
@@ -119,7 +120,7 @@ class FacePipeline:
         self.config = config
         options = (
             {"detect_size": config.detect_size}
-            if config.backend in ("dlib", "dlib-cnn", "yunet")
+            if config.backend in ("dlib", "dlib-cnn", "yunet") and config.detect_size is not None
             else {"device": config.device, "batch_size": config.batch_size}
             if config.backend == "fan"
             else {}
