@@ -237,7 +237,7 @@ def test_fast_mode_fills_the_knobs_left_open(tiny_detector, face_video):
     report = json.loads(result.stdout)
     rules = report["rules"]
     assert (rules["mode"], rules["rois"], rules["top_k"], rules["every"]) == ("fast", 1, 1, 5)
-    assert (rules["detect_every"], rules["detect_size"]) == (6, 480)
+    assert (rules["detect_every"], rules["detect_size"], rules["backend"]) == (6, 640, "yunet")
     assert [f["frame"] for f in report["inputs"][0]["frames"]] == [0, 5, 10, 15, 20]
 
 
