@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
+FINDERS = {"yunet": {}, "dlib": {"backend": "dlib", "detect_size": 480}}
 DEV_EVAL_SOURCES = {"dfdc_jphdotam": "DFDC", "ffpp_gend": "FF++ c23",
                     "celebdfv2_gend": "Celeb-DF-v2", "celebdfv2_dicome": "Celeb-DF-v2"}
 
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "bench" / "out" / "dev_eval"))
     parser.add_argument("--dfdc-val", type=int, default=400,
                         help="dfdc_faces/val crops of each label to scan (0: none)")
+    parser.add_argument("--finder", choices=sorted(FINDERS), default="yunet",
+                        help="the scan's face detector: yunet (the fast preset's since "
+                        "2026-12-05) or dlib at 480 px (its before)")
     args = parser.parse_args()
     from detect.calibrate import validation_clips
     from detect.checkpoint import combine, load_checkpoint
@@ -192,7 +196,8 @@ def main() -> None:
         detector = combine([load_checkpoint(member) for member in path.split("+")])
         # an ensemble's false positives: on clips of people none of its members trained on
         trained = detector.identities["train_identities"]
-        scanner = Scanner(ScanConfig(models=tuple(path.split("+"))), "cpu", detector)
+        scanner = Scanner(ScanConfig(models=tuple(path.split("+")), **FINDERS[args.finder]), "cpu",
+                          detector)
         results["detectors"][path] = {
             "threshold": scanner.threshold, "threshold_source": scanner.threshold_source,
             "dev_eval": auc_rows(scan_inputs(scanner, dev_eval), DEV_EVAL_SOURCES),
