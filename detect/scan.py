@@ -28,6 +28,7 @@ from detect.artifacts import crop_roi, random_roi
 from detect.checkpoint import Ensemble, combine, load_checkpoint
 from swapscope.device import resolve_device
 from swapscope.errors import InputError, require_at_least_one
+from swapscope.faces.backends import DEFAULT_BACKEND, DEFAULT_DETECT_SIZE
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
 from swapscope.files import sha256_file
@@ -40,11 +41,11 @@ from swapscope.timing import StageTimer
 DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_sbi_lite0"
 
 # knobs a preset fills when the user leaves them unset; detect_size 0 = the frame's full size.
-# fast finds faces with YuNet (down to 40-48 px at 640: bench/face_backends.py), the paper's
-# protocol with dlib's HOG on every full-size frame
+# fast finds faces with YuNet at 640 px (from 40-48 px: bench/face_backends.py; dlib at 480 where
+# yuface has no wheel), the paper's protocol with dlib's HOG on every full-size frame
 MODES: dict[str, dict] = {
-    "fast": {"rois": 1, "top_k": 1, "every": 5, "detect_every": 6, "backend": "yunet",
-             "detect_size": 640},
+    "fast": {"rois": 1, "top_k": 1, "every": 5, "detect_every": 6, "backend": DEFAULT_BACKEND,
+             "detect_size": DEFAULT_DETECT_SIZE[DEFAULT_BACKEND]},
     "paper": {"rois": 10, "top_k": 5, "every": 1, "detect_every": 1, "backend": "dlib",
               "detect_size": 0},
 }

@@ -290,7 +290,8 @@ def load_yunet() -> Callable:
     try:
         from yuface import yuface as compiled
     except ImportError:
-        raise BackendUnavailable("the yunet backend needs yuface: pip install yuface") from None
+        raise BackendUnavailable("the yunet backend needs yuface (wheels for Python 3.10 and "
+                                 "3.11): pip install yuface, or use --backend dlib") from None
     finally:
         for name, value in saved.items():
             if value is None:
@@ -371,6 +372,16 @@ def _fa_faces(points: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, f
 
 _BACKENDS: dict[str, Callable[..., FaceBackend]] = {
     "dlib": DlibBackend, "dlib-cnn": DlibCnnBackend, "fan": FanBackend, "yunet": YuNetBackend}
+
+
+def default_backend() -> str:
+    """``yunet`` where yuface is installed (its wheels cover Python 3.10 and 3.11), else ``dlib``:
+    the finder forge extract, forge video and detect scan's fast preset use by default."""
+    return "yunet" if importlib.util.find_spec("yuface") is not None else "dlib"
+
+
+DEFAULT_BACKEND = default_backend()
+DEFAULT_DETECT_SIZE = {"yunet": 640, "dlib": 480}
 
 
 def backend_names() -> list[str]:

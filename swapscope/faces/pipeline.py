@@ -23,7 +23,7 @@ import numpy as np
 
 from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError, require_at_least_one
-from swapscope.faces.backends import create_backend
+from swapscope.faces.backends import DEFAULT_BACKEND, create_backend
 from swapscope.faces.identity import DEFAULT_THRESHOLD, Embedder, Reference, enrol
 from swapscope.faces.records import Face, FaceTrack
 from swapscope.faces.track import Tracker, box_iou
@@ -33,7 +33,9 @@ from swapscope.timing import StageTimer
 
 @dataclass
 class PipelineConfig:
-    backend: str = "yunet"  # bench/face_backends.py: faces down to 40-48 px, every sample clip
+    # yunet where yuface installs (bench/face_backends.py: faces from 40-48 px, every sample
+    # clip), else dlib
+    backend: str = DEFAULT_BACKEND
     device: str = "cpu"  # where the fan backend runs (resolved from --device auto at the CLI)
     batch_size: int = 8  # frames per detector call for backends that batch (fan)
     # long side of the frame copy the detector sees; 0 = the frame as it is (yunet: at most
