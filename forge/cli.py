@@ -65,6 +65,12 @@ TrainOut = Annotated[
 Arch = Annotated[str, typer.Option(help="swap-ae, or swap-ae-lite for fast CPU runs.")]
 Size = Annotated[int, typer.Option(help="Aligned face size: 64, 128 or 256.")]
 TrainPadding = Annotated[float, typer.Option(help="Model crop margin per side (fraction).")]
+Align = Annotated[str, typer.Option(
+    help="pose: each face aligned to the 3D template turned to its yaw, so turned heads keep "
+         "their size and centre; frontal: the flat template (models before 2026-12-05).")]
+TrainMask = Annotated[str, typer.Option(
+    help="Where the learned mask's target comes from: auto (the visible part of the 3D mesh "
+         "where a face has one: forge extract --mesh; else the landmark hull), mesh, or hull.")]
 TrainBatchSize = Annotated[int, typer.Option(help="Faces of each identity per step.")]
 Steps = Annotated[int, typer.Option(help="Total training steps (a resumed run continues to this).")]
 Lr = Annotated[float, typer.Option(help="Generator learning rate (Adam).")]
@@ -99,7 +105,8 @@ Method = Annotated[
 To = Annotated[str, typer.Option(help="The model identity (a or b) the target face becomes.")]
 Mask = Annotated[
     str,
-    typer.Option(help="learned (the model's mask) or hull (landmark hull; always for fwa-sim)."),
+    typer.Option(help="learned (the model's mask), hull (landmark hull; always for fwa-sim) or "
+                      "mesh (the visible part of the 3D mesh: the mesh extra)."),
 ]
 Erode = Annotated[float, typer.Option(help="Mask erosion, fraction of the face crop.")]
 Feather = Annotated[float, typer.Option(help="Mask feathering, fraction of the face crop.")]
@@ -184,6 +191,8 @@ def train(
     arch: Arch = T.arch,
     size: Size = T.size,
     padding: TrainPadding = T.padding,
+    align: Align = T.align,
+    train_mask: TrainMask = T.train_mask,
     batch_size: TrainBatchSize = T.batch_size,
     steps: Steps = T.steps,
     lr: Lr = T.lr,
@@ -208,7 +217,8 @@ def train(
 
     config = TrainConfig(
         facesets=(str(faceset_a), str(faceset_b)), out=str(out), arch=arch, size=size,
-        padding=padding, batch_size=batch_size, steps=steps, lr=lr, lr_d=lr_d, gan=gan,
+        padding=padding, align=align, train_mask=train_mask, batch_size=batch_size, steps=steps,
+        lr=lr, lr_d=lr_d, gan=gan,
         gan_warmup=gan_warmup, rec_weight=rec_weight, ssim_weight=ssim_weight,
         mask_weight=mask_weight, adv_weight=adv_weight, cycle_weight=cycle_weight,
         identity_weight=identity_weight, stride=stride, save_every=save_every,

@@ -19,14 +19,16 @@ from swapscope.device import autocast_for
 from swapscope.errors import InputError
 from swapscope.faces.align import invert_affine, landmarks_to_crop, transform_points
 
-MASKS = ("learned", "hull")
+MASKS = ("learned", "hull", "mesh")
 COLOURS = ("none", "reinhard", "histogram")
 BLENDS = ("alpha", "poisson")
 
 
 @dataclass
 class CompositeConfig:
-    mask: str = "learned"  # learned (the decoder's mask channel) | hull (landmark convex hull)
+    # learned (the decoder's mask channel) | hull (landmark convex hull) | mesh (the visible part
+    # of the face's 3D mesh; the mesh extra)
+    mask: str = "learned"
     erode: float = 0.03  # mask erosion, fraction of the crop side
     feather: float = 0.05  # mask feather (Gaussian sigma), fraction of the crop side
     colour: str = "reinhard"  # none | reinhard (LAB mean/std) | histogram (per-channel matching)
@@ -54,6 +56,7 @@ class ModelRenderer:
         self.folder, self.config = read_swap_config(path)
         self.model = swap_model_from(self.folder, self.config, device)
         self.size, self.padding = int(self.config["size"]), float(self.config["padding"])
+        self.align = self.config.get("align", "frontal")  # models before 2026-12-05: frontal
         self.to, self.device = to, device
         self.has_mask = True
 
@@ -77,6 +80,7 @@ class FwaSimRenderer:
 
     name = "fwa-sim"
     padding = 0.0  # the template's unit square, eyebrows to lower lip, as in the FWA recipe
+    align = "frontal"  # the FWA recipe's flat template
     has_mask = False
 
     def __init__(self, size: int, blur: int = 5) -> None:
@@ -89,11 +93,18 @@ class FwaSimRenderer:
 
 
 def crop_mask(
-    size: int, crop_landmarks: np.ndarray, learned: np.ndarray | None, cfg: CompositeConfig
+    size: int, crop_landmarks: np.ndarray, learned: np.ndarray | None, cfg: CompositeConfig,
+    mesh: np.ndarray | None = None, affine: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(S, S) float32 blend mask in crop px: learned or hull, eroded, feathered."""
+    """(S, S) float32 blend mask in crop px: learned, hull, or the visible part of the (468, 3)
+    frame-px ``mesh`` moved by ``affine`` (the hull where the mesh found no face); eroded,
+    feathered."""
     if cfg.mask == "learned" and learned is not None:
         mask = (learned > 0.5).astype(np.uint8)
+    elif cfg.mask == "mesh" and mesh is not None:
+        from swapscope.faces.mesh import visible_mask
+
+        mask = visible_mask(mesh, (size, size), affine)
     else:
         mask = np.zeros((size, size), np.uint8)
         cv2.fillConvexPoly(mask, cv2.convexHull(np.round(crop_landmarks).astype(np.int32)), 1)
@@ -180,13 +191,18 @@ def composite(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, affine: np.
 
 
 def align_faces(
-    frame: np.ndarray, faces: list[np.ndarray], renderer
+    frame: np.ndarray, faces: list[np.ndarray], renderer, meshes: list | None = None
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Affines (2, 3) frame px -> crop px and aligned crops (N, S, S, 3) of the faces with
-    these (68, 2) frame-px landmarks, at the renderer's size and padding."""
+    these (68, 2) frame-px landmarks, at the renderer's size, padding and alignment (turned to
+    the yaw of the face's mesh where ``meshes`` has one, else to the yaw its points fit)."""
     from swapscope.faces.align import face_affine, warp_face
+    from swapscope.faces.mesh import head_pose
 
-    affines = [face_affine(lms, renderer.size, renderer.padding) for lms in faces]
+    meshes = meshes or [None] * len(faces)
+    affines = [face_affine(lms, renderer.size, renderer.padding, renderer.align,
+                           None if m is None or renderer.align != "pose" else head_pose(m).yaw)
+               for lms, m in zip(faces, meshes)]
     crops = np.stack([warp_face(frame, a, renderer.size) for a in affines]) if affines else \
         np.zeros((0, renderer.size, renderer.size, 3), np.uint8)
     return affines, crops
@@ -201,16 +217,18 @@ def blend_faces(
     learned: np.ndarray | None,
     size: int,
     cfg: CompositeConfig,
+    meshes: list | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Mask, colour-match and blend rendered faces into the frame.
 
     Returns (new frame, per face {"mask": (h, w) float32 in its box, "box": x1, y1, x2, y2}).
     """
     out, results = frame, []
+    meshes = meshes or [None] * len(faces)
     for i, (lms, affine) in enumerate(zip(faces, affines)):
         mask = crop_mask(
-            size, landmarks_to_crop(lms, affine), learned[i] if learned is not None else None, cfg
-        )
+            size, landmarks_to_crop(lms, affine), learned[i] if learned is not None else None, cfg,
+            meshes[i], affine)
         face = transfer_colour(rendered[i], crops[i], mask, cfg.colour)
         out, alpha, box = composite(out, face, mask, affine, cfg.blend)
         results.append({"mask": alpha, "box": box})

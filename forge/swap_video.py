@@ -94,7 +94,7 @@ class VideoConfig:
         fwa_size = self.fwa_size or int(np.random.default_rng(self.seed).integers(64, 128))
         composite = (
             self.composite
-            if method == "model"
+            if method == "model" or self.composite.mask == "mesh"
             else CompositeConfig(**{**asdict(self.composite), "mask": "hull"})
         )
         return VideoConfig(
@@ -165,6 +165,11 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
         if cfg.method == "model"
         else FwaSimRenderer(cfg.fwa_size)
     )
+    mesher = None
+    if cfg.composite.mask == "mesh":  # before any work: without the extra, one line
+        from swapscope.faces.mesh import Mesher
+
+        mesher = Mesher()
     timer = StageTimer()
     plan = plan_swaps(source, info, cfg, timer, progress)
     manifest_id = new_manifest_id()
@@ -176,7 +181,8 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
             source, hidden, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf,
             watermark=cfg.watermark, faces=plan.boxes, max_frames=cfg.max_frames,
             batch_size=cfg.batch_size, timer=timer, progress=progress,
-            render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer),
+            render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer,
+                                             mesher),
         )
         progress.stop()
         if written != plan.frames:
@@ -425,22 +431,29 @@ def _swap_batch(
     cfg: VideoConfig,
     labels: list[FrameLabel],
     timer: StageTimer,
+    mesher=None,
 ) -> list[np.ndarray]:
-    """The swapped images of a batch of frames; one renderer call for all their faces."""
+    """The swapped images of a batch of frames; one renderer call for all their faces. With a
+    ``mesher`` (``--mask mesh``) each face's 3D mesh gives its mask and its yaw."""
     aligned = []
-    with timer("align"):
-        for frame in batch:
-            todo = plan.get(frame.index, [])
-            affines, crops = align_faces(frame.image, [lms for _, lms in todo], renderer)
-            aligned.append((todo, affines, crops))
-    all_crops = [c for _, _, crops in aligned for c in crops]
+    for frame in batch:
+        todo = plan.get(frame.index, [])
+        meshes = [None] * len(todo)
+        if mesher is not None:
+            with timer("mesh"):
+                meshes = [mesher.points(frame.image, np.r_[lms.min(0), lms.max(0)])
+                          for _, lms in todo]
+        with timer("align"):
+            affines, crops = align_faces(frame.image, [lms for _, lms in todo], renderer, meshes)
+        aligned.append((todo, affines, crops, meshes))
+    all_crops = [c for _, _, crops, _ in aligned for c in crops]
     rendered, learned = (None, None)
     if all_crops:
         with timer("render"):
             rendered, learned = renderer.render(np.stack(all_crops))
     start = 0
     images = []
-    for frame, (todo, affines, crops) in zip(batch, aligned):
+    for frame, (todo, affines, crops, meshes) in zip(batch, aligned):
         image = frame.image
         if todo:
             n = len(todo)
@@ -448,7 +461,7 @@ def _swap_batch(
                 image, results = blend_faces(image, [lms for _, lms in todo], affines, crops,
                                              rendered[start:start + n],
                                              None if learned is None else learned[start:start + n],
-                                             renderer.size, cfg.composite)
+                                             renderer.size, cfg.composite, meshes)
             start += n
             with timer("labels"):
                 labels.append(
@@ -479,7 +492,8 @@ def _knobs(cfg: VideoConfig, renderer) -> dict:
              "min_size": cfg.min_size, "seed": cfg.seed}
     if cfg.method == "model":
         knobs.update({"to": cfg.to, "model_size": renderer.size, "model_padding": renderer.padding,
-                      "model_arch": renderer.config["arch"], "model_step": renderer.config["step"]})
+                      "model_arch": renderer.config["arch"], "model_step": renderer.config["step"],
+                      "model_align": renderer.align})
     else:
-        knobs.update({"fwa_size": cfg.fwa_size, "mask": "hull"})
+        knobs.update({"fwa_size": cfg.fwa_size, "mask": cfg.composite.mask})
     return knobs

@@ -59,7 +59,7 @@ from swapscope.distributed import (
     weights_digest,
 )
 from swapscope.errors import InputError, require_at_least_one
-from swapscope.faces.align import hflip_affine, recrop_affine
+from swapscope.faces.align import ALIGNMENTS, face_affine, hflip_affine, recrop_affine
 from swapscope.files import (
     WriteLock,
     sha256_file,
@@ -69,6 +69,8 @@ from swapscope.files import (
 )
 from swapscope.formats.faceset import FaceSet
 
+TRAIN_MASKS = ("auto", "mesh", "hull")
+
 
 @dataclass
 class TrainConfig:
@@ -77,6 +79,8 @@ class TrainConfig:
     arch: str = "swap-ae"
     size: int = 64  # aligned crop side the model works at
     padding: float = 0.125  # model crop margin per side, as a fraction (face sets keep 0.25)
+    align: str = "pose"  # pose (the template turned to each face's yaw) | frontal (flat, as before)
+    train_mask: str = "auto"  # auto (the mesh's visible part where a face has one) | mesh | hull
     batch_size: int = 16
     steps: int = 10000
     # generator (Adam); 5e-5, the classic deepfakes rate, learns slower (BENCHMARKS.md)
@@ -110,6 +114,11 @@ class TrainConfig:
             raise InputError(f"--size must be one of {list(SIZES)}")
         if not 0 <= self.padding < 0.5:
             raise InputError("--padding must be in [0, 0.5)")
+        if self.align not in ALIGNMENTS:
+            raise InputError(f"unknown --align {self.align!r}; choose from {list(ALIGNMENTS)}")
+        if self.train_mask not in TRAIN_MASKS:
+            raise InputError(f"unknown --train-mask {self.train_mask!r}; choose from "
+                             f"{list(TRAIN_MASKS)}")
         if self.pool_size < 0:
             raise InputError("--pool-size must not be negative")
         if self.gan_warmup < 0:
@@ -123,9 +132,15 @@ class TrainConfig:
 # --- data ---------------------------------------------------------------------------------
 
 class FaceData:
-    """One identity's aligned faces in memory, re-cropped to the model's size and padding."""
+    """One identity's aligned faces in memory, re-cropped to the model's size and padding.
 
-    def __init__(self, path: str | Path, size: int, padding: float, stride: int = 1) -> None:
+    ``align="pose"`` re-aligns each face with the template turned to its yaw (the mesh's where the
+    face set has one, else found from the 68 points); ``mask_source`` says where the training
+    mask comes from: ``hull`` (the 68 points' convex hull), ``mesh`` (the visible part of the 3D
+    mesh; every row must have one) or ``auto`` (the mesh where a row has one)."""
+
+    def __init__(self, path: str | Path, size: int, padding: float, stride: int = 1,
+                 align: str = "frontal", mask_source: str = "hull") -> None:
         faceset = FaceSet.open(path)
         if padding > faceset.padding:
             raise InputError(
@@ -135,18 +150,30 @@ class FaceData:
         self.hash = sha256_file(Path(path) / "faces.jsonl")
         labels = faceset.labels()
         self.label = labels[0] if len(labels) == 1 else Path(path).name
+        indices = range(0, len(faceset), stride)
+        rows = [faceset.rows[i] for i in indices]
+        if mask_source == "mesh" and any(r.mesh is None for r in rows):
+            raise InputError(f"{path}: --train-mask mesh needs a 3D mesh on every face: extract "
+                             "the face set with forge extract --mesh")
         # store each crop at the scale where the model's crop is `size` px wide
         big, pad = faceset.crop_size, faceset.padding
         stored = round(big * size * (1 - 2 * padding) / (big * (1 - 2 * pad)))
-        crop_to_model = recrop_affine(np.eye(2, 3, dtype=np.float32), big, pad, size, padding)
+        crop_to_model = np.vstack([recrop_affine(np.eye(2, 3, dtype=np.float32), big, pad, size,
+                                                 padding).astype(np.float64), [0, 0, 1]])
         to_crop = np.diag([big / stored, big / stored, 1.0])  # stored px -> face-set crop px
-        # (3, 3) stored px -> model px
-        self.base = np.vstack([crop_to_model.astype(np.float64) @ to_crop, [0, 0, 1]])
-        indices = range(0, len(faceset), stride)
+        # (N, 3, 3) stored px -> model px, each face's own where the alignment turns the template
+        self.base = np.stack([crop_to_model @ _realign(faceset.crop_landmarks(i), row, big, pad,
+                                                       align) @ to_crop
+                              for i, row in zip(indices, rows)])
         # (N, D, D, 3) uint8 crops and (N, 68, 2) landmarks in stored px
         self.images = np.stack([cv2.resize(faceset.crop(i), (stored, stored),
                                            interpolation=cv2.INTER_AREA) for i in indices])
         self.landmarks = np.stack([faceset.crop_landmarks(i) * (stored / big) for i in indices])
+        # (468, 3) mesh points in stored px (depth scaled alike), or None: the hull is the mask
+        use_mesh = mask_source in ("mesh", "auto")
+        self.meshes = [_mesh_in_crop(row, stored / big) if use_mesh and row.mesh is not None
+                       else None for row in rows]
+        self.mesh_masks = sum(m is not None for m in self.meshes)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -158,7 +185,7 @@ class FaceData:
         ``rng`` None gives the plain aligned face (previews, evaluation).
         """
         s = self.size
-        matrix = self.base
+        matrix = self.base[index]
         if rng is not None:
             angle = math.radians(rng.uniform(-cfg.rotate, cfg.rotate))
             zoom = rng.uniform(1 - cfg.zoom, 1 + cfg.zoom)
@@ -168,15 +195,20 @@ class FaceData:
                             [zoom * math.sin(angle), zoom * math.cos(angle), 0], [0, 0, 1]])
             about = np.array([[1, 0, c + shift[0]], [0, 1, c + shift[1]], [0, 0, 1]]) @ rot @ \
                 np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]])
-            matrix = about @ self.base
+            matrix = about @ matrix
         affine = matrix[:2].astype(np.float32)
         if rng is not None and rng.random() < cfg.flip:
             affine = hflip_affine(affine, s)
         target = cv2.warpAffine(self.images[index], affine, (s, s), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT101).astype(np.float32) / 255.0
-        points = self.landmarks[index] @ affine[:, :2].T + affine[:, 2]
-        mask = np.zeros((s, s), np.uint8)
-        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+        if self.meshes[index] is not None:
+            from swapscope.faces.mesh import visible_mask
+
+            mask = visible_mask(self.meshes[index], (s, s), affine)
+        else:
+            points = self.landmarks[index] @ affine[:, :2].T + affine[:, 2]
+            mask = np.zeros((s, s), np.uint8)
+            cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1)
         if rng is None:
             return target, target, mask.astype(np.float32)
         brightness, contrast = rng.uniform(1 - cfg.jitter, 1 + cfg.jitter, 2)
@@ -193,6 +225,24 @@ class FaceData:
         warped, target, mask = zip(*(self.sample(int(i), rng, cfg) for i in picks))
         return (_to_tensor(np.stack(warped), device), _to_tensor(np.stack(target), device),
                 torch.from_numpy(np.stack(mask))[:, None].to(device))
+
+
+def _realign(crop_landmarks: np.ndarray, row, size: int, padding: float, align: str
+             ) -> np.ndarray:
+    """(3, 3) face-set crop px -> the same crop aligned by ``align`` (identity for frontal, the
+    face sets' own alignment)."""
+    if align == "frontal":
+        return np.eye(3)
+    yaw = row.pose[0] if row.pose is not None else None
+    return np.vstack([face_affine(crop_landmarks, size, padding, align, yaw).astype(np.float64),
+                      [0, 0, 1]])
+
+
+def _mesh_in_crop(row, scale: float) -> np.ndarray:
+    """(468, 3) float32 mesh of a face-set row in its crop's px times ``scale``."""
+    xy = row.mesh[:, :2] @ row.affine[:, :2].T.astype(np.float64) + row.affine[:, 2]
+    depth = row.mesh[:, 2:] * float(np.sqrt(abs(np.linalg.det(row.affine[:, :2]))))
+    return (np.hstack([xy, depth]) * scale).astype(np.float32)
 
 
 def random_warp(
@@ -320,7 +370,8 @@ class _Run:
 
 
 def _setup(config: TrainConfig, device: str) -> _Run:
-    data = {side: FaceData(path, config.size, config.padding, config.stride)
+    data = {side: FaceData(path, config.size, config.padding, config.stride, config.align,
+                           config.train_mask)
             for side, path in zip(IDENTITIES, config.facesets)}
     if data["a"].hash == data["b"].hash:
         raise InputError("FACESET_A and FACESET_B are the same face set; give one per identity")
@@ -331,9 +382,11 @@ def _setup(config: TrainConfig, device: str) -> _Run:
         "arch": config.arch,
         "size": config.size,
         "padding": config.padding,
+        "align": config.align,
         "identities": {side: data[side].label for side in IDENTITIES},
         "facesets": {
-            side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side])}
+            side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side]),
+                   "mesh_masks": data[side].mesh_masks}
             for side in IDENTITIES
         },
         "spec": model.describe()["spec"],
@@ -513,7 +566,13 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def _run_identity(meta: dict) -> dict:
     """What must match for a resume to continue the same run."""
     c = meta["config"]
+    # (the alignment and mask source join it only when not the ones every earlier run used, so
+    # those runs still resume with --align frontal --train-mask hull)
+    later = {k: v for k, v, before in (("align", meta.get("align", "frontal"), "frontal"),
+                                       ("train_mask", c.get("train_mask", "hull"), "hull"))
+             if v != before}
     return {
+        **later,
         "arch": meta["arch"], "size": meta["size"], "padding": meta["padding"],
         "facesets": {k: v["sha256"] for k, v in meta["facesets"].items()},
         "batch_size": c["batch_size"], "seed": c["seed"], "stride": c["stride"], "gan": c["gan"],

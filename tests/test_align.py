@@ -106,3 +106,42 @@ def test_real_face_crop_puts_eyes_and_mouth_at_template_places(astronaut, dlib_b
     for group in (slice(36, 42), slice(42, 48), slice(48, 68)):
         # eye and mouth centres within 4% of the crop of the template's
         assert np.linalg.norm(crop_lms[group].mean(0) - tpl[group].mean(0)) < 0.04 * 256
+
+
+def _turned_points(yaw, similarity):
+    """68 landmarks whose points 17-67 are the 3D template turned by ``yaw`` degrees and moved by
+    ``similarity`` (the jaw: random)."""
+    from swapscope.faces.align import turned_template
+
+    points = _landmarks_from_template(similarity)
+    points[TEMPLATE_INDICES] = transform_points(turned_template(yaw), similarity)
+    return points
+
+
+@pytest.mark.parametrize("yaw", [-40, -20, 0, 30, 50])
+def test_the_pose_fit_finds_the_yaw_of_a_turned_template(yaw):
+    from swapscope.faces.align import estimate_yaw
+
+    points = _turned_points(yaw, _similarity(180, 7, 40, 60))
+    assert abs(estimate_yaw(points) - yaw) <= 2
+
+
+def test_pose_alignment_keeps_a_turned_face_at_its_size_and_upright():
+    """The flat template widens a face turned 45 degrees (its points bunch up on one side) and
+    tilts it; the template turned to its yaw crops it at the size and angle of the same face seen
+    from the front."""
+    similarity = _similarity(180, 0, 40, 60)
+    front = face_affine(_turned_points(0, similarity), 256)
+    turned = _turned_points(45, similarity)
+    flat, posed = face_affine(turned, 256), face_affine(turned, 256, align="pose")
+
+    def scale(affine):
+        return float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+
+    def roll(affine):
+        return float(np.degrees(np.arctan2(affine[1, 0], affine[0, 0])))
+
+    assert abs(scale(posed) / scale(front) - 1) < 0.01 and abs(roll(posed)) < 0.5
+    assert scale(flat) / scale(front) > 1.03 and abs(roll(flat)) > 2
+    with pytest.raises(ValueError, match="unknown alignment"):
+        face_affine(turned, 256, align="sideways")

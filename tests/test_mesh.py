@@ -117,3 +117,84 @@ def test_extract_mesh_without_the_extra_is_one_line_and_no_output(astronaut, tmp
     assert not (tmp_path / "fs").exists()
     plain = runner.invoke(app, ["extract", str(photo), "--out", str(tmp_path / "fs")])
     assert plain.exit_code == 0, plain.output  # nothing else changes
+
+
+@pytest.mark.parametrize("degrees", [40, -40])
+def test_a_turned_face_is_masked_inside_the_visible_part_of_its_mesh(astronaut, mesher, yunet,
+                                                                      degrees):
+    """forge's mesh mask on a turned head, aligned to its pose, warped back into the frame: it
+    stays on the face the camera sees and covers most of it; the landmark hull spills over the
+    turned-away side and covers less."""
+    from forge.swap import CompositeConfig, composite, crop_mask
+    from swapscope.faces.align import face_affine, landmarks_to_crop, warp_face
+    from swapscope.faces.mesh import head_pose, visible_mask
+
+    boxes, _ = yunet.detect(astronaut)
+    frame = turned(astronaut, mesher.points(astronaut, boxes[0]), degrees)
+    [face] = yunet.faces(frame)
+    mesh = mesher.points(frame, face.box)
+    assert abs(head_pose(mesh).yaw) > 15
+    visible = visible_mask(mesh, frame.shape).astype(bool)
+    affine = face_affine(face.landmarks, 128, 0.125, "pose", head_pose(mesh).yaw)
+    share = {}
+    for kind in ("mesh", "hull"):
+        mask = crop_mask(128, landmarks_to_crop(face.landmarks, affine), None,
+                         CompositeConfig(mask=kind), mesh, affine)
+        _, alpha, (x1, y1, x2, y2) = composite(frame, warp_face(frame, affine, 128), mask, affine,
+                                               "alpha")
+        blended = np.zeros(frame.shape[:2], bool)
+        blended[y1:y2, x1:x2] = alpha > 0.5
+        share[kind] = ((blended & ~visible).sum() / blended.sum(),
+                       (blended & visible).sum() / visible.sum())
+    assert share["mesh"][0] < 0.002 and share["mesh"][1] > 0.75, share
+    assert share["hull"][0] > 3 * share["mesh"][0] and share["hull"][1] < share["mesh"][1], share
+
+
+def test_the_visible_mesh_loses_the_far_side_of_a_turned_face(astronaut, mesher, yunet):
+    from swapscope.faces.mesh import mesh_triangles, visible_triangles
+
+    boxes, _ = yunet.detect(astronaut)
+    points = mesher.points(astronaut, boxes[0])
+    front = visible_triangles(points)
+    assert len(mesh_triangles()) > 800 and front.mean() > 0.95
+    frame = turned(astronaut, points, 40)
+    side = visible_triangles(mesher.points(frame, yunet.detect(frame)[0][0]))
+    assert side.mean() < front.mean() - 0.03
+
+
+@pytest.fixture(scope="module")
+def mesh_faceset(tmp_path_factory, face_video, mesher):
+    out = tmp_path_factory.mktemp("mesh") / "fs"
+    result = runner.invoke(app, ["extract", str(face_video), "--out", str(out), "--mesh",
+                                 "--label", "eileen", "--every", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_training_masks_come_from_the_visible_mesh_and_need_one(mesh_faceset, two_facesets,
+                                                                 tmp_path):
+    from forge.train import FaceData, TrainConfig
+
+    data = FaceData(mesh_faceset, 64, 0.125, align="pose", mask_source="auto")
+    hull = FaceData(mesh_faceset, 64, 0.125, align="pose", mask_source="hull")
+    assert data.mesh_masks == len(data) > 0 and hull.mesh_masks == 0
+    _, _, mask = data.sample(0, None, TrainConfig())
+    _, _, hull_mask = hull.sample(0, None, TrainConfig())
+    assert mask.shape == (64, 64) and mask.sum() > hull_mask.sum()  # forehead included
+    assert FaceData(two_facesets[0], 64, 0.125, mask_source="auto").mesh_masks == 0
+    with pytest.raises(InputError, match="forge extract --mesh"):
+        FaceData(two_facesets[0], 64, 0.125, mask_source="mesh")
+    result = runner.invoke(app, ["train", str(two_facesets[0]), str(two_facesets[1]), "--out",
+                                 str(tmp_path / "never"), "--train-mask", "mesh", "--steps", "1"])
+    assert result.exit_code == 2 and "forge extract --mesh" in result.stderr
+
+
+def test_forge_video_blends_on_the_visible_mesh(face_video, mesher, tmp_path):
+    out = tmp_path / "fake.mp4"
+    result = runner.invoke(app, ["video", str(face_video), "--out", str(out), "--mask", "mesh",
+                                 "--max-frames", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "mesh" in report["timings"] and out.is_file()
+    row = json.loads((tmp_path / "manifest.jsonl").read_text().splitlines()[-1])
+    assert row["knobs"]["mask"] == "mesh"

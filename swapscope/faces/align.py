@@ -38,6 +38,18 @@ _MEAN_FACE_Y = [
 
 TEMPLATE_INDICES = np.arange(17, 68)  # which of the 68 landmarks the template covers
 TEMPLATE = np.stack([_MEAN_FACE_X, _MEAN_FACE_Y], axis=1).astype(np.float32)  # (51, 2) unit sq.
+# Depth of the template's points in the same unit (negative towards the camera, 0 at their mean):
+# MediaPipe's 3D mesh at dlib's points on frontal faces (|yaw| < 10 degrees, 90 px and more) of
+# the sample clips (435 faces), median over faces; ``python bench/template_depth.py`` measures it.
+TEMPLATE_DEPTH = np.array([
+    0.1873, 0.0797, 0.0106, -0.0293, -0.0384, -0.0385, -0.0287, 0.0111, 0.0762, 0.1713, -0.0491,
+    -0.111, -0.1923, -0.2312, -0.0593, -0.0833, -0.0936, -0.0927, -0.0649, 0.1207, 0.0763, 0.0677,
+    0.0868, 0.0746, 0.089, 0.0896, 0.0671, 0.072, 0.117, 0.0863, 0.0757, 0.0686, -0.0364, -0.0858,
+    -0.0927, -0.0874, -0.0387, 0.0624, -0.0041, -0.0297, -0.0338, -0.028, 0.004, 0.0442, -0.0463,
+    -0.0564, -0.0505, 0.0393, -0.0289, -0.0377, -0.0277,
+], np.float32)  # fmt: skip
+ALIGNMENTS = ("frontal", "pose")  # the flat template, or the 3D template turned to the face's yaw
+YAW_RANGE = 70.0  # degrees either way the pose-aware fit searches
 
 DEFAULT_PADDING = 0.25  # face sets keep the jaw and forehead; models crop tighter from it
 
@@ -64,9 +76,51 @@ def umeyama_to_template(landmarks: np.ndarray) -> np.ndarray:
     return tform.params[:2].astype(np.float32)
 
 
-def face_affine(landmarks: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
-    """(2, 3) float32 affine from frame px to a ``size`` px aligned crop with ``padding``."""
-    unit = umeyama_to_template(landmarks)
+def turned_template(yaw: float) -> np.ndarray:
+    """(51, 2) float32: the 3D template turned by ``yaw`` degrees about the vertical axis through
+    its centre and seen from the front (yaw > 0: the face turns to the image's right)."""
+    angle = np.radians(yaw)
+    centre = TEMPLATE[:, 0].mean()
+    x = centre + (TEMPLATE[:, 0] - centre) * np.cos(angle) - TEMPLATE_DEPTH * np.sin(angle)
+    return np.stack([x, TEMPLATE[:, 1]], 1).astype(np.float32)
+
+
+def _fit(points: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, float]:
+    """Similarity frame px -> template and its residual (template units, RMS)."""
+    tform = SimilarityTransform.from_estimate(points.astype(np.float64),
+                                              template.astype(np.float64))
+    if not tform:
+        raise ValueError("degenerate landmarks: no similarity transform fits them")
+    return tform.params[:2].astype(np.float32), float(np.sqrt(np.mean(tform.residuals(
+        points.astype(np.float64), template.astype(np.float64)) ** 2)))
+
+
+def estimate_yaw(landmarks: np.ndarray, step: float = 2.0) -> float:
+    """The yaw (degrees) whose turned template the face's 68 points fit best, to the nearest
+    ``step`` within +-``YAW_RANGE``."""
+    points = np.asarray(landmarks)[TEMPLATE_INDICES]
+    yaws = np.arange(-YAW_RANGE, YAW_RANGE + step / 2, step)
+    residuals = [_fit(points, turned_template(yaw))[1] for yaw in yaws]
+    return float(yaws[int(np.argmin(residuals))])
+
+
+def face_affine(landmarks: np.ndarray, size: int, padding: float = DEFAULT_PADDING,
+                align: str = "frontal", yaw: float | None = None) -> np.ndarray:
+    """(2, 3) float32 affine from frame px to a ``size`` px aligned crop with ``padding``.
+
+    ``align="pose"`` fits the template turned to the face's yaw (``yaw``, or found from the
+    points), so a turned face keeps its true size and its centre in the crop where the flat
+    template would widen and shift it."""
+    if align == "frontal":
+        unit = umeyama_to_template(landmarks)
+    elif align == "pose":
+        if landmarks.shape != (68, 2):
+            raise ValueError(f"expected (68, 2) landmarks, got {landmarks.shape}")
+        turn = estimate_yaw(landmarks) if yaw is None else float(np.clip(yaw, -YAW_RANGE,
+                                                                          YAW_RANGE))
+        unit = _fit(landmarks[TEMPLATE_INDICES], turned_template(turn))[0]
+    else:
+        raise ValueError(f"unknown alignment {align!r}; choose from {list(ALIGNMENTS)}")
     return _unit_to_crop(unit, size, padding)
 
 

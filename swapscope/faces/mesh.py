@@ -15,6 +15,7 @@ eye to its left eye runs down the image.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 
@@ -104,14 +105,64 @@ class Mesher:
 def head_pose(points: np.ndarray) -> HeadPose:
     """Yaw, pitch and roll of a face from its (468, 3) mesh: the face's axes are the line between
     the outer eye corners and the line from forehead to chin made square to it."""
-    points = np.asarray(points, np.float64)
+    across, _, facing = _face_axes(np.asarray(points, np.float64))  # facing: to the camera
+    yaw = np.degrees(np.arctan2(facing[0], -facing[2]))
+    pitch = np.degrees(np.arcsin(np.clip(-facing[1], -1.0, 1.0)))
+    roll = np.degrees(np.arctan2(across[1], across[0]))
+    return HeadPose(float(yaw), float(pitch), float(roll))
+
+
+@functools.cache
+def mesh_triangles() -> np.ndarray:
+    """(T, 3) int32 vertex indices of the mesh's triangles: the triples its published
+    tessellation connects pairwise (needs the mesh extra)."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
+    near: dict[int, set[int]] = {}
+    for a, b in edges:
+        near.setdefault(a, set()).add(b)
+        near.setdefault(b, set()).add(a)
+    triangles = {tuple(sorted((a, b, c))) for a, b in edges for c in near[a] & near[b]}
+    return np.array(sorted(triangles), np.int32)
+
+
+def _face_axes(points: np.ndarray) -> np.ndarray:
+    """(3, 3) rows: across (right eye to left eye), down (forehead to chin), out of the face."""
     across = points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]
     across /= np.linalg.norm(across) + 1e-9
     down = points[CHIN] - points[FOREHEAD]
     down -= down.dot(across) * across
     down /= np.linalg.norm(down) + 1e-9
-    facing = -np.cross(across, down)  # out of the face, towards the camera when frontal
-    yaw = np.degrees(np.arctan2(facing[0], -facing[2]))
-    pitch = np.degrees(np.arcsin(np.clip(-facing[1], -1.0, 1.0)))
-    roll = np.degrees(np.arctan2(across[1], across[0]))
-    return HeadPose(float(yaw), float(pitch), float(roll))
+    return np.stack([across, down, -np.cross(across, down)])
+
+
+def _signed_areas(xy: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    a, b, c = (xy[triangles[:, i]] for i in range(3))
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def visible_triangles(points: np.ndarray) -> np.ndarray:
+    """(T,) bool: which mesh triangles face the camera. A triangle keeps the winding it has when
+    the face is seen from the front (the mesh turned into its own axes) unless it faces away."""
+    points = np.asarray(points, np.float64)
+    triangles = mesh_triangles()
+    own = (points - points.mean(0)) @ _face_axes(points).T
+    return np.sign(_signed_areas(points[:, :2], triangles)) == np.sign(
+        _signed_areas(own[:, :2], triangles))
+
+
+def visible_mask(points: np.ndarray, shape: tuple[int, int],
+                 affine: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) uint8 0/1: the part of the picture the face's visible mesh covers, eyes and mouth
+    filled; ``points`` (468, 3) frame px, ``affine`` (2, 3) frame px -> the mask's px if given."""
+    points = np.asarray(points, np.float64)
+    xy = points[:, :2] if affine is None else points[:, :2] @ affine[:, :2].T + affine[:, 2]
+    scale = 4  # sub-pixel vertices (cv2's shift bits)
+    corners = np.round(xy * scale).astype(np.int32)[mesh_triangles()[visible_triangles(points)]]
+    mask = np.zeros(shape[:2], np.uint8)
+    for triangle in corners:  # one at a time: fillPoly would cancel where two overlap
+        cv2.fillConvexPoly(mask, triangle, 1, lineType=cv2.LINE_8, shift=2)
+    outline, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(mask, outline, -1, 1, thickness=cv2.FILLED)  # eyes and mouth
+    return mask
