@@ -328,6 +328,8 @@ def sample(out: SampleOut = Path("sample.mp4"), frames: Frames = 48) -> None:
 
     if frames < 1:
         fail("--frames must be at least 1")
+    if out.exists() or out.is_symlink():
+        fail(f"{out}: already exists; choose another name (forge sample replaces no file)")
     typer.echo(write_sample(out, frames=frames))
 
 

@@ -76,6 +76,21 @@ def writable_folder(folder: str | Path) -> Path:
     return folder
 
 
+def output_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+    """Check an output file's path before any work: a suffix its writer supports (``suffixes``,
+    lower case with the dot), not an existing folder, in a folder that can be written. One
+    InputError otherwise, never the writer's own exception at the end."""
+    from swapscope.errors import InputError
+
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: the output must be a {' or '.join(suffixes)} file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; name the file to write")
+    writable_folder(path.parent)
+    return path
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swapscope.files import remove_leftovers, writable_folder
+from swapscope.files import output_file, remove_leftovers
 
 
 def astronaut() -> np.ndarray:
@@ -36,8 +36,8 @@ def write_clip(
     """Write frames as H.264 (plus a 440 Hz tone as AAC if ``audio_seconds``), atomically."""
     import os
 
-    path = Path(path)
-    remove_leftovers(writable_folder(path.parent))  # temp files of killed writers
+    path = output_file(path, (".mp4", ".mov", ".mkv"))
+    remove_leftovers(path.parent)  # temp files of killed writers
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         _encode_clip(tmp, frames, fps, audio_seconds)
