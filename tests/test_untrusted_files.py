@@ -28,3 +28,28 @@ def test_forge_sample_replaces_no_file(tmp_path):
     assert mine.read_bytes() == b"someone's video"
     fresh = runner.invoke(forge_app, ["sample", str(tmp_path / "new.MP4"), "--frames", "2"])
     assert fresh.exit_code == 0, fresh.output
+
+
+@pytest.mark.parametrize("damage", ["junk line", "truncated", "other key"])
+def test_a_damaged_installation_signing_key_is_one_line(face_video, tmp_path, monkeypatch, damage):
+    from swapscope.formats.credentials import _make_local_pair
+
+    config = tmp_path / "config"
+    monkeypatch.setenv("SWAPSCOPE_CONFIG_DIR", str(config))
+    _make_local_pair(config / "c2pa")
+    key = config / "c2pa" / "key.pem"
+    text = key.read_text().splitlines()
+    if damage == "junk line":
+        key.write_text("\n".join(text[:2] + ["this is not base64 !!"] + text[2:]) + "\n")
+    elif damage == "truncated":
+        key.write_text("\n".join(text[:2]) + "\n")
+    else:
+        _make_local_pair(tmp_path / "other")
+        key.write_bytes((tmp_path / "other" / "key.pem").read_bytes())
+    out = tmp_path / "fakes" / "x.mp4"
+    result = runner.invoke(forge_app, ["video", str(face_video), "--out", str(out),
+                                       "--max-frames", "2"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "key.pem" in line and "move" in line
+    assert not out.exists()

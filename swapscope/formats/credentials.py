@@ -91,7 +91,7 @@ def signing_key(key: str | Path | None = None, cert: str | Path | None = None) -
     return found
 
 
-def _check_pair(found: SigningKey, key, cert) -> None:
+def _check_pair(found: SigningKey, key, cert, hint: str = "") -> None:
     """The key loads and belongs to the chain's first certificate: one InputError if not."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import (
@@ -105,10 +105,10 @@ def _check_pair(found: SigningKey, key, cert) -> None:
         leaf = x509.load_pem_x509_certificates(found.chain)[0]
     except (ValueError, TypeError, IndexError):
         raise InputError(f"{key}, {cert}: not an unencrypted PEM private key and a PEM "
-                         "certificate chain") from None
+                         f"certificate chain{hint}") from None
     spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
-        raise InputError(f"{cert}: its first certificate is not the one of {key}")
+        raise InputError(f"{cert}: its first certificate is not the one of {key}{hint}")
 
 
 def local_signing_key(folder: Path | None = None) -> SigningKey:
@@ -118,10 +118,14 @@ def local_signing_key(folder: Path | None = None) -> SigningKey:
     if not (folder / "key.pem").is_file():
         _make_local_pair(folder)
     try:
-        return SigningKey(chain=(folder / "chain.pem").read_bytes(),
-                          private_key=(folder / "key.pem").read_bytes(), self_signed=True)
+        found = SigningKey(chain=(folder / "chain.pem").read_bytes(),
+                           private_key=(folder / "key.pem").read_bytes(), self_signed=True)
     except OSError as exc:
         raise InputError(f"{folder}: cannot read the signing key ({exc.strerror or exc})") from None
+    _check_pair(found, folder / "key.pem", folder / "chain.pem",
+                f" (this installation's pair is damaged: move {folder} away and a new one is "
+                "made on the next run)")
+    return found
 
 
 def _make_local_pair(folder: Path) -> None:
