@@ -53,3 +53,27 @@ def test_a_damaged_installation_signing_key_is_one_line(face_video, tmp_path, mo
     [line] = result.stderr.strip().splitlines()
     assert "key.pem" in line and "move" in line
     assert not out.exists()
+
+
+GOOD_REFERENCE = {"kind": "swapscope.identity-reference", "name": "eileen", "sources": ["a.png"],
+                  "embeddings": [[0.01] * 128]}
+
+
+@pytest.mark.parametrize("change", [
+    {"embeddings": None}, {"name": 7}, {"name": None}, {"embeddings": [["x"] * 128]},
+    {"embeddings": "abc"}, {"embeddings": [[0.1] * 127]}, {"embeddings": [[float("nan")] * 128]},
+    {"sources": "a.png"}, {"sources": [3]},
+])
+def test_a_bad_identity_reference_is_one_line(face_video, tmp_path, change):
+    import json
+
+    ref = tmp_path / "ref.json"
+    payload = {k: v for k, v in {**GOOD_REFERENCE, **change}.items() if v is not None}
+    ref.write_text(json.dumps(payload))
+    out = tmp_path / "x.mp4"
+    result = runner.invoke(forge_app, ["video", str(face_video), "--out", str(out),
+                                       "--identity", str(ref), "--max-frames", "2"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert str(ref) in line and "identity reference" in line
+    assert not out.exists()

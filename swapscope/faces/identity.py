@@ -92,10 +92,20 @@ class Reference:
             ) from None
         if not isinstance(payload, dict) or payload.get("kind") != REFERENCE_KIND:
             raise InputError(f"{path}: not an identity reference (kind is not {REFERENCE_KIND!r})")
-        emb = np.asarray(payload["embeddings"], np.float32)
-        if emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or len(emb) == 0:
-            raise InputError(f"{path}: identity reference has no valid embeddings")
-        return cls(name=payload["name"], embeddings=emb, sources=tuple(payload.get("sources", [])))
+        name, sources = payload.get("name"), payload.get("sources", [])
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{path}: identity reference needs a name (a non-empty string)")
+        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+            raise InputError(f"{path}: identity reference's sources must be a list of strings")
+        try:
+            emb = np.asarray(payload.get("embeddings"), np.float32)
+        except (TypeError, ValueError):
+            emb = np.zeros((0,), np.float32)
+        if (emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or len(emb) == 0
+                or not np.isfinite(emb).all()):
+            raise InputError(f"{path}: identity reference needs embeddings: a list of "
+                             f"{EMBEDDING_DIM}-number lists of finite numbers")
+        return cls(name=name, embeddings=emb, sources=tuple(sources))
 
 
 def enrol(
