@@ -24,7 +24,7 @@ import torch
 
 from detect.models import DataConfig, to_tensor
 from swapscope import __version__
-from swapscope.checkpoint import load_weights, read_config, read_weights, replacing
+from swapscope.checkpoint import load_weights, read_config, read_weights, replacing, save_tensors
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.errors import InputError
@@ -37,8 +37,6 @@ _OWN_KEYS = ("kind", "code_version", "dtype", "threshold")  # a checkpoint's, no
 
 
 def save_detector(folder: Path, model: torch.nn.Module, meta: dict, half: bool = False) -> Path:
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     dtype = torch.float16 if half else torch.float32
     tensors = {
@@ -50,7 +48,7 @@ def save_detector(folder: Path, model: torch.nn.Module, meta: dict, half: bool =
         "dtype": str(dtype).replace("torch.", ""), **meta,
     }
     with replacing(folder) as tmp:
-        save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": DETECTOR_KIND})
+        save_tensors(tensors, tmp / "weights.safetensors", metadata={"kind": DETECTOR_KIND})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return folder
 
@@ -225,8 +223,6 @@ def save_ensemble(sources: list[str | Path], out: str | Path, half: bool = True,
     each member's weights and config, and the people any member trained on. Its threshold is
     chosen afterwards (``detect calibrate``): the members' own do not carry over to their mean
     (``threshold``: an ensemble's own record, kept when one ensemble is re-saved)."""
-    from safetensors.torch import save_file
-
     out = _replaceable(out, overwrite)
     ensemble = combine([load_checkpoint(source) for source in sources])
     dtype = torch.float16 if half else torch.float32
@@ -243,7 +239,7 @@ def save_ensemble(sources: list[str | Path], out: str | Path, half: bool = True,
               "dtype": str(dtype).replace("torch.", ""), "members": members,
               **ensemble.identities, **({"threshold": threshold} if threshold else {})}
     with replacing(out) as tmp:
-        save_file(tensors, str(tmp / "weights.safetensors"), metadata={"kind": ENSEMBLE_KIND})
+        save_tensors(tensors, tmp / "weights.safetensors", metadata={"kind": ENSEMBLE_KIND})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return out
 

@@ -39,7 +39,14 @@ from detect.data import (
     split_by_identity,
 )
 from detect.models import DEFAULT_ARCH, INPUT_SIZES, create_detector
-from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_optimizer, settle
+from swapscope.checkpoint import (
+    load_optimizer,
+    load_weights,
+    replacing,
+    save_optimizer,
+    save_tensors,
+    settle,
+)
 from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
@@ -472,11 +479,9 @@ def _identity(config: TrainConfig) -> dict:
 def save_resume_state(
     out: Path, model, optimizer, scheduler, epoch: int, history: list, identity: dict
 ) -> None:
-    from safetensors.torch import save_file
-
     with replacing(Path(out) / "resume") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(tmp / "model.safetensors"))
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                     tmp / "model.safetensors")
         optimizer_rest = save_optimizer(optimizer, tmp / "optimizer.safetensors")
         state = {"epoch": epoch, "history": history, "identity": identity,
                  "optimizer": optimizer_rest, "scheduler": scheduler.state_dict(),

@@ -44,7 +44,14 @@ from forge.models import (
     read_swap_config,
 )
 from swapscope import __version__
-from swapscope.checkpoint import load_optimizer, load_weights, replacing, save_optimizer, settle
+from swapscope.checkpoint import (
+    load_optimizer,
+    load_weights,
+    replacing,
+    save_optimizer,
+    save_tensors,
+    settle,
+)
 from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
@@ -582,12 +589,10 @@ def _run_identity(meta: dict) -> dict:
 def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.Generator) -> None:
     """Write the whole run folder beside ``out`` and swap it in: a kill leaves the old or the
     new."""
-    from safetensors.torch import save_file
-
     model, meta, pools = run.model, run.meta, run.pools
     with replacing(out) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(tmp / "weights.safetensors"), metadata={"kind": SWAP_MODEL_KIND})
+        save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                     tmp / "weights.safetensors", metadata={"kind": SWAP_MODEL_KIND})
         config = {"kind": SWAP_MODEL_KIND, "code_version": __version__, "step": step, **meta}
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         resume = tmp / "resume"
@@ -597,7 +602,7 @@ def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.G
             for side, p in pools.items()
             for i, img in enumerate(p.images)
         }
-        save_file(pool_tensors or {"_empty": torch.zeros(1)}, str(resume / "pools.safetensors"))
+        save_tensors(pool_tensors or {"_empty": torch.zeros(1)}, resume / "pools.safetensors")
         state = {"step": step, "identity": _run_identity(meta), "history": history,
                  "opt_g": save_optimizer(run.opt_g, resume / "opt_g.safetensors"),
                  "opt_d": save_optimizer(run.opt_d, resume / "opt_d.safetensors"),

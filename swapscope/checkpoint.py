@@ -126,10 +126,24 @@ def load_weights(folder: Path, module: torch.nn.Module, what: str, prefix: str =
         ) from None
 
 
-def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> dict:
-    """Write the optimiser's tensors to ``path`` (safetensors); returns the JSON-able rest."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                 metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` to the safetensors file ``path``: the one writer of the format. A write
+    that fails (a full disk) is one InputError, never the library's exception; inside
+    ``replacing`` the previous checkpoint stays as it was."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except (SafetensorError, OSError) as exc:
+        detail = str(exc).split("I/O error: ")[-1]
+        raise InputError(f"{Path(path).name}: cannot be written ({detail}); the previous "
+                         "checkpoint, if any, is kept") from None
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> dict:
+    """Write the optimiser's tensors to ``path`` (safetensors); returns the JSON-able rest."""
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, slots in state["state"].items():
@@ -138,7 +152,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> dict:
                 tensors[f"{index}/{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}/{name}"] = value
-    save_file(tensors or {"_empty": torch.zeros(1)}, str(path))
+    save_tensors(tensors or {"_empty": torch.zeros(1)}, path)
     return {"param_groups": state["param_groups"], "scalars": scalars}
 
 

@@ -77,3 +77,54 @@ def test_a_bad_identity_reference_is_one_line(face_video, tmp_path, change):
     [line] = result.stderr.strip().splitlines()
     assert str(ref) in line and "identity reference" in line
     assert not out.exists()
+
+
+def _disk_fills_after(monkeypatch, writes: int):
+    """safetensors' writer fails with a full disk after ``writes`` files, as it does (its
+    SafetensorError with the OS's message)."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    real, done = safetensors.torch.save_file, []
+
+    def save_file(tensors, path, metadata=None):
+        if len(done) >= writes:
+            with open(path, "wb") as handle:
+                handle.write(b"\x08\x00")  # what a full disk leaves of it
+            raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                                  "(os error 28)")
+        done.append(path)
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+
+
+def _tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("trainer", ["forge", "detect"])
+def test_a_full_disk_while_a_trainer_saves_is_one_line_and_keeps_the_last_checkpoint(
+        two_facesets, tmp_path, monkeypatch, trainer):
+    from detect.cli import app as detect_app
+
+    out = tmp_path / "run"
+    if trainer == "forge":
+        app, args = forge_app, ["train", *map(str, two_facesets), "--out", str(out), "--arch",
+                                "swap-ae-lite", "--batch-size", "2", "--no-gan", "--device", "cpu",
+                                "--save-every", "1", "--preview-every", "1", "--steps"]
+    else:
+        app, args = detect_app, ["train", *map(str, two_facesets), "--out", str(out),
+                                 "--steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu",
+                                 "--epochs"]
+    assert runner.invoke(app, [*args, "1"]).exit_code == 0
+    saved = _tree(out)
+    _disk_fills_after(monkeypatch, 0)
+    result = runner.invoke(app, [*args, "2"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    [line] = result.stderr.strip().splitlines()
+    assert "No space left on device" in line and "kept" in line
+    monkeypatch.undo()
+    now = _tree(out)
+    assert {k: v for k, v in now.items() if k in saved} == saved  # nothing it had is changed
+    assert all(k in saved or k.name == "curves.png" or "epochs" in k.parts for k in now)
