@@ -42,7 +42,9 @@ from detect.models import DEFAULT_ARCH, INPUT_SIZES, create_detector
 from swapscope.checkpoint import (
     load_optimizer,
     load_weights,
+    read_tensors,
     replacing,
+    restore_rng,
     save_optimizer,
     save_tensors,
     settle,
@@ -512,9 +514,7 @@ def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
 
 
 def _restore(folder: Path, state: dict, model, optimizer, scheduler) -> None:
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.load_state_dict(read_tensors(folder / "model.safetensors"))
     load_optimizer(optimizer, folder / "optimizer.safetensors", state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    restore_rng(state, folder / "state.json")

@@ -47,7 +47,9 @@ from swapscope import __version__
 from swapscope.checkpoint import (
     load_optimizer,
     load_weights,
+    read_tensors,
     replacing,
+    restore_rng,
     save_optimizer,
     save_tensors,
     settle,
@@ -435,8 +437,7 @@ def _train(config: TrainConfig, device: str, progress: Progress | None,
     step = state["step"] if state else 0
     history: list[dict] = state["history"] if state else []
     if state:
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        restore_rng(state, out / "resume" / "state.json", rng)
     if ranks.world > 1:  # the same weights everywhere, each rank its own batches
         share_weights(run.model, ranks)
         rng = np.random.default_rng([config.seed, ranks.rank, step])
@@ -640,8 +641,6 @@ def _load_resume(out: Path, run: _Run, settle_first: bool = True) -> dict | None
 
 
 def _restore(folder: Path, run: _Run, state: dict) -> None:
-    from safetensors.torch import load_file
-
     load_weights(folder, run.model, run.meta["arch"])
     load_optimizer(run.opt_g, folder / "resume" / "opt_g.safetensors", state["opt_g"])
     load_optimizer(run.opt_d, folder / "resume" / "opt_d.safetensors", state["opt_d"])
@@ -650,8 +649,15 @@ def _restore(folder: Path, run: _Run, state: dict) -> None:
     for optimizer, lr in ((run.opt_g, options["lr"]), (run.opt_d, options["lr_d"])):
         for group in optimizer.param_groups:
             group["lr"] = lr
-    pooled = load_file(str(folder / "resume" / "pools.safetensors"))
+    pools = folder / "resume" / "pools.safetensors"
+    pooled = read_tensors(pools)
     pooled.pop("_empty", None)  # the placeholder of a run whose pools were still empty
+    size = run.meta["size"]
+    for key, image in pooled.items():
+        side, _, index = key.partition("/")
+        if side not in run.pools or not index.isdigit() or image.shape[-3:] != (3, size, size):
+            raise InputError(f"{pools}: {key} {tuple(image.shape)} is not a pooled {size} px "
+                             "swap of identity a or b")
     for key, image in sorted(pooled.items(), key=lambda kv: (kv[0].split("/")[0],
                                                              int(kv[0].split("/")[-1]))):
         run.pools[key.split("/")[0]].images.append(image)

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from swapscope.config import check_keys, read_json_object
@@ -99,13 +100,7 @@ def read_config(
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The tensors of ``folder/weights.safetensors``, or one InputError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(folder / "weights.safetensors"))
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{folder}: weights do not load ({exc})") from None
+    return read_tensors(Path(folder) / "weights.safetensors")
 
 
 def load_weights(folder: Path, module: torch.nn.Module, what: str, prefix: str = "",
@@ -156,16 +151,50 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> dict:
     return {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, rest: dict) -> None:
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or one InputError naming it (a header that lies about
+    its length, a truncated file, not safetensors at all)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, rest: dict) -> None:
+    """Restore what ``save_optimizer`` wrote; every tensor slot must have the shape of the
+    parameter it belongs to (one InputError naming the file if not)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     slots: dict[int, dict] = {}
-    for key, value in load_file(str(path)).items():
+    for key, value in read_tensors(path).items():
         if key == "_empty":
             continue
         index, name = key.split("/", 1)
+        if not 0 <= int(index) < len(params) or (
+                value.ndim and value.shape != params[int(index)].shape):
+            raise InputError(f"{path}: optimiser state {key} {tuple(value.shape)} does not fit "
+                             "the model")
         slots.setdefault(int(index), {})[name] = value
     for key, value in rest["scalars"].items():
         index, name = key.split("/", 1)
         slots.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": slots, "param_groups": rest["param_groups"]})
+
+
+def restore_rng(state: dict, where: Path, rng: np.random.Generator | None = None) -> None:
+    """Put back the random states a resume state recorded (``torch_rng``, and ``numpy_rng``
+    into ``rng``); states of the wrong length or type are one InputError naming ``where``."""
+    current = torch.get_rng_state()
+    saved = state["torch_rng"]
+    if len(saved) != current.numel() or not all(
+            isinstance(v, int) and 0 <= v < 256 for v in saved):
+        raise InputError(f"{where}: torch_rng is not a random state of this torch "
+                         f"({current.numel()} bytes)")
+    if rng is not None:
+        try:
+            rng.bit_generator.state = state["numpy_rng"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{where}: numpy_rng is not a random state ({exc})") from None
+    torch.set_rng_state(torch.tensor(saved, dtype=torch.uint8))

@@ -1,6 +1,8 @@
 """Files a user hands over or names (issue 27): each bad one is one clear line and exit 2,
 nothing written. Each test failed before its fix."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -128,3 +130,82 @@ def test_a_full_disk_while_a_trainer_saves_is_one_line_and_keeps_the_last_checkp
     now = _tree(out)
     assert {k: v for k, v in now.items() if k in saved} == saved  # nothing it had is changed
     assert all(k in saved or k.name == "curves.png" or "epochs" in k.parts for k in now)
+
+
+def _lying_header(path):
+    data = bytearray(path.read_bytes())
+    data[:8] = (len(data) * 4).to_bytes(8, "little")  # a header longer than the file
+    path.write_bytes(bytes(data))
+
+
+def _reshaped(path):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    key = next(k for k, v in tensors.items() if v.ndim)
+    tensors[key] = tensors[key].flatten()[:5].clone()
+    save_file(tensors, str(path))
+
+
+def _state(change):
+    def edit(path):
+        import json
+
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return edit
+
+
+SWAP_ARGS = ["--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu", "--gan-warmup",
+             "0", "--save-every", "2", "--preview-every", "2", "--steps"]
+DETECT_ARGS = ["--steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--epochs"]
+
+
+@pytest.fixture(scope="module")
+def saved_runs(two_facesets, tmp_path_factory):
+    """A swap model after 2 steps and a detector run after 1 epoch, each with its resume state;
+    tests damage copies."""
+    from detect.cli import app as detect_app
+
+    root = tmp_path_factory.mktemp("runs")
+    for app, name, args in ((forge_app, "model", [*SWAP_ARGS, "2"]),
+                            (detect_app, "run", [*DETECT_ARGS, "1"])):
+        done = runner.invoke(app, ["train", *map(str, two_facesets), "--out", str(root / name),
+                                   *args])
+        assert done.exit_code == 0, done.output
+    return root
+
+
+def _resume_damaged(saved_runs, two_facesets, tmp_path, name, file, damage):
+    import shutil
+
+    from detect.cli import app as detect_app
+
+    out = tmp_path / name
+    shutil.copytree(saved_runs / name, out)
+    damage(out / file)
+    app, args = ((forge_app, [*SWAP_ARGS, "3"]) if name == "model"
+                 else (detect_app, [*DETECT_ARGS, "2"]))
+    result = runner.invoke(app, ["train", *map(str, two_facesets), "--out", str(out), *args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    [line] = result.stderr.strip().splitlines()
+    assert Path(file).name in line or "resume state" in line, line
+
+
+@pytest.mark.parametrize("file,damage", [
+    ("weights.safetensors", _lying_header), ("resume/opt_g.safetensors", _lying_header),
+    ("resume/opt_g.safetensors", _reshaped), ("resume/pools.safetensors", _reshaped),
+    ("resume/state.json", _state(lambda s: {**s, "torch_rng": s["torch_rng"][:100]})),
+    ("resume/state.json", _state(lambda s: {**s, "numpy_rng": {"state": "junk"}})),
+])
+def test_a_hand_edited_swap_model_resume_state_is_one_line(saved_runs, two_facesets, tmp_path,
+                                                           file, damage):
+    _resume_damaged(saved_runs, two_facesets, tmp_path, "model", file, damage)
+
+
+@pytest.mark.parametrize("file,damage", [
+    ("resume/model.safetensors", _lying_header), ("resume/optimizer.safetensors", _reshaped),
+    ("resume/state.json", _state(lambda s: {**s, "torch_rng": [300] * len(s["torch_rng"])})),
+])
+def test_a_hand_edited_detector_resume_state_is_one_line(saved_runs, two_facesets, tmp_path,
+                                                         file, damage):
+    _resume_damaged(saved_runs, two_facesets, tmp_path, "run", file, damage)
