@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
+from eval.metrics import MIN_PER_CLASS, too_few  # noqa: E402
+
 FINDERS = {"yunet": {}, "dlib": {"backend": "dlib", "detect_size": 480}}
 DEV_EVAL_SOURCES = {"dfdc_jphdotam": "DFDC", "ffpp_gend": "FF++ c23",
                     "celebdfv2_gend": "Celeb-DF-v2", "celebdfv2_dicome": "Celeb-DF-v2"}
@@ -161,7 +163,8 @@ def _fmt(row: dict) -> str:
         return "-"
     low, high = row["ci"]
     ci = "" if np.isnan(low) else f" [{low:.2f}, {high:.2f}]"
-    return f"{row['auc']:.3f}{ci} ({row['fakes']}/{row['reals']})"
+    few = too_few(row["fakes"], row["reals"])  # (inputs here: images or videos)
+    return f"{row['auc']:.3f}{ci} ({row['fakes']}/{row['reals']}){' *' if few else ''}"
 
 
 def main() -> None:
@@ -237,6 +240,8 @@ def print_tables(results: dict) -> None:
         cells = [f"{r['fpr']:.0%} of {r['clips']}" if r["fpr"] is not None else "-"
                  for r in (d["false_positives"].get(v, {"fpr": None}) for v in variants)]
         print(f"| {name} | {d['threshold']:.3f} | " + " | ".join(cells) + " |")
+    print(f"\n* fewer than {MIN_PER_CLASS} inputs of a class: not a result, shown for "
+          "completeness")
     print(f"\nmachine: {results['machine']}")
 
 

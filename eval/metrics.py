@@ -13,6 +13,17 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 METRICS = ("auc", "eer", "ap", "tpr_at_1fpr")
+# Below this many videos (or inputs) of either class an AUC, EER or interval is not a result:
+# reports print it marked (``too_few``), never bare.
+MIN_PER_CLASS = 10
+TOO_FEW = "too few"  # the mark's words
+
+
+def too_few(fakes: int, reals: int) -> str:
+    """The mark for a figure from ``fakes`` and ``reals`` videos: empty when both are enough."""
+    if min(fakes, reals) >= MIN_PER_CLASS:
+        return ""
+    return f" ({TOO_FEW}: {fakes}/{reals} videos, under {MIN_PER_CLASS} of a class)"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.benchmark import BenchmarkResult, Entry
+from eval.metrics import MIN_PER_CLASS, TOO_FEW, too_few
 from swapscope.files import write_bytes_atomic, write_text_atomic
 from swapscope.formats.manifest import fill_polygons, read_labels
 
@@ -161,6 +162,11 @@ def example_png(entry: Entry) -> bytes | None:
     return buffer.tobytes() if ok else None
 
 
+FEW_NOTE = (f"Figures marked \"{TOO_FEW}\" come from fewer than {MIN_PER_CLASS} videos of a "
+            "class: shown for the plumbing, they are not results (an AUC of 1.000 from 2 fakes "
+            "and 2 reals means little).")
+
+
 def _short(config: str, width: int = 48) -> str:
     return config if len(config) <= width else config[: width - 1] + "…"
 
@@ -185,13 +191,13 @@ def _table(result: dict) -> tuple[list[str], list[list[str]]]:
             _fmt(real["pose_error_deg"], 1), _fmt(real["expression_error"]),
             _fmt(real["frechet"], 2), _fmt(real["flicker"], 2),
         ]
+        mark = too_few(r["fakes"], r["reals"])
         for det in result["detectors"]:
             d = r["detectors"][det["name"]]
             low, high = d["video"]["ci"]["auc"]
             cells += [
-                f"{_fmt(d['video']['auc'])} [{_fmt(low, 2)}, {_fmt(high, 2)}]",
-                _fmt(d["frame"]["auc"]), _fmt(d["frame"]["eer"]), _fmt(d["frame"]["ap"]),
-                _fmt(d["frame"]["tpr_at_1fpr"]),
+                f"{_fmt(d['video']['auc'])} [{_fmt(low, 2)}, {_fmt(high, 2)}]{mark}",
+                *(_fmt(d["frame"][k]) + mark for k in ("auc", "eer", "ap", "tpr_at_1fpr")),
             ]
         rows.append(cells)
     return header, rows
@@ -218,6 +224,8 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
 
     md = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    if any(TOO_FEW in c for row in rows for c in row):
+        md += ["", FEW_NOTE]
     md += ["", "## Configurations that evade each detector most (lowest video AUC)", ""]
     for name, items in worst.items():
         md.append(
@@ -265,7 +273,10 @@ def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
     ]
     for row in rows:
         parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-    parts.append("</tbody></table><h2>Configurations that evade each detector most</h2><ul>")
+    parts.append("</tbody></table>")
+    if any(TOO_FEW in c for row in rows for c in row):
+        parts.append(f"<p id='too-few'>{html.escape(FEW_NOTE)}</p>")
+    parts.append("<h2>Configurations that evade each detector most</h2><ul>")
     for name, items in worst.items():
         parts.append(
             f"<li><b>{html.escape(name)}</b>: "

@@ -146,6 +146,13 @@ def test_report_from_a_config_writes_markdown_csv_and_html(forgery_set, tmp_path
     ):
         assert (out / name).is_file(), name
     assert (out / "report.csv").read_text().count("\n") == 3
+    # 2 fakes and 2 reals: every AUC, EER and interval is marked, in each format
+    marked = "(too few: 2/2 videos, under 10 of a class)"
+    for name in ("report.md", "report.csv", "report.html"):
+        text = (out / name).read_text()
+        assert text.count(marked) == 2 * 5, name  # 2 rows x 5 detectability figures
+    assert "not results" in (out / "report.md").read_text()
+    assert "id='too-few'" in (out / "report.html").read_text()
     cached = sorted(p.name for p in (out / "cache").iterdir())
     scans = _count_scans(monkeypatch)
     again = runner.invoke(app, ["report", "--config", str(config), "--out", str(out), "--json"])
