@@ -38,7 +38,7 @@ from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.ray_engine import Engine
 from swapscope.timing import StageTimer
 
-DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "fwa_sbi_lite0"
+DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "genuine_fwa_sbi_lite0"
 
 # knobs a preset fills when the user leaves them unset; detect_size 0 = the frame's full size.
 # fast finds faces with YuNet at 640 px (from 40-48 px: bench/face_backends.py; dlib at 480 where

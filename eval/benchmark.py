@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 REALISM_FIELDS = ("identity_to_target", "identity_to_source", "top1_target", "pose_error_deg",
                   "expression_error", "frechet", "flicker")
-SHIPPED_NAME = "shipped fwa_sbi_lite0"
+SHIPPED_NAME = "shipped genuine_fwa_sbi_lite0"
 
 
 @dataclass
