@@ -5,7 +5,7 @@ mask (issue 26): does a turned head come out of ``forge video`` turned as it wen
    ``--frames``) into one face set, A, and of another person into B (reused if present);
 2. ``forge train`` twice, same data, steps and seed: *before* ``--align frontal --train-mask
    hull`` (the flat template and the landmark hull, as every model until now), *after* the
-   defaults ``--align pose --train-mask auto`` (the template turned to each face's yaw, the
+   settings ``--align pose --train-mask auto`` (the template turned to each face's yaw, the
    learned mask taught the visible part of the mesh);
 3. ``forge video`` of each clip with each model (A's face becomes B): before with the learned
    mask, after with ``--mask mesh``;
@@ -134,15 +134,16 @@ def main() -> None:
     result = table(rows)
     print(f"head-pose error of the swap, mean absolute degrees (input yaw bin; frames), "
           f"{len(clips)} clips x {args.frames} frames, {args.steps} steps each:\n")
-    print("| input |yaw| | frames | yaw before | yaw after | pitch before | pitch after "
-          "| roll before | roll after |")
+    print("| input |yaw| | frames with a face mesh out, before / after | yaw before | yaw after "
+          "| pitch before | pitch after | roll before | roll after |")
     print("|---|---|---|---|---|---|---|---|")
     for entry in result:
         b, a = entry["before"], entry["after"]
         if not b["frames"]:
             continue
-        print(f"| {entry['bin']} | {b['frames']} | {b['yaw']:.1f} | {a['yaw']:.1f} | "
-              f"{b['pitch']:.1f} | {a['pitch']:.1f} | {b['roll']:.1f} | {a['roll']:.1f} |")
+        after = [f"{a[k]:.1f}" if a["frames"] else "-" for k in ("yaw", "pitch", "roll")]
+        print(f"| {entry['bin']} | {b['frames']} / {a['frames']} | {b['yaw']:.1f} | {after[0]} | "
+              f"{b['pitch']:.1f} | {after[1]} | {b['roll']:.1f} | {after[2]} |")
     print(f"\ntimes (s): {timings}; all {time.perf_counter() - started:.0f}")
     print(f"machine: {machine()}")
     write_json(args.json, {"machine": machine(), "steps": args.steps, "frames": args.frames,

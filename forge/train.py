@@ -88,7 +88,9 @@ class TrainConfig:
     arch: str = "swap-ae"
     size: int = 64  # aligned crop side the model works at
     padding: float = 0.125  # model crop margin per side, as a fraction (face sets keep 0.25)
-    align: str = "pose"  # pose (the template turned to each face's yaw) | frontal (flat, as before)
+    # frontal (the flat template) | pose (the 3D template turned to each face's yaw): pose helps
+    # up to 30 degrees of yaw and not beyond on the sample clips (BENCHMARKS.md, "Turned heads")
+    align: str = "frontal"
     train_mask: str = "auto"  # auto (the mesh's visible part where a face has one) | mesh | hull
     batch_size: int = 16
     steps: int = 10000
