@@ -71,7 +71,7 @@ from swapscope.files import (
     write_text_atomic,
 )
 from swapscope.formats.faceset import FaceSet
-from swapscope.formats.manifest import manifest_file
+from swapscope.formats.manifest import manifest_file, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -386,8 +386,10 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress
     Returns (items, cache keys, what each crop collection gave)."""
     items, hashes, reports = [], [], []
     cache = Path(config.cache or out / "cache")
-    for path in config.facesets:
-        faceset = FaceSet.open(path)
+    facesets = [FaceSet.open(path) for path in config.facesets]
+    for manifest in config.fakes:  # each read (and refused) before any face is cut
+        read_manifest(manifest_file(manifest))
+    for faceset in facesets:
         key = faceset_cache_key(faceset, config.stride)
         items += build_context_cache(faceset, cache / key, config.stride, progress)
         hashes.append(key)

@@ -203,6 +203,10 @@ class RealismMeter:
         last = ordered[-1] + 1
         out, previous = _Comparison(), None
         for f_fake, f_real in zip(read_frames(fake, limit=last), read_frames(source, limit=last)):
+            if f_fake.image.shape != f_real.image.shape:
+                raise InputError(f"{fake}: its frames are {_size(f_fake.image)} and its source "
+                                 f"{source}'s {_size(f_real.image)}: not the video it was made "
+                                 "from")
             lab = by_frame.get(f_fake.index)
             if lab is None:
                 previous = None
@@ -229,6 +233,10 @@ class RealismMeter:
         out.poses.append(np.abs(head_pose(lms_fake, fake.shape) - head_pose(lms_real, real.shape)))
         moved = expression_vector(lms_fake) - expression_vector(lms_real)
         out.expressions.append(np.linalg.norm(moved, axis=1).mean())
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
 
 
 @dataclass

@@ -147,7 +147,7 @@ def example_png(entry: Entry) -> bytes | None:
     real = next(
         (f.image for f in read_frames(Path(entry.row.source)) if f.index == label.frame), None
     )
-    if fake is None or real is None:
+    if fake is None or real is None or fake.shape != real.shape:
         return None
     mask = fill_polygons([p for face in label.faces for p in face.mask], fake.shape)
     x1, y1, x2, y2 = label.faces[0].box

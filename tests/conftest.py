@@ -106,3 +106,27 @@ def local_ray(tmp_path_factory):
                 os.environ[key] = value
     yield marks
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def forgery_set(tmp_path_factory, astronaut) -> Path:
+    """A forge dataset: fwa-sim fakes (render size 40 and 120 px) of two 12-frame clips (the
+    astronaut and her mirror image) and their real counterparts."""
+    from typer.testing import CliRunner
+
+    from forge.cli import app as forge_app
+    from swapscope.media.sample import moving_face_frames, write_clip
+
+    root = tmp_path_factory.mktemp("eval")
+    for person, image in (
+        ("eileen", astronaut),
+        ("mirror", np.ascontiguousarray(astronaut[:, ::-1])),
+    ):
+        (root / "videos" / person).mkdir(parents=True)
+        write_clip(root / "videos" / person / "clip.mp4", moving_face_frames(image, 12), fps=25)
+    config = root / "set.toml"
+    config.write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 12\n'
+                      '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [40, 120]\n')
+    made = CliRunner().invoke(forge_app, ["dataset", str(config)])
+    assert made.exit_code == 0, made.output
+    return root / "set"

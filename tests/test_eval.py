@@ -100,26 +100,6 @@ def test_pareto_front_keeps_the_undominated_configurations():
     assert sorted(pareto_front(points)) == [0, 1, 3]
 
 
-@pytest.fixture(scope="module")
-def forgery_set(tmp_path_factory, astronaut):
-    from forge.cli import app as forge_app
-    from swapscope.media.sample import moving_face_frames, write_clip
-
-    root = tmp_path_factory.mktemp("eval")
-    for person, image in (
-        ("eileen", astronaut),
-        ("mirror", np.ascontiguousarray(astronaut[:, ::-1])),
-    ):
-        (root / "videos" / person).mkdir(parents=True)
-        write_clip(root / "videos" / person / "clip.mp4", moving_face_frames(image, 12), fps=25)
-    config = root / "set.toml"
-    config.write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 12\n'
-                      '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [40, 120]\n')
-    made = runner.invoke(forge_app, ["dataset", str(config)])
-    assert made.exit_code == 0, made.output
-    return root / "set"
-
-
 def test_report_from_a_config_writes_markdown_csv_and_html(forgery_set, tmp_path, monkeypatch):
     config = tmp_path / "eval.toml"
     config.write_text(f'sets = ["{forgery_set}"]\nbootstrap = 50\nrealism_frames = 3\n')

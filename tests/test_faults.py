@@ -264,3 +264,67 @@ def test_a_real_listed_as_a_fake_is_caught_by_its_hash(small_set, tmp_path, two_
                                          "--device", "cpu"])
     assert trained.exit_code == 2 and "does not match the sha256" in trained.stderr
     assert not (tmp_path / "run" / "best").exists()
+
+
+def _same_file_twice(small_set, tmp_path):
+    """The real counterpart's row names the fake's own file (its hash updated to match)."""
+    fake = next(r for r in read_manifest(small_set) if r.label == "fake")
+    return _tampered(small_set, tmp_path, lambda r: {
+        **r, "output": fake.output, "output_sha256": fake.output_sha256} if r["label"] == "real"
+        else r)
+
+
+def _linked_to_the_fake(small_set, tmp_path):
+    """The real counterpart's file replaced by a symlink to the fake's (its hash updated)."""
+    copy = _same_file_twice(small_set, tmp_path)
+    rows = read_manifest(small_set)
+    fake = next(r for r in rows if r.label == "fake")
+    real = next(r for r in rows if r.label == "real")
+    (copy / real.output).unlink()
+    (copy / real.output).symlink_to((copy / fake.output).resolve())
+    lines = [json.loads(line) for line in (copy / "manifest.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["label"] == "real":
+            line["output"] = real.output
+    (copy / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return copy
+
+
+@pytest.mark.parametrize("tamper", [_same_file_twice, _linked_to_the_fake])
+def test_a_real_counterpart_that_is_another_file_of_the_set_is_one_line(
+        small_set, tmp_path, two_facesets, tamper):
+    from eval.cli import app as eval_app
+
+    bad = tamper(small_set, tmp_path)
+    trained = runner.invoke(detect_app, ["train", str(two_facesets[0]), "--fakes", str(bad),
+                                         "--out", str(tmp_path / "run"), "--epochs", "1",
+                                         "--batch-size", "4", "--steps-per-epoch", "1",
+                                         "--device", "cpu"])
+    assert trained.exit_code == 2 and "name the same file" in trained.stderr, trained.output
+    assert len(trained.stderr.strip().splitlines()) == 1
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".lock"]  # refused before any work
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{bad}"]\nbootstrap = 10\nrealism_frames = 2\n')
+    report = runner.invoke(eval_app, ["report", "--config", str(config), "--out",
+                                      str(tmp_path / "r")])
+    assert report.exit_code == 2 and "name the same file" in report.stderr, report.output
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_a_fake_whose_source_has_other_frames_is_one_line(small_set, tmp_path):
+    """The source a fake's row names, hash and all, is a video of another size."""
+    from eval.cli import app as eval_app
+    from swapscope.files import sha256_file
+    from swapscope.media.sample import write_clip
+
+    other = write_clip(tmp_path / "other.mp4", [np.full((240, 200, 3), 90, np.uint8)] * 8)
+    bad = _tampered(small_set, tmp_path, lambda r: {
+        **r, "source": str(other), "source_sha256": sha256_file(other)} if r["label"] == "fake"
+        else r)
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{bad}"]\nbootstrap = 10\nrealism_frames = 2\n')
+    report = runner.invoke(eval_app, ["report", "--config", str(config), "--out",
+                                      str(tmp_path / "r")])
+    assert report.exit_code == 2 and "not the video it was made from" in report.stderr, \
+        report.output
+    assert not (tmp_path / "r" / "report.md").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import uuid
@@ -59,19 +60,45 @@ class FrameLabel:
     @classmethod
     def from_json(cls, raw: Any, where: str) -> FrameLabel:
         try:
-            faces = tuple(
-                FaceLabel(
-                    track=int(f["track"]),
-                    box=tuple(int(v) for v in f["box"]),
-                    mask=[[[int(x), int(y)] for x, y in poly] for poly in f["mask"]],
-                )
-                for f in raw["faces"]
-            )
-            return cls(frame=int(raw["frame"]), time=float(raw["time"]), faces=faces)
-        except (KeyError, TypeError, ValueError):
+            faces = tuple(_face_label(f) for f in _listed(raw["faces"]))
+            frame, time = _coordinate(raw["frame"]), float(raw["time"])
+            if frame < 0 or not math.isfinite(time):
+                raise ValueError
+            return cls(frame=frame, time=time, faces=faces)
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise InputError(
                 f"{where}: not a frame label (frame, time, faces with track, box, mask)"
             ) from None
+
+
+_MAX_PX = 1 << 16  # no frame is wider or taller; a coordinate past it is damage, not a picture
+
+
+def _listed(value: Any) -> list:
+    if not isinstance(value, list):
+        raise TypeError
+    return value
+
+
+def _coordinate(value: Any) -> int:
+    """An integer pixel coordinate or index (JSON 12 or 12.0), within ``_MAX_PX`` of 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    number = int(value)  # ValueError for NaN, OverflowError for infinity
+    if abs(number) > _MAX_PX:
+        raise ValueError
+    return number
+
+
+def _face_label(raw: Any) -> FaceLabel:
+    box = tuple(_coordinate(v) for v in _listed(raw["box"]))
+    if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
+        raise ValueError
+    mask = [[[_coordinate(x), _coordinate(y)] for x, y in _listed(poly)]
+            for poly in _listed(raw["mask"])]
+    if any(not poly for poly in mask):
+        raise ValueError
+    return FaceLabel(track=_coordinate(raw["track"]), box=box, mask=mask)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +249,31 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         except json.JSONDecodeError:
             raise InputError(f"{path}:{number}: manifest line does not parse") from None
         rows.append(ManifestRow.from_json(raw, f"{path}:{number}"))
+    _check_distinct(path, rows)
     return rows
+
+
+def _check_distinct(path: Path, rows: list[ManifestRow]) -> None:
+    """Each row names its own output and labels, inside the folder even through symlinks: a real
+    counterpart that is another row's file (or a link to one) would pair a fake with itself."""
+    folder = path.parent.resolve()
+    seen: dict[Path, str] = {}
+    ids: set[str] = set()
+    for row in rows:
+        if row.id in ids:
+            raise InputError(f"{path}: manifest row id {row.id[:8]} is listed twice")
+        ids.add(row.id)
+        for name in (row.output, row.labels):
+            if name is None:
+                continue
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder):
+                raise InputError(f"{path}: manifest row {row.id[:8]}'s {name!r} leads outside "
+                                 "the manifest's folder (a symlink)")
+            if target in seen:
+                raise InputError(f"{path}: manifest rows {seen[target][:8]} and {row.id[:8]} name "
+                                 f"the same file ({name!r}); each output is its own file")
+            seen[target] = row.id
 
 
 def write_manifest(path: Path, rows: list[ManifestRow]) -> Path:
