@@ -12,7 +12,6 @@ import torch
 from detect.artifacts import crop_roi
 from detect.checkpoint import Detector
 from detect.models import to_tensor
-from swapscope.errors import InputError
 from swapscope.files import write_image_atomic
 from swapscope.media.images import is_image
 from swapscope.media.video import VideoWriter, probe
@@ -44,13 +43,7 @@ class HeatmapWriter:
 
     def __init__(self, out: str | Path, source: Path, detector: Detector) -> None:
         self.out, self.detector = Path(out), detector
-        self.image_input = is_image(source)
-        expected = {".png", ".jpg", ".jpeg"} if self.image_input else {".mp4"}
-        if self.out.suffix.lower() not in expected:
-            raise InputError(
-                f"--heatmap {out}: for {'an image' if self.image_input else 'a video'} "
-                f"input, write {' or '.join(sorted(expected))}"
-            )
+        self.image_input = is_image(source)  # its suffix was checked before the scan
         self.fps = 25.0 if self.image_input else probe(source).fps
         self._video: VideoWriter | None = None
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from swapscope import __version__
 from swapscope.errors import InputError
-from swapscope.files import WriteLock, remove_leftovers
+from swapscope.files import WriteLock, output_file, remove_leftovers
 from swapscope.formats.scan import InputScan
 
 FLUSH_SECONDS = 30.0
@@ -79,8 +79,7 @@ class ResultsTable:
                                "detect scan")
 
     def __enter__(self) -> ResultsTable:
-        if self.path.is_dir():
-            raise InputError(f"{self.path}: a folder; --results takes a .parquet file")
+        output_file(self.path, (".parquet",))  # --results takes a .parquet file, not a folder
         self._lock.__enter__()
         try:
             remove_leftovers(self.path.parent)  # temporary tables of killed scans

@@ -31,7 +31,7 @@ from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.backends import DEFAULT_BACKEND, DEFAULT_DETECT_SIZE
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
-from swapscope.files import sha256_file
+from swapscope.files import output_file, sha256_file
 from swapscope.formats.provenance import LabelReader, read_provenance
 from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
 from swapscope.media.images import collect_media, is_image, load_image
@@ -305,6 +305,10 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
         raise InputError(f"--heatmap draws one input; got {len(media)}")
     if config.heatmap and engine.name != "single":
         raise InputError("--heatmap draws in this process; leave out --engine ray")
+    if config.heatmap:
+        image = is_image(media[0])
+        output_file(config.heatmap, (".png", ".jpg", ".jpeg") if image else (".mp4",), new=True,
+                    what=f"--heatmap of {'an image' if image else 'a video'}")
     scanner = Scanner(config, resolve_device(device) if engine.name == "single" else "cpu",
                       gather=engine.name == "single")
     rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig)

@@ -17,6 +17,7 @@ from swapscope import cli as kit
 from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
 from swapscope.distributed import launched_rank
+from swapscope.files import output_file
 from swapscope.ray_engine import Engine, quiet_stdout
 
 app = make_app("forge", "Make labelled face-swap fakes; start by extracting a face set.")
@@ -328,8 +329,7 @@ def sample(out: SampleOut = Path("sample.mp4"), frames: Frames = 48) -> None:
 
     if frames < 1:
         fail("--frames must be at least 1")
-    if out.exists() or out.is_symlink():
-        fail(f"{out}: already exists; choose another name (forge sample replaces no file)")
+    output_file(out, (".mp4",), new=True, what="forge sample")
     typer.echo(write_sample(out, frames=frames))
 
 

@@ -76,17 +76,21 @@ def writable_folder(folder: str | Path) -> Path:
     return folder
 
 
-def output_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+def output_file(path: str | Path, suffixes: tuple[str, ...], new: bool = False,
+                what: str = "the output") -> Path:
     """Check an output file's path before any work: a suffix its writer supports (``suffixes``,
-    lower case with the dot), not an existing folder, in a folder that can be written. One
-    InputError otherwise, never the writer's own exception at the end."""
+    lower case with the dot), not an existing folder, in a folder that can be written, and with
+    ``new`` no file there yet (a command that keeps no record of what it made never writes over
+    a file). One InputError otherwise, never the writer's own exception at the end."""
     from swapscope.errors import InputError
 
     path = Path(path)
     if path.suffix.lower() not in suffixes:
-        raise InputError(f"{path}: the output must be a {' or '.join(suffixes)} file")
+        raise InputError(f"{path}: {what} must be a {' or '.join(suffixes)} file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; name the file to write")
+    if new and (path.exists() or path.is_symlink()):
+        raise InputError(f"{path}: already exists; choose another name ({what} replaces no file)")
     writable_folder(path.parent)
     return path
 

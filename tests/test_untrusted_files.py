@@ -32,6 +32,26 @@ def test_forge_sample_replaces_no_file(tmp_path):
     assert fresh.exit_code == 0, fresh.output
 
 
+@pytest.mark.parametrize("option, name", [
+    ("--heatmap", "mine.mp4"), ("--heatmap", "heat.txt"), ("--heatmap", "folder"),
+    ("--results", "table.txt"), ("--results", "folder"),
+])
+def test_detect_scan_writes_its_outputs_only_where_it_may(face_video, tmp_path, option, name):
+    """A heatmap over a file the user made (it was written over), or a results table or heatmap
+    under a name its writer cannot write (a .txt table was written as Parquet)."""
+    from detect.cli import app as detect_app
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "mine.mp4").write_bytes(b"someone's video")
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    result = runner.invoke(detect_app, ["scan", str(face_video), option, str(tmp_path / name),
+                                        "--max-frames", "2", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and name in line
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
 @pytest.mark.parametrize("damage", ["junk line", "truncated", "other key"])
 def test_a_damaged_installation_signing_key_is_one_line(face_video, tmp_path, monkeypatch, damage):
     from swapscope.formats.credentials import _make_local_pair
