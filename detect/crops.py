@@ -93,6 +93,8 @@ def _checked(row: dict, group_column: str, root: Path, where: str) -> CropRow:
     if not file or not group or label not in LABELS:
         raise InputError(f"{where}: need a file, a label (real or fake) and a group, got "
                          f"{file!r}, {label!r}, {group!r}")
+    if "\0" in file:
+        raise InputError(f"{where}: {file!r} is not a file name (a NUL byte)")
     target = (root / file).resolve()
     if not target.is_relative_to(root):
         raise InputError(f"{where}: {file!r} lies outside the collection folder")

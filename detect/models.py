@@ -67,7 +67,7 @@ class DataConfig:
     def from_json(cls, payload: dict, where: str = "data_config") -> DataConfig:
         """Read and check one (a checkpoint's config is untrusted): typed keys, an input size
         in ``INPUT_SIZES``, three finite numbers each for mean and std (std above 0)."""
-        from swapscope.config import check_keys
+        from swapscope.config import check_keys, finite_number
 
         check_keys(payload, {"input_size": int, "mean": list, "std": list, "interpolation": str},
                    where, "detector data_config")
@@ -76,8 +76,7 @@ class DataConfig:
             raise InputError(f"{where}: detector data_config input_size {payload['input_size']} "
                              f"is not a side from {low} to {high} px")
         stats = [payload["mean"], payload["std"]]
-        if not all(len(v) == 3 and all(isinstance(x, int | float) and not isinstance(x, bool)
-                                       and np.isfinite(x) for x in v) for v in stats) \
+        if not all(len(v) == 3 and all(finite_number(x) for x in v) for v in stats) \
                 or min(payload["std"]) <= 0:
             raise InputError(f"{where}: detector data_config mean and std must be three finite "
                              "numbers each (std above 0)")

@@ -175,8 +175,7 @@ def read_results(path: str | Path) -> list[dict]:
         raise InputError(f"{path}: not a detect scan results table (no {missing}); choose "
                          "another --results")
     try:
-        table = table.select(expected.names).cast(expected)
-    except (pa.ArrowException, ValueError) as exc:
-        raise InputError(f"{path}: a results column has the wrong type "
-                         f"({str(exc).splitlines()[0]})") from None
-    return table.to_pylist()
+        return table.select(expected.names).cast(expected).to_pylist()
+    except (pa.ArrowException, ValueError) as exc:  # UnicodeDecodeError too: damaged text
+        raise InputError(f"{path}: a results column has the wrong type or damaged values "
+                         f"({str(exc).splitlines()[0][:120]})") from None

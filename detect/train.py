@@ -24,7 +24,7 @@ import torch
 
 from detect.artifacts import ARTIFACTS
 from detect.checkpoint import read_detector_config, save_detector
-from detect.crops import CropReport, collection_items
+from detect.crops import CropReport, collection_items, read_collection
 from detect.data import (
     H264_SHARE,
     KINDS,
@@ -45,6 +45,7 @@ from swapscope.checkpoint import (
     read_tensors,
     replacing,
     restore_rng,
+    restore_schedule,
     save_optimizer,
     save_tensors,
     settle,
@@ -61,7 +62,7 @@ from swapscope.distributed import (
     share_buffers,
     weights_digest,
 )
-from swapscope.errors import InputError, require_at_least_one
+from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faults import kill_point
 from swapscope.files import (
     WriteLock,
@@ -389,6 +390,8 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress
     facesets = [FaceSet.open(path) for path in config.facesets]
     for manifest in config.fakes:  # each read (and refused) before any face is cut
         read_manifest(manifest_file(manifest))
+    for folder in config.crops:
+        read_collection(folder)
     for faceset in facesets:
         key = faceset_cache_key(faceset, config.stride)
         items += build_context_cache(faceset, cache / key, config.stride, progress)
@@ -507,16 +510,32 @@ def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
         raise InputError(
             f"{out}: holds a different training run ({state['identity']}); use another --out"
         )
+    _check_history(state, folder / "state.json")
     try:
         _restore(folder, state, model, optimizer, scheduler)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        raise InputError(f"{out}: resume state does not load ({exc}); move resume/ away to "
-                         "start over") from None
+        raise InputError(f"{out}: resume state does not load ({first_line(exc)}); move resume/ "
+                         "away to start over") from None
     return state
+
+
+def _check_history(state: dict, where: Path) -> None:
+    """One record per epoch done, each with its epoch and the figures the run plots and ranks
+    (NaN allowed: an AUC of a one-class validation set)."""
+    history = state["history"]
+    if len(history) != state["epoch"]:
+        raise InputError(f"{where}: resume state has {len(history)} epochs of history for "
+                         f"{state['epoch']} epochs done")
+    for number, record in enumerate(history, 1):
+        if not isinstance(record, dict) or record.get("epoch") != number or not all(
+                isinstance(record.get(k), int | float) and not isinstance(record.get(k), bool)
+                for k in ("train_loss", "val_loss", "val_auc")):
+            raise InputError(f"{where}: history record {number} is not epoch {number}'s losses "
+                             "and validation AUC")
 
 
 def _restore(folder: Path, state: dict, model, optimizer, scheduler) -> None:
     model.load_state_dict(read_tensors(folder / "model.safetensors"))
     load_optimizer(optimizer, folder / "optimizer.safetensors", state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    restore_schedule(scheduler, state["scheduler"], folder / "state.json")
     restore_rng(state, folder / "state.json")

@@ -67,7 +67,7 @@ from swapscope.distributed import (
     share_weights,
     weights_digest,
 )
-from swapscope.errors import InputError, require_at_least_one
+from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faces.align import ALIGNMENTS, face_affine, hflip_affine, recrop_affine
 from swapscope.files import (
     WriteLock,
@@ -637,8 +637,8 @@ def _load_resume(out: Path, run: _Run, settle_first: bool = True) -> dict | None
     try:
         _restore(folder, run, state)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        raise InputError(f"{out}: resume state does not load ({exc}); move the folder away to "
-                         "start over") from None
+        raise InputError(f"{out}: resume state does not load ({first_line(exc)}); move the folder "
+                         "away to start over") from None
     return state
 
 

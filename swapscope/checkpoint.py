@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swapscope.config import check_keys, read_json_object
-from swapscope.errors import InputError
+from swapscope.config import check_keys, finite_number, read_json_object
+from swapscope.errors import InputError, first_line
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
@@ -117,7 +117,7 @@ def load_weights(folder: Path, module: torch.nn.Module, what: str, prefix: str =
         )
     except RuntimeError as exc:
         raise InputError(
-            f"{folder}: weights do not fit a {what} ({str(exc).splitlines()[0]})"
+            f"{folder}: weights do not fit a {what} ({first_line(exc)})"
         ) from None
 
 
@@ -164,23 +164,64 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, rest: dict) -> None:
-    """Restore what ``save_optimizer`` wrote; every tensor slot must have the shape of the
-    parameter it belongs to (one InputError naming the file if not)."""
+    """Restore what ``save_optimizer`` wrote: the slots training filled (every tensor of its
+    parameter's shape, each parameter with the same slots) and each group's learning rate, as
+    the schedule left it. What the run's options set (betas, eps, weight decay) stays the run's:
+    an edited resume state cannot break a step. One InputError naming the file otherwise."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     slots: dict[int, dict] = {}
     for key, value in read_tensors(path).items():
         if key == "_empty":
             continue
-        index, name = key.split("/", 1)
-        if not 0 <= int(index) < len(params) or (
+        index, _, name = key.partition("/")
+        if not index.isdigit() or not 0 <= int(index) < len(params) or (
                 value.ndim and value.shape != params[int(index)].shape):
             raise InputError(f"{path}: optimiser state {key} {tuple(value.shape)} does not fit "
                              "the model")
         slots.setdefault(int(index), {})[name] = value
-    for key, value in rest["scalars"].items():
-        index, name = key.split("/", 1)
+    scalars = rest.get("scalars")
+    if not isinstance(scalars, dict):
+        raise InputError(f"{path}: its resume state has no optimiser scalars")
+    for key, value in scalars.items():
+        index, _, name = key.partition("/")
+        if not index.isdigit() or not 0 <= int(index) < len(params) or not finite_number(value):
+            raise InputError(f"{path}: optimiser scalar {key} {value!r:.40} does not fit the model")
         slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": rest["param_groups"]})
+    if len({tuple(sorted(s)) for s in slots.values()}) > 1:
+        raise InputError(f"{path}: its parameters hold different optimiser slots (edited)")
+    groups = [dict(g) for g in optimizer.state_dict()["param_groups"]]  # the run's options
+    saved = rest.get("param_groups")
+    if not isinstance(saved, list) or len(saved) != len(groups) or not all(
+            isinstance(g, dict) for g in saved):
+        raise InputError(f"{path}: its resume state has {len(groups)} optimiser group(s)' "
+                         "settings missing or of another kind")
+    for group, old in zip(groups, saved):
+        for key in ("lr", "initial_lr"):
+            if key in group and key in old:
+                if not finite_number(old[key]) or old[key] <= 0:
+                    raise InputError(f"{path}: resume state's learning rate {old[key]!r:.40} is "
+                                     "not a positive number")
+                group[key] = float(old[key])
+    optimizer.load_state_dict({"state": slots, "param_groups": groups})
+
+
+def restore_schedule(scheduler, saved, where: Path) -> None:
+    """Put back how far a learning-rate schedule got (its step counts and last rates); what the
+    run's options set (decay, base rates) stays the run's. One InputError naming ``where``."""
+    state = scheduler.state_dict()
+    if not isinstance(saved, dict):
+        raise InputError(f"{where}: scheduler state is not an object")
+    for key in ("last_epoch", "_step_count"):
+        value = saved.get(key, state.get(key))
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**7:
+            raise InputError(f"{where}: scheduler {key} {value!r:.40} is not a step count")
+        state[key] = value
+    last = saved.get("_last_lr", state.get("_last_lr"))
+    if not isinstance(last, list) or len(last) != len(state.get("_last_lr", last)) or not all(
+            finite_number(v) and v > 0 for v in last):
+        raise InputError(f"{where}: scheduler _last_lr is not {len(state['_last_lr'])} rates")
+    state["_last_lr"] = [float(v) for v in last]
+    scheduler.load_state_dict(state)
 
 
 def restore_rng(state: dict, where: Path, rng: np.random.Generator | None = None) -> None:

@@ -4,6 +4,7 @@ a file that does not parse, or an unknown key, is one clear error."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import tomllib
@@ -101,3 +102,14 @@ def check_keys(
             isinstance(item, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
         ):
             raise InputError(f"{where}: {what} has no valid {key!r}")
+
+
+def finite_number(value) -> bool:
+    """A JSON number (not a bool) that is finite as a float: not NaN, not infinite, not an
+    integer too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

@@ -13,3 +13,10 @@ def require_at_least_one(config: object, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A library exception's message as it goes into one InputError line: its first line,
+    at most ``limit`` characters."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -129,7 +129,10 @@ def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a JSON-lines file is)") from None
     lines = text.split("\n")
     rows = []
     for number, line in enumerate(lines, 1):

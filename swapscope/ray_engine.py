@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass
 
-from swapscope.errors import InputError
+from swapscope.errors import InputError, first_line
 
 ENGINES = ("single", "ray")
 
@@ -92,7 +92,7 @@ def _start(ray, engine: Engine) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = engine.address or "a local Ray"
         raise InputError(f"--engine ray: could not start or join {where} "
-                         f"({str(exc).splitlines()[0]})") from None
+                         f"({first_line(exc)})") from None
 
 
 def quiet_stdout(engine: Engine, json_out: bool) -> AbstractContextManager:

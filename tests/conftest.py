@@ -130,3 +130,26 @@ def forgery_set(tmp_path_factory, astronaut) -> Path:
     made = CliRunner().invoke(forge_app, ["dataset", str(config)])
     assert made.exit_code == 0, made.output
     return root / "set"
+
+
+SWAP_ARGS = ["--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu", "--gan-warmup",
+             "0", "--save-every", "2", "--preview-every", "2", "--steps"]
+DETECT_ARGS = ["--steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--epochs"]
+
+
+@pytest.fixture(scope="session")
+def saved_runs(two_facesets, tmp_path_factory):
+    """A swap model after 2 steps and a detector run after 1 epoch, each with its resume state;
+    tests damage copies."""
+    from typer.testing import CliRunner
+
+    from detect.cli import app as detect_app
+    from forge.cli import app as forge_app
+
+    root = tmp_path_factory.mktemp("runs")
+    for app, name, args in ((forge_app, "model", [*SWAP_ARGS, "2"]),
+                            (detect_app, "run", [*DETECT_ARGS, "1"])):
+        done = CliRunner().invoke(app, ["train", *map(str, two_facesets), "--out",
+                                        str(root / name), *args])
+        assert done.exit_code == 0, done.output
+    return root

@@ -4,6 +4,7 @@ nothing written. Each test failed before its fix."""
 from pathlib import Path
 
 import pytest
+from conftest import DETECT_ARGS, SWAP_ARGS
 from typer.testing import CliRunner
 
 from forge.cli import app as forge_app
@@ -173,26 +174,6 @@ def _state(change):
 
         path.write_text(json.dumps(change(json.loads(path.read_text()))))
     return edit
-
-
-SWAP_ARGS = ["--arch", "swap-ae-lite", "--batch-size", "2", "--device", "cpu", "--gan-warmup",
-             "0", "--save-every", "2", "--preview-every", "2", "--steps"]
-DETECT_ARGS = ["--steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--epochs"]
-
-
-@pytest.fixture(scope="module")
-def saved_runs(two_facesets, tmp_path_factory):
-    """A swap model after 2 steps and a detector run after 1 epoch, each with its resume state;
-    tests damage copies."""
-    from detect.cli import app as detect_app
-
-    root = tmp_path_factory.mktemp("runs")
-    for app, name, args in ((forge_app, "model", [*SWAP_ARGS, "2"]),
-                            (detect_app, "run", [*DETECT_ARGS, "1"])):
-        done = runner.invoke(app, ["train", *map(str, two_facesets), "--out", str(root / name),
-                                   *args])
-        assert done.exit_code == 0, done.output
-    return root
 
 
 def _resume_damaged(saved_runs, two_facesets, tmp_path, name, file, damage):

@@ -100,14 +100,15 @@ def _check_pair(found: SigningKey, key, cert, hint: str = "") -> None:
         load_pem_private_key,
     )
 
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     try:
         private = load_pem_private_key(found.private_key, password=None)
         leaf = x509.load_pem_x509_certificates(found.chain)[0]
-    except (ValueError, TypeError, IndexError):
+        ours, theirs = (k.public_key().public_bytes(*spki) for k in (private, leaf))
+    except (ValueError, TypeError, IndexError):  # a certificate's key is parsed only here
         raise InputError(f"{key}, {cert}: not an unencrypted PEM private key and a PEM "
                          f"certificate chain{hint}") from None
-    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+    if ours != theirs:
         raise InputError(f"{cert}: its first certificate is not the one of {key}{hint}")
 
 

@@ -129,6 +129,8 @@ def decode_payload(bits: np.ndarray) -> tuple[str | None, int]:
     Reed-Solomon or the checksum fail."""
     import reedsolo
 
+    if np.size(bits) != BITS:  # not a word this mark writes
+        return None, 0
     coded = np.packbits(np.asarray(bits, np.uint8)).tobytes()
     try:
         word, _, errata = reedsolo.RSCodec(PARITY_BYTES).decode(coded)
@@ -148,6 +150,8 @@ def decode_near(bits: np.ndarray) -> str | None:
     GF(2^8) are both linear), so a word's syndrome under the code's parity-check matrix names the
     one- or two-bit error that turns a payload into it; no two such errors share a syndrome
     (the code's distance is at least 5, tested)."""
+    if np.size(bits) != BITS:
+        return None
     offset, columns, errors = _syndromes()
     syndrome = 0
     for i in np.flatnonzero(np.asarray(bits, np.uint8) ^ offset):

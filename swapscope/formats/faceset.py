@@ -91,9 +91,17 @@ class FaceRow:
                 mesh=None if raw.get("mesh") is None else np.asarray(raw["mesh"], np.float32),
                 pose=None if raw.get("pose") is None else tuple(float(v) for v in raw["pose"]),
             )
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             raise InputError(f"{where}: not a face set row (needs {names[:-2]}; mesh and pose "
                              f"are optional)") from None
+        numbers = [row.box, row.landmarks, row.affine, np.asarray(
+            [row.time, row.padding, row.score, *(row.pose or ())], np.float64)]
+        if row.mesh is not None:
+            numbers.append(row.mesh)
+        if not all(np.isfinite(a).all() for a in numbers) or min(
+                row.frame_index, row.track_id, row.crop_size) < 0:
+            raise InputError(f"{where}: face set row has a number that is negative, NaN or "
+                             "infinite where it cannot be")
         if row.box.shape != (4,) or row.landmarks.shape != (68, 2) or row.affine.shape != (2, 3):
             raise InputError(f"{where}: face set row has arrays of the wrong shape")
         if (row.mesh is None) != (row.pose is None) or (
@@ -125,7 +133,10 @@ class FaceSet:
         if not isinstance(meta, dict) or meta.get("kind") != FACESET_KIND:
             kind = meta.get("kind") if isinstance(meta, dict) else None
             raise InputError(f"{root}: not a face set (kind is {kind!r})")
-        if meta.get("version", 0) > FACESET_VERSION:
+        version = meta.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise InputError(f"{root}: face set version {version!r:.40} is not a version number")
+        if version > FACESET_VERSION:
             raise InputError(
                 f"{root}: face set version {meta['version']} is newer than this swapscope"
             )
