@@ -40,6 +40,7 @@ from detect.data import (
 )
 from detect.models import DEFAULT_ARCH, INPUT_SIZES, create_detector
 from swapscope.checkpoint import (
+    check_history,
     load_optimizer,
     load_weights,
     read_tensors,
@@ -510,28 +511,14 @@ def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
         raise InputError(
             f"{out}: holds a different training run ({state['identity']}); use another --out"
         )
-    _check_history(state, folder / "state.json")
+    check_history(state["history"], "epoch", state["epoch"], folder / "state.json",
+                  ("train_loss", "val_loss", "val_auc"), every=True)
     try:
         _restore(folder, state, model, optimizer, scheduler)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         raise InputError(f"{out}: resume state does not load ({first_line(exc)}); move resume/ "
                          "away to start over") from None
     return state
-
-
-def _check_history(state: dict, where: Path) -> None:
-    """One record per epoch done, each with its epoch and the figures the run plots and ranks
-    (NaN allowed: an AUC of a one-class validation set)."""
-    history = state["history"]
-    if len(history) != state["epoch"]:
-        raise InputError(f"{where}: resume state has {len(history)} epochs of history for "
-                         f"{state['epoch']} epochs done")
-    for number, record in enumerate(history, 1):
-        if not isinstance(record, dict) or record.get("epoch") != number or not all(
-                isinstance(record.get(k), int | float) and not isinstance(record.get(k), bool)
-                for k in ("train_loss", "val_loss", "val_auc")):
-            raise InputError(f"{where}: history record {number} is not epoch {number}'s losses "
-                             "and validation AUC")
 
 
 def _restore(folder: Path, state: dict, model, optimizer, scheduler) -> None:

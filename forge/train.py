@@ -45,6 +45,7 @@ from forge.models import (
 )
 from swapscope import __version__
 from swapscope.checkpoint import (
+    check_history,
     load_optimizer,
     load_weights,
     read_tensors,
@@ -634,6 +635,7 @@ def _load_resume(out: Path, run: _Run, settle_first: bool = True) -> dict | None
                state_path, "resume state")
     if state["identity"] != _run_identity(run.meta):
         raise InputError(f"{out}: holds a different training run; choose another --out")
+    check_history(state["history"], "step", state["step"], state_path)
     try:
         _restore(folder, run, state)
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:

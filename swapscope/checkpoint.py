@@ -224,6 +224,26 @@ def restore_schedule(scheduler, saved, where: Path) -> None:
     scheduler.load_state_dict(state)
 
 
+def check_history(history: list, counter: str, done: int, where: Path,
+                  required: tuple[str, ...] = (), every: bool = False) -> None:
+    """A resume state's history, as the run plots and ranks it: records whose ``counter`` (step,
+    epoch) rises to at most ``done`` (with ``every``: 1, 2, ... ``done``, one per epoch), each
+    value a number (NaN allowed: an AUC of a one-class set) and the ``required`` ones there."""
+    previous = 0
+    for number, record in enumerate(history, 1):
+        count = record.get(counter) if isinstance(record, dict) else None
+        if (not isinstance(count, int) or isinstance(count, bool)
+                or not previous < count <= done or (every and count != number)
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in record.values())
+                or any(k not in record for k in required)):
+            raise InputError(f"{where}: history record {number} is not a {counter}'s numbers")
+        previous = count
+    if every and len(history) != done:
+        raise InputError(f"{where}: resume state has {len(history)} records of history for "
+                         f"{done} {counter}s done")
+
+
 def restore_rng(state: dict, where: Path, rng: np.random.Generator | None = None) -> None:
     """Put back the random states a resume state recorded (``torch_rng``, and ``numpy_rng``
     into ``rng``); states of the wrong length or type are one InputError naming ``where``."""

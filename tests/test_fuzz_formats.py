@@ -373,6 +373,41 @@ def test_detector_resume_state_reader(saved_resume, file, data):
     shutil.rmtree(out)
 
 
+@pytest.fixture(scope="module")
+def swap_run(saved_runs):
+    """The saved swap-model run's networks, optimisers and pools, built once from the options it
+    was trained with (its resume state checks them); each example empties the pools again."""
+    from forge.train import TrainConfig, _setup
+
+    saved = json.loads((saved_runs / "model" / "config.json").read_text())["config"]
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    return _setup(config, "cpu")
+
+
+@pytest.mark.parametrize("file", ["resume/state.json", "resume/opt_g.safetensors",
+                                  "resume/pools.safetensors"])
+@FUZZ
+@given(data=st.data())
+def test_swap_model_resume_state_reader(saved_runs, swap_run, file, data):
+    """Read into the run it belongs to; what it accepts must also plot its history."""
+    from forge.train import ImagePool, _load_resume, plot_curves
+
+    out = _folder() / "model"
+    shutil.copytree(saved_runs / "model", out)
+    valid = (out / file).read_bytes()
+    (out / file).write_bytes(data.draw(
+        mutated_json(json.loads(valid)) if file.endswith(".json")
+        else mutated_safetensors(valid)))
+    swap_run.pools = {side: ImagePool(pool.size) for side, pool in swap_run.pools.items()}
+
+    def read_and_plot():
+        state = _load_resume(out, swap_run, settle_first=False)
+        plot_curves(state["history"], out.parent / "curves.png")
+
+    _either_accepts_or_says_why(read_and_plot)
+    shutil.rmtree(out.parent)
+
+
 # --- identity references, crop collections, results tables ---------------------------------
 
 REFERENCE = {"kind": "swapscope.identity-reference", "name": "eileen", "sources": ["a.png"],
