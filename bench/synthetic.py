@@ -27,7 +27,7 @@ SEED = 12345
 
 def face_items(facesets: list[str], cache: Path) -> list:
     from detect.train import TrainConfig, collect_items
-    from swapscope.cli import NoProgress
+    from swapscope.progress import NoProgress
 
     items, _ = collect_items(TrainConfig(facesets=facesets, stride=3, cache=str(cache)), cache,
                              NoProgress())

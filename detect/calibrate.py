@@ -19,12 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.files import write_text_atomic
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.images import is_image
 from swapscope.media.video import VideoWriter, probe, read_frames
+from swapscope.progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 

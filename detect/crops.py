@@ -29,9 +29,9 @@ import cv2
 import numpy as np
 
 from detect.data import FaceItem
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.files import read_jsonl, write_jsonl_atomic, write_text_atomic
+from swapscope.progress import NoProgress, Progress
 
 LABELS = {"real": 0, "fake": 1}
 DETECT_BORDER = 0.25  # replicated border around a crop, of its side, while its face is sought

@@ -27,13 +27,13 @@ import torch
 
 from detect.artifacts import ARTIFACTS, FwaConfig, training_sample
 from detect.models import DataConfig, to_tensor
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.files import read_jsonl, sha256_file, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
 from swapscope.formats.manifest import ManifestRow, read_labels, read_manifest
 from swapscope.media.images import is_image, load_image
 from swapscope.media.video import h264_roundtrip, read_frames
+from swapscope.progress import NoProgress, Progress
 
 CONTEXT_MARGIN = 0.35  # of the landmarks' larger side, on every side: > the ROI's h/5 and w/8
 

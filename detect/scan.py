@@ -90,6 +90,15 @@ class ScanConfig:
         return config
 
 
+def scoring_rules(config: ScanConfig) -> dict:
+    """The resolved knobs that decide a frame's and a video's score (not which checkpoints,
+    which are hashed apart, nor where a heatmap goes): what a cached or tabled score is keyed
+    by (``detect.results.rules_key``), so a changed preset never returns a stale score."""
+    resolved = config.resolved()
+    return {f.name: getattr(resolved, f.name) for f in fields(ScanConfig)
+            if f.name not in ("models", "heatmap")}
+
+
 def video_score(frame_scores: np.ndarray, top_fraction: float) -> float:
     """Mean of the highest ``top_fraction`` of frame scores (at least one frame)."""
     ranked = np.sort(np.asarray(frame_scores, np.float64))[::-1]
@@ -311,11 +320,10 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
                     what=f"--heatmap of {'an image' if image else 'a video'}")
     scanner = Scanner(config, resolve_device(device) if engine.name == "single" else "cpu",
                       gather=engine.name == "single")
-    rules = {f.name: getattr(scanner.config, f.name) for f in fields(ScanConfig)
-             if f.name != "models"}
+    rules = {**scoring_rules(scanner.config), "heatmap": scanner.config.heatmap}
     rules.update(threshold=scanner.threshold, threshold_source=scanner.threshold_source)
     info = scanner.detector.info
-    keyed = {k: v for k, v in rules.items() if k != "heatmap"}  # what changes a score
+    keyed = {k: v for k, v in rules.items() if k != "heatmap"}  # what changes a score or verdict
     table = (ResultsTable(results, info.path, info.sha256, keyed) if results is not None
              else nullcontext())
     done, skipped = [], []

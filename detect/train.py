@@ -51,7 +51,6 @@ from swapscope.checkpoint import (
     save_tensors,
     settle,
 )
-from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.distributed import (
@@ -74,6 +73,7 @@ from swapscope.files import (
 )
 from swapscope.formats.faceset import FaceSet
 from swapscope.formats.manifest import manifest_file, read_manifest
+from swapscope.progress import NoProgress, Progress
 
 log = logging.getLogger(__name__)
 

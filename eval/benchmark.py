@@ -134,7 +134,12 @@ def _cached(cache: Path, key: str, compute):
 
 
 def _rules_key(mode: str) -> str:
-    return hashlib.sha256(mode.encode()).hexdigest()[:8]
+    """Every knob the mode's preset resolves to, hashed as detect scan's results table hashes
+    them (the mode's name alone returned stale scores after a preset changed)."""
+    from detect.results import rules_key
+    from detect.scan import ScanConfig, scoring_rules
+
+    return rules_key(scoring_rules(ScanConfig(mode=mode)))[:12]
 
 
 def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu") -> BenchmarkResult:

@@ -36,7 +36,6 @@ import numpy as np
 from forge.swap import CompositeConfig
 from forge.swap_video import VideoConfig, encode_labelled, faces_to_mark, forge_video, sign_output
 from swapscope import __version__
-from swapscope.cli import Progress
 from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
 from swapscope.device import resolve_device
 from swapscope.errors import InputError
@@ -53,6 +52,7 @@ from swapscope.formats.manifest import (
 )
 from swapscope.media.images import collect_media, is_image
 from swapscope.media.video import probe
+from swapscope.progress import Progress
 from swapscope.ray_engine import Engine
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import face_affine, warp_face
 from swapscope.faces.identity import match_track
@@ -26,6 +25,7 @@ from swapscope.files import WriteLock, sha256_file, writable_folder
 from swapscope.formats.faceset import FaceRow, FaceSetWriter
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.media.video import probe, read_frames
+from swapscope.progress import NoProgress, Progress
 from swapscope.timing import StageTimer
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from forge.dataset import DatasetConfig, Output, make_output
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.faults import kill_point
+from swapscope.progress import NoProgress, Progress
 from swapscope.ray_engine import Engine, gpus_per_actor, ray_session
 
 RETRIES = 3

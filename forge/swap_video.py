@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError
 from swapscope.faces.identity import DEFAULT_THRESHOLD, Reference, match_track
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
@@ -48,6 +47,7 @@ from swapscope.formats.provenance import container_metadata
 from swapscope.formats.watermark import Watermarker
 from swapscope.media.images import is_image
 from swapscope.media.video import Frame, VideoInfo, VideoWriter, cuts_video, probe, read_frames
+from swapscope.progress import NoProgress, Progress
 from swapscope.timing import StageTimer
 
 METHODS = ("model", "fwa-sim")

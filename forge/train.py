@@ -55,7 +55,6 @@ from swapscope.checkpoint import (
     save_tensors,
     settle,
 )
-from swapscope.cli import NoProgress, Progress
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.distributed import (
@@ -78,6 +77,7 @@ from swapscope.files import (
     write_image_atomic,
 )
 from swapscope.formats.faceset import FaceSet
+from swapscope.progress import NoProgress, Progress
 
 TRAIN_MASKS = ("auto", "mesh", "hull")
 

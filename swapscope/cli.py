@@ -12,12 +12,13 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from swapscope.errors import InputError
+from swapscope.progress import NoProgress, Progress  # noqa: F401  (the CLI kit's bar is one)
 
 err_console = Console(stderr=True)
 
@@ -84,30 +85,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
-
-
-class Progress(Protocol):
-    """How long work reports how far it is: one bar at a time. Messages (an input finished, an
-    epoch's losses) go to ``logging`` instead; results go to the caller."""
-
-    def start(self, label: str, total: int | None, completed: int = 0, **fields: Any) -> None: ...
-
-    def advance(self, n: int = 1, **fields: Any) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class NoProgress:
-    """The Progress of a caller that does not want one."""
-
-    def start(self, label: str, total: int | None, completed: int = 0, **fields: Any) -> None:
-        pass
-
-    def advance(self, n: int = 1, **fields: Any) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 class _ConsoleHandler(logging.Handler):

@@ -144,6 +144,24 @@ def test_report_from_a_config_writes_markdown_csv_and_html(forgery_set, tmp_path
     assert len(scans) == 1  # the one score taken out of the cache was scanned again
 
 
+def test_a_changed_scan_preset_is_never_answered_from_the_cache(forgery_set, tmp_path,
+                                                                 monkeypatch):
+    """Cached scores were keyed by the mode's name alone: after the fast preset changed, the
+    report gave the old preset's scores (issue 28)."""
+    from detect import scan
+
+    config = tmp_path / "eval.toml"
+    config.write_text(f'sets = ["{forgery_set}"]\nbootstrap = 10\nrealism_frames = 2\n')
+    out = tmp_path / "report"
+    scans = _count_scans(monkeypatch)
+    assert runner.invoke(app, ["report", "--config", str(config), "--out", str(out)]).exit_code == 0
+    first = len(scans)
+    monkeypatch.setitem(scan.MODES, "fast", {**scan.MODES["fast"], "every": 2})
+    again = runner.invoke(app, ["report", "--config", str(config), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert first > 0 and len(scans) == 2 * first  # every output scanned anew
+
+
 def _count_scans(monkeypatch) -> list:
     """Record every video the benchmark's scanner decodes."""
     from detect.scan import Scanner

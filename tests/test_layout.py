@@ -38,6 +38,27 @@ def test_imports_flow_one_way(package, forbidden):
     assert not wrong, f"{package} must not import {sorted(forbidden)}: {wrong}"
 
 
+def test_only_the_command_line_modules_import_the_cli_kit():
+    """typer and rich (and swapscope.cli, which stands on them) belong to the CLI modules: the
+    library reports progress through swapscope.progress (issue 28)."""
+    kit = {"typer", "rich"}
+    wrong = {}
+    for package in ("swapscope", *PRODUCTS):
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path.name in ("cli.py", "__main__.py"):
+                continue
+            modules = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module)
+            bad = {m for m in modules if m.split(".")[0] in kit or m == "swapscope.cli"}
+            if bad:
+                wrong[str(path.relative_to(REPO))] = sorted(bad)
+    assert not wrong, f"library modules import the CLI kit: {wrong}"
+
+
 def _loaded(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],

@@ -21,13 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from swapscope.cli import NoProgress, Progress
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.backends import DEFAULT_BACKEND, create_backend
 from swapscope.faces.identity import DEFAULT_THRESHOLD, Embedder, Reference, enrol
 from swapscope.faces.records import Face, FaceTrack
 from swapscope.faces.track import Tracker, box_iou
 from swapscope.media.video import Frame, read_frames
+from swapscope.progress import NoProgress, Progress
 from swapscope.timing import StageTimer
 
 
