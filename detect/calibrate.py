@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detect.checkpoint import load_checkpoint
+from detect.scan import ScanConfig, Scanner
 from swapscope.errors import InputError
 from swapscope.files import write_text_atomic
 from swapscope.formats.faceset import FaceSet
@@ -102,8 +104,6 @@ def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path | N
     """Scan the degraded validation clips, choose the threshold, write it into the checkpoint
     (a detector's or an ensemble's). The clips are made in ``work`` (default: calibration/ beside
     the checkpoint). Returns the calibration record."""
-    from detect.checkpoint import load_checkpoint
-    from detect.scan import ScanConfig, Scanner
 
     if not 0 < fpr < 1:
         raise InputError("--fpr must be between 0 and 1")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detect.models import DataConfig, to_tensor
+from detect.models import DataConfig, create_detector, to_tensor
 from swapscope import __version__
 from swapscope.checkpoint import load_weights, read_config, read_weights, replacing, save_tensors
 from swapscope.config import check_keys, read_json_object
@@ -91,7 +91,6 @@ class Detector:
                 logits = self.module(batch.to(self.device))  # (B, 2)
             out.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
-
 
     @property
     def threshold(self) -> tuple[float, str]:
@@ -194,8 +193,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Ensemble:
 
 
 def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
-    from detect.models import create_detector
-
     folder, config = read_config(path, ENSEMBLE_KIND, "detector ensemble", {"members": list})
     if not config["members"]:
         raise InputError(f"{folder}: the ensemble has no members")
@@ -280,7 +277,6 @@ def _replaceable(out: str | Path, overwrite: bool) -> Path:
 
 def load_detector(path: str | Path, device: str = "cpu") -> Detector:
     """Read, check, hash and build a detector checkpoint, once."""
-    from detect.models import create_detector
 
     folder, config = read_detector_config(path)
     model, _ = create_detector(config["arch"], pretrained=False)

@@ -180,6 +180,7 @@ def train(
 ) -> None:
     """Train a detector on real faces, simulated artifacts (FWA, SBI) and genuine or forged fakes
     (resumable)."""
+    # lazy: --help and the other commands stay fast
     from detect.train import train as run_train
 
     config = TrainConfig(facesets=[str(p) for p in facesets or []],
@@ -241,6 +242,7 @@ def scan(
     The verdict threshold is the detector's calibrated one (at most 5% of degraded real clips
     called fake). --json prints per-frame and per-face scores, the rules (the threshold and how
     it was chosen) and timings."""
+    # lazy: --help and the other commands stay fast
     from detect.scan import scan as run_scan
 
     config = ScanConfig(models=tuple(str(m) for m in model or []), mode=mode, rois=rois,
@@ -308,6 +310,7 @@ def calibrate(
     The validation identities' real clips are re-encoded at CRF 23, 30, 35 and 40, at half size
     and smoothed, scanned with the fast rules, and the threshold is set so that at most --fpr of
     them are called fake. detect scan uses it from then on."""
+    # lazy: --help and the other commands stay fast
     from detect.calibrate import calibrate as run_calibrate
 
     with ProgressBar(err_console.is_terminal, unit="clips/s") as progress:
@@ -326,6 +329,7 @@ def calibrate(
 def export(checkpoint: Checkpoint, out: ExportOut, half: Half = True,
            overwrite: Overwrite = False) -> None:
     """Copy a detector checkpoint for release: fp16 weights, the same config, its source's hash."""
+    # lazy: --help and the other commands stay fast
     from detect.checkpoint import export_detector
 
     folder = export_detector(checkpoint, out, half=half, overwrite=overwrite)
@@ -346,6 +350,7 @@ def ensemble(members: Members, out: ExportOut, half: Half = True,
 
     The members' thresholds do not carry over to their mean: run detect calibrate OUT --faces ...
     next (it calibrates on real clips of people none of the members trained on)."""
+    # lazy: --help and the other commands stay fast
     from detect.checkpoint import save_ensemble
 
     if len(members) < 2:

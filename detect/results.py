@@ -27,6 +27,8 @@ from swapscope import __version__
 from swapscope.errors import InputError
 from swapscope.files import WriteLock, output_file, remove_leftovers
 from swapscope.formats.scan import InputScan
+from swapscope.media.images import is_image
+from swapscope.media.video import probe
 
 FLUSH_SECONDS = 30.0
 
@@ -110,8 +112,6 @@ class ResultsTable:
 
     def add(self, item: InputScan, threshold: float) -> None:
         """One input's result; the table is written when ``FLUSH_SECONDS`` have passed."""
-        from swapscope.media.images import is_image
-        from swapscope.media.video import probe
 
         found = _file_key(item.path) or (str(Path(item.path).resolve()), None, None)
         duration = None

@@ -3,7 +3,6 @@
 The paper's rules: a face scores the mean of the top ``top_k`` fake probabilities over ``rois``
 random ROIs; a frame scores the max over its faces; a video scores the mean of the highest
 ``top_fraction`` of its frame scores. Two presets fill the knobs a user leaves open:
-
 - ``paper``: every frame, dlib detection on every frame at full resolution, 10 ROIs, top 5;
 - ``fast`` (default): every 5th frame, detection every 6th scored frame with boxes following
   the faces between (``swapscope.faces.pipeline``), one ROI per face, and ROIs of many frames
@@ -26,6 +25,8 @@ import numpy as np
 
 from detect.artifacts import crop_roi, random_roi
 from detect.checkpoint import Ensemble, combine, load_checkpoint
+from detect.heatmap import HeatmapWriter
+from detect.results import ResultsTable
 from swapscope.device import resolve_device
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.backends import DEFAULT_BACKEND, DEFAULT_DETECT_SIZE
@@ -237,8 +238,6 @@ class Scanner:
         timer = StageTimer()
         writer = None
         if self.config.heatmap:
-            from detect.heatmap import HeatmapWriter
-
             writer = HeatmapWriter(self.config.heatmap, path, self.detector.members[0])
 
         def score(faces, crops) -> None:
@@ -306,8 +305,6 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
     may send the work to Ray (``detect.ray_scan``); the results are the same."""
     from contextlib import nullcontext
 
-    from detect.results import ResultsTable
-
     engine = (engine or Engine()).check()
     media = collect_media(inputs)
     if config.heatmap and len(media) != 1:
@@ -337,6 +334,7 @@ def scan(inputs: list[str | Path], config: ScanConfig, device: str,
         if engine.name == "single":
             made = (_scan_here(scanner, path) for path in todo)
         else:
+            # optional: needs Ray (swapscope[scale])
             from detect.ray_scan import scan_on_ray
 
             made = scan_on_ray(scanner, todo, device, engine)

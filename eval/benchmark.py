@@ -107,6 +107,7 @@ def detector_name(path: str, folder: Path) -> str:
 def load_detectors(entries: list[str | list[str]], device: str) -> dict:
     """Name -> ``Ensemble`` of each configured detector (a single checkpoint is an ensemble of
     one; a list of checkpoints scores as their mean)."""
+    # lazy: eval --help loads no detector code (torch)
     from detect.checkpoint import combine, load_checkpoint
     from detect.scan import DEFAULT_DETECTOR
 
@@ -136,6 +137,7 @@ def _cached(cache: Path, key: str, compute):
 def _rules_key(mode: str) -> str:
     """Every knob the mode's preset resolves to, hashed as detect scan's results table hashes
     them (the mode's name alone returned stale scores after a preset changed)."""
+    # lazy: eval --help loads no detector code (torch)
     from detect.results import rules_key
     from detect.scan import ScanConfig, scoring_rules
 
@@ -183,6 +185,7 @@ def collect(sets: list[str]) -> list[Entry]:
 def scan_all(entries: list[Entry], detectors: dict, mode: str, cache: Path, device: str
              ) -> dict[tuple[str, str], list[float]]:
     """(detector name, row id) -> frame scores; cached by output, detector and rules."""
+    # lazy: eval --help loads no detector code (torch)
     from detect.scan import ScanConfig, Scanner
 
     scores: dict[tuple[str, str], list[float]] = {}

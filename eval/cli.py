@@ -70,6 +70,7 @@ def report(
     CSV and HTML.
 
     --json prints the table and the configurations that evade each detector most."""
+    # lazy: --help and the other commands stay fast
     from eval.benchmark import run_benchmark
     from eval.loop import LoopConfig, load_config, make_default_data
     from eval.report import evaders, write_report
@@ -113,6 +114,7 @@ def harden(
     report on held-out identities.
 
     --json prints the before/after table."""
+    # lazy: --help and the other commands stay fast
     from eval.harden import before_after_markdown
     from eval.harden import harden as run_harden
     from eval.report import write_report
@@ -136,6 +138,7 @@ def harden(
 @app.command()
 def version() -> None:
     """Print the swapscope version."""
+    # lazy: --help and the other commands stay fast
     from swapscope import __version__
 
     typer.echo(f"swapscope {__version__}")

@@ -28,6 +28,7 @@ from eval.benchmark import (
     detector_name,
     run_benchmark,
 )
+from eval.metrics import MIN_PER_CLASS, TOO_FEW, too_few
 from eval.report import slug
 from swapscope.errors import InputError
 from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
@@ -93,6 +94,7 @@ def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
 
 
 def _choose(report: dict, config: HardenConfig) -> _Target:
+    # lazy: eval --help reads HardenConfig without loading the trainers
     from detect.checkpoint import checkpoint_folder
     from detect.scan import DEFAULT_DETECTOR
     from eval.report import evaders
@@ -159,6 +161,7 @@ def fine_tune(
     faces and the chosen fakes; an ensemble has each member fine-tuned and is put together
     again (uncalibrated: its threshold is chosen on real footage, ``detect calibrate``). Returns
     detect train's summary (an ensemble's: its path and its members' lowest validation AUC)."""
+    # lazy: eval --help reads HardenConfig without loading the trainers
     from detect.checkpoint import DETECTOR_KIND, read_config, save_ensemble, split_members
     from detect.train import TrainConfig
     from detect.train import train as train_detector
@@ -231,10 +234,16 @@ def before_after_markdown(outcome: dict) -> str:
         "before | after |",
         "|---|---|---|---|---|---|---|",
     ]
+    marked = False
     for r in outcome["rows"]:
+        few = too_few(r["fakes"], r["reals"])  # every AUC of the row, as eval report marks it
+        marked |= bool(few)
         lines.append(
             f"| {r['config']} | {'yes' if r['trained_on'] else 'no'} | {r['fakes']} / {r['reals']} "
-            f"| {r['before']['video_auc']:.3f} | {r['after']['video_auc']:.3f} "
-            f"| {r['before']['frame_auc']:.3f} | {r['after']['frame_auc']:.3f} |"
+            f"| {r['before']['video_auc']:.3f}{few} | {r['after']['video_auc']:.3f}{few} "
+            f"| {r['before']['frame_auc']:.3f}{few} | {r['after']['frame_auc']:.3f}{few} |"
         )
+    if marked:
+        lines += ["", f"AUCs marked \"{TOO_FEW}\" come from fewer than {MIN_PER_CLASS} videos of a "
+                  "class on the held-out identities: they check the loop, they are not results."]
     return "\n".join(lines)

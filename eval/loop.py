@@ -14,8 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from eval.benchmark import BenchmarkConfig
+from forge.dataset import DatasetConfig, build_dataset
+from forge.extract import ExtractConfig, extract
+from forge.train import TrainConfig, train
 from swapscope.config import check_types, read_config_file, relative_to_config
 from swapscope.errors import InputError
+from swapscope.media.sample import moving_face_frames, write_clip
 from swapscope.shared import find_shared_data
 
 log = logging.getLogger(__name__)
@@ -41,8 +45,6 @@ def _self_made_videos(folder: Path) -> list[Path]:
     import numpy as np
     from skimage import data
 
-    from swapscope.media.sample import moving_face_frames, write_clip
-
     out = []
     for person, image in (
         ("astronaut", data.astronaut()),
@@ -59,9 +61,6 @@ def _self_made_videos(folder: Path) -> list[Path]:
 def make_default_data(work: Path, config: LoopConfig, device: str) -> BenchmarkConfig:
     """Build (or reuse) the forgery set under ``work``; returns the benchmark config for it.
     Each step is logged."""
-    from forge.dataset import DatasetConfig, build_dataset
-    from forge.extract import ExtractConfig, extract
-    from forge.train import TrainConfig, train
 
     shared = None if config.shared_data == "none" else find_shared_data(config.shared_data)
     if shared is not None:

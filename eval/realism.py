@@ -2,7 +2,6 @@
 
 Per fake, on up to ``frames`` labelled frames spread over the video, the swapped face is found
 again in the fake (dlib, the label's box picks it) and in the same source frame:
-
 - identity: cosine similarity of the swapped face's dlib embedding to the target identity's
   centroid and to the source's; top-1 retrieval among the run's identity centroids;
 - pose: yaw / pitch / roll from six landmarks with ``cv2.solvePnP`` on a 3D mean face, swapped
@@ -25,7 +24,12 @@ import cv2
 import numpy as np
 
 from swapscope.errors import InputError
+from swapscope.faces.align import transform_points, umeyama_to_template
+from swapscope.faces.backends import create_backend
+from swapscope.faces.identity import Embedder
+from swapscope.faces.track import box_iou
 from swapscope.formats.manifest import FrameLabel, fill_polygons
+from swapscope.media.video import probe, read_frames
 
 # 3D mean face for solvePnP (mm; nose tip at the origin), and its 68-landmark indices
 MODEL_POINTS = np.array([
@@ -60,7 +64,6 @@ def head_pose(landmarks: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray
 
 def expression_vector(landmarks: np.ndarray) -> np.ndarray:
     """(32, 2) eye and mouth landmarks in template units, pose and scale removed."""
-    from swapscope.faces.align import transform_points, umeyama_to_template
 
     return transform_points(landmarks, umeyama_to_template(landmarks))[EXPRESSION_LANDMARKS]
 
@@ -108,14 +111,11 @@ class RealismMeter:
 
     @functools.cached_property
     def backend(self):  # loaded on first use: a fully cached benchmark needs no face models
-        from swapscope.faces.backends import create_backend
 
         return create_backend("dlib")
 
     @functools.cached_property
     def embedder(self):
-        from swapscope.faces.identity import Embedder
-
         return Embedder()
 
     def enrol(self, name: str, embeddings: np.ndarray) -> None:
@@ -126,7 +126,6 @@ class RealismMeter:
 
     def real_embeddings(self, video: Path, frames: int = 8) -> np.ndarray:
         """(K, 128) embeddings of the largest face in ``frames`` frames spread over a real video."""
-        from swapscope.media.video import probe, read_frames
 
         total = probe(video).frame_count or 1
         wanted = set(np.linspace(0, total - 1, frames).round().astype(int).tolist())
@@ -148,7 +147,6 @@ class RealismMeter:
 
     def face_in(self, image: np.ndarray, box) -> np.ndarray | None:
         """(68, 2) landmarks of the detected face that overlaps ``box`` most, or None."""
-        from swapscope.faces.track import box_iou
 
         found, _ = self.backend.detect(image)
         if not len(found):
@@ -193,7 +191,6 @@ class RealismMeter:
                         flicker_frames: int) -> _Comparison:
         """One pass over the fake and its source: faces of ``frames`` labelled frames spread
         over the clip, and the change inside the mask over the first ``flicker_frames``."""
-        from swapscope.media.video import read_frames
 
         by_frame = {lab.frame: lab for lab in labels}
         ordered = sorted(by_frame)

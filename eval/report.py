@@ -21,6 +21,7 @@ from eval.benchmark import BenchmarkResult, Entry
 from eval.metrics import MIN_PER_CLASS, TOO_FEW, too_few
 from swapscope.files import write_bytes_atomic, write_text_atomic
 from swapscope.formats.manifest import fill_polygons, read_labels
+from swapscope.media.video import read_frames
 
 # y of the realism/detectability plot: higher = more like the target
 REALISM_AXIS = "identity_to_target"
@@ -136,8 +137,6 @@ def plot_tradeoff(result: dict) -> bytes:
 def example_png(entry: Entry) -> bytes | None:
     """Real frame, fake frame and the labelled mask, side by side, for one configuration."""
     import cv2
-
-    from swapscope.media.video import read_frames
 
     labels = read_labels(entry.folder, entry.row)
     if not labels:

@@ -160,6 +160,7 @@ def extract(
     json_out: kit.JsonOption = False,
 ) -> None:
     """Detect, align and save every face of the inputs as a face set (resumable)."""
+    # lazy: --help and the other commands stay fast
     from forge.extract import extract as run_extract
 
     config = ExtractConfig(
@@ -214,6 +215,7 @@ def train(
     json_out: kit.JsonOption = False,
 ) -> None:
     """Train a shared-encoder face-swap autoencoder with CycleGAN losses (resumable)."""
+    # lazy: --help and the other commands stay fast
     from forge.train import train as run_train
 
     config = TrainConfig(
@@ -268,6 +270,7 @@ def video(
 
     Without --identity the largest face's person is swapped; the audio is cut with --max-frames.
     --json prints the manifest row and timings."""
+    # lazy: --help and the other commands stay fast
     from forge.swap_video import forge_video
 
     config = VideoConfig(
@@ -303,6 +306,7 @@ def dataset(
 ) -> None:
     """Sweep realism knobs over real videos into one labelled forgery set with real counterparts
     (resumable)."""
+    # lazy: --help and the other commands stay fast
     from forge.dataset import build_dataset
 
     settings = DatasetConfig.load(config)
@@ -325,6 +329,7 @@ def dataset(
 @handle_errors
 def sample(out: SampleOut = Path("sample.mp4"), frames: Frames = 48) -> None:
     """Write a short real-face test clip (scikit-image's astronaut, panned, with a tone)."""
+    # lazy: --help and the other commands stay fast
     from swapscope.media.sample import write_sample
 
     if frames < 1:

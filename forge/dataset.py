@@ -2,7 +2,6 @@
 
 CONFIG (TOML or JSON) overrides ``DatasetConfig``; unknown keys are errors. ``sweep`` maps knob
 names to lists of values and every combination is made for every video, e.g.::
-
     out = "forgeries"
     videos = ["../shared/data/real_videos/lp_d6_woman_hairbun",
               "../shared/data/real_videos/lp_d9_man_glasses"]
@@ -50,6 +49,7 @@ from swapscope.formats.manifest import (
     settle,
     write_data_card,
 )
+from swapscope.formats.provenance import read_provenance
 from swapscope.media.images import collect_media, is_image
 from swapscope.media.video import probe
 from swapscope.progress import Progress
@@ -222,6 +222,7 @@ def _build(config: DatasetConfig, root: Path, sweeps: list[dict], device: str,
     if engine.name == "single":
         made_here = _make_here(todo, config, root, resolve_device(device), progress)
     else:
+        # optional: needs Ray (swapscope[scale])
         from forge.ray_dataset import make_on_ray
 
         made_here = make_on_ray(todo, config, root, device, engine, progress)
@@ -263,7 +264,6 @@ def _real_sources(inputs: list[str], root: Path, failed: list[str]) -> list[Path
     """The videos among ``inputs`` that can be real sources: never a file inside the forgery set
     being written, and never a file that carries swapscope's label (a fake, or a real
     counterpart someone copied out of a set); each refused one is a line in ``failed``."""
-    from swapscope.formats.provenance import read_provenance
 
     videos = []
     for video in collect_media(inputs):

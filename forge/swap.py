@@ -15,9 +15,17 @@ import cv2
 import numpy as np
 import torch
 
+from forge.models import read_swap_config, swap_model_from
 from swapscope.device import autocast_for
 from swapscope.errors import InputError
-from swapscope.faces.align import invert_affine, landmarks_to_crop, transform_points
+from swapscope.faces.align import (
+    face_affine,
+    invert_affine,
+    landmarks_to_crop,
+    transform_points,
+    warp_face,
+)
+from swapscope.faces.mesh import head_pose, visible_mask
 
 MASKS = ("learned", "hull", "mesh")
 COLOURS = ("none", "reinhard", "histogram")
@@ -49,8 +57,6 @@ class ModelRenderer:
     name = "model"
 
     def __init__(self, path: str, to: str, device: str) -> None:
-        from forge.models import read_swap_config, swap_model_from
-
         if to not in ("a", "b"):
             raise InputError(f"unknown --to {to!r}; choose from ['a', 'b']")
         self.folder, self.config = read_swap_config(path)
@@ -102,8 +108,6 @@ def crop_mask(
     if cfg.mask == "learned" and learned is not None:
         mask = (learned > 0.5).astype(np.uint8)
     elif cfg.mask == "mesh" and mesh is not None:
-        from swapscope.faces.mesh import visible_mask
-
         mask = visible_mask(mesh, (size, size), affine)
     else:
         mask = np.zeros((size, size), np.uint8)
@@ -196,8 +200,6 @@ def align_faces(
     """Affines (2, 3) frame px -> crop px and aligned crops (N, S, S, 3) of the faces with
     these (68, 2) frame-px landmarks, at the renderer's size, padding and alignment (turned to
     the yaw of the face's mesh where ``meshes`` has one, else to the yaw its points fit)."""
-    from swapscope.faces.align import face_affine, warp_face
-    from swapscope.faces.mesh import head_pose
 
     meshes = meshes or [None] * len(faces)
     affines = [face_affine(lms, renderer.size, renderer.padding, renderer.align,

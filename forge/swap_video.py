@@ -25,6 +25,7 @@ import numpy as np
 from forge.swap import CompositeConfig, FwaSimRenderer, ModelRenderer, align_faces, blend_faces
 from swapscope.errors import InputError
 from swapscope.faces.identity import DEFAULT_THRESHOLD, Reference, match_track
+from swapscope.faces.mesh import Mesher
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import FaceTrack
 from swapscope.faces.track import smooth_track
@@ -167,7 +168,6 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     )
     mesher = None
     if cfg.composite.mask == "mesh":  # before any work: without the extra, one line
-        from swapscope.faces.mesh import Mesher
 
         mesher = Mesher()
     timer = StageTimer()

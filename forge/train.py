@@ -69,6 +69,7 @@ from swapscope.distributed import (
 )
 from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faces.align import ALIGNMENTS, face_affine, hflip_affine, recrop_affine
+from swapscope.faces.mesh import visible_mask
 from swapscope.files import (
     WriteLock,
     sha256_file,
@@ -214,8 +215,6 @@ class FaceData:
         target = cv2.warpAffine(self.images[index], affine, (s, s), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT101).astype(np.float32) / 255.0
         if self.meshes[index] is not None:
-            from swapscope.faces.mesh import visible_mask
-
             mask = visible_mask(self.meshes[index], (s, s), affine)
         else:
             points = self.landmarks[index] @ affine[:, :2].T + affine[:, 2]

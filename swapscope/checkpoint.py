@@ -18,6 +18,8 @@ import torch
 
 from swapscope.config import check_keys, finite_number, read_json_object
 from swapscope.errors import InputError, first_line
+from swapscope.faults import kill_point
+from swapscope.files import remove_leftovers
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
@@ -26,7 +28,6 @@ def swap_in(tmp: Path, final: Path) -> None:
     """Replace folder ``final`` by ``tmp`` so that a kill leaves one of the two whole: the old
     folder is set aside as ``final.old`` first, and ``settle`` puts it back if the kill came
     between the two renames."""
-    from swapscope.faults import kill_point
 
     settle(final)
     old = final.with_name(final.name + ".old")
@@ -41,7 +42,6 @@ def swap_in(tmp: Path, final: Path) -> None:
 def settle(final: Path) -> None:
     """Finish what a killed ``swap_in`` left: a missing ``final`` whose old copy is still set
     aside is put back; temporary folders of dead writers beside it are removed."""
-    from swapscope.files import remove_leftovers
 
     final = Path(final)
     old = final.with_name(final.name + ".old")

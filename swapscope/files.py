@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from swapscope.errors import InputError
+
 # the names of temporary files and folders: ``<name>.tmp-<pid>[.suffix]``, the pid of the writer
 _LEFTOVER = re.compile(r"\.tmp-(\d+)(\.[^.]*)?$")
 
@@ -64,8 +66,6 @@ def writable_folder(folder: str | Path) -> Path:
     end of a long run."""
     import tempfile
 
-    from swapscope.errors import InputError
-
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,6 @@ def output_file(path: str | Path, suffixes: tuple[str, ...], new: bool = False,
     lower case with the dot), not an existing folder, in a folder that can be written, and with
     ``new`` no file there yet (a command that keeps no record of what it made never writes over
     a file). One InputError otherwise, never the writer's own exception at the end."""
-    from swapscope.errors import InputError
 
     path = Path(path)
     if path.suffix.lower() not in suffixes:
@@ -123,8 +122,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
     InputError naming the file and line, unless it is the last line and has no newline: that is
     an append a killed run tore, and it is left out."""
     import json
-
-    from swapscope.errors import InputError
 
     path = Path(path)
     if not path.is_file():
@@ -190,8 +187,6 @@ class WriteLock:
 
     def __enter__(self) -> WriteLock:
         import fcntl
-
-        from swapscope.errors import InputError
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.path, "a")

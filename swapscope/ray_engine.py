@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass
 
+from swapscope.device import DEVICES
 from swapscope.errors import InputError, first_line
 
 ENGINES = ("single", "ray")
@@ -105,7 +106,6 @@ def quiet_stdout(engine: Engine, json_out: bool) -> AbstractContextManager:
 def gpus_per_actor(ray, device: str) -> float:
     """1 when the cluster has GPUs and ``device`` allows them (auto or cuda), else 0; a cuda
     device on a cluster without GPUs is an InputError."""
-    from swapscope.device import DEVICES
 
     if device not in ("auto", "cpu", "mps") and not device.startswith("cuda"):
         raise InputError(f"unknown --device {device!r}; choose from {DEVICES}")

@@ -59,6 +59,31 @@ def test_only_the_command_line_modules_import_the_cli_kit():
     assert not wrong, f"library modules import the CLI kit: {wrong}"
 
 
+def test_the_projects_own_modules_are_imported_at_the_top_unless_a_comment_says_why():
+    """An import of swapscope, forge, detect or eval inside a function hides a dependency; where
+    one must be there (fast --help, an optional extra), a comment on it or above it says so."""
+    own = {"swapscope", *PRODUCTS}
+    hidden = []
+    for package in own:
+        for path in sorted((REPO / package).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for sub in ast.walk(node):
+                    modules = ([sub.module] if isinstance(sub, ast.ImportFrom) and sub.module
+                               and sub.level == 0 else
+                               [a.name for a in sub.names] if isinstance(sub, ast.Import) else [])
+                    if not any(m.split(".")[0] in own for m in modules):
+                        continue
+                    row = sub.lineno - 2  # the comment may head a group of imports
+                    while row > 0 and lines[row].lstrip().startswith(("from ", "import ")):
+                        row -= 1
+                    if "#" not in lines[sub.lineno - 1] and not lines[row].strip().startswith("#"):
+                        hidden.append(f"{path.relative_to(REPO)}:{sub.lineno}")
+    assert not hidden, f"imports inside functions without a reason: {sorted(set(hidden))}"
+
+
 def _loaded(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],

@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from swapscope.errors import InputError
+from swapscope.faces.backends import model_file
 from swapscope.faces.records import Face, FaceTrack
+from swapscope.formats.faceset import FaceSet
+from swapscope.media.images import image_files, load_image
 
 DEFAULT_THRESHOLD = 0.6
 EMBEDDING_DIM = 128
@@ -27,8 +30,6 @@ class Embedder:
 
     def __init__(self, jitter: int = 0) -> None:
         import dlib
-
-        from swapscope.faces.backends import model_file
 
         self._net = dlib.face_recognition_model_v1(
             str(model_file("dlib_face_recognition_resnet_model_v1.dat"))
@@ -116,7 +117,6 @@ def enrol(
     In each photo the largest face is the person; a photo with no face is an error, since a
     reference built from the wrong face would silently select the wrong person.
     """
-    from swapscope.media.images import image_files, load_image
 
     embeddings: list[np.ndarray] = []
     sources: list[str] = []
@@ -129,8 +129,6 @@ def enrol(
             name = name or ref.name
             continue
         if path.is_dir() and (path / "faces.jsonl").is_file():
-            from swapscope.formats.faceset import FaceSet
-
             faceset = FaceSet.open(path)
             picked = faceset.sample_embeddings(embedder, limit=32)
             embeddings.extend(picked)

@@ -25,6 +25,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from swapscope import __version__
 from swapscope.errors import InputError
 
 # the honest IPTC term for a swap into real footage (also in the container metadata)
@@ -242,7 +243,6 @@ def _definition(title: str, key: SigningKey, manifest_id: str, method: str,
                 source_sha256: str, checkpoint_sha256: str | None, edit: bool = True) -> dict:
     """The manifest: an edit of the source (``edit``), or a creation when the source is in a
     container c2pa cannot take as an ingredient."""
-    from swapscope import __version__
 
     if method == "real":
         action = {"action": "c2pa.transcoded" if edit else "c2pa.created",

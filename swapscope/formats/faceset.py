@@ -32,6 +32,7 @@ import numpy as np
 
 from swapscope import __version__
 from swapscope.errors import InputError
+from swapscope.faces.align import landmarks_to_crop
 from swapscope.faults import kill_point
 from swapscope.files import append_jsonl, read_jsonl, write_jsonl_atomic, write_text_atomic
 
@@ -171,7 +172,6 @@ class FaceSet:
 
     def crop_landmarks(self, index: int) -> np.ndarray:
         """(68, 2) float32 landmarks of row ``index`` in crop px."""
-        from swapscope.faces.align import landmarks_to_crop
 
         return landmarks_to_crop(self.rows[index].landmarks, self.rows[index].affine)
 

@@ -24,7 +24,14 @@ import numpy as np
 from swapscope import __version__
 from swapscope.errors import InputError
 from swapscope.faults import kill_point
-from swapscope.files import WriteLock, read_jsonl, write_jsonl_atomic, write_text_atomic
+from swapscope.files import (
+    WriteLock,
+    pid_alive,
+    read_jsonl,
+    sha256_file,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 
 LABELS = ("fake", "real")
 
@@ -139,7 +146,6 @@ class ManifestRow:
         (``output`` is relative to ``folder``; ``written``: where the output file is until its
         row is down, see ``commit``; ``source_sha256`` if the caller hashed it already), and stamps
         the code version and time."""
-        from swapscope.files import sha256_file
 
         return cls(
             id=manifest_id, label=label, method=method, split=split,
@@ -323,7 +329,6 @@ def commit(folder: Path, row: ManifestRow, moves: list[tuple[Path, Path]]) -> No
 def settle(folder: Path, also: tuple[Path, ...] = ()) -> list[Path]:
     """Finish or undo the pending files that dead writers of ``folder``'s set left beside its
     outputs (and in the folders ``also``); returns the files moved into place."""
-    from swapscope.files import pid_alive, sha256_file
 
     folder = Path(folder)
     rows = read_manifest(folder) if (folder / "manifest.jsonl").is_file() else []

@@ -26,6 +26,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from swapscope.faces.backends import create_backend
 from swapscope.formats import facemark
 
 WATERMARK_METHOD = "dwtDctSvd"
@@ -86,7 +87,6 @@ class Watermarker:
 def landmarker():
     """The dlib landmark model the watermark anchors to, loaded once a process (a second a
     load): ``forge dataset`` marks one output after another."""
-    from swapscope.faces.backends import create_backend
 
     return create_backend("dlib")
 
