@@ -279,7 +279,7 @@ def test_heatmap_writes_the_scored_frames_with_grad_cam(
     wrong = tmp_path / "heat.gif"
     result = runner.invoke(detect_app, ["scan", str(face_video), "--model", str(tiny_detector),
                                         "--heatmap", str(wrong)])
-    assert result.exit_code == 2 and "write .mp4" in result.stderr and not wrong.exists()
+    assert result.exit_code == 2 and "must be a .mp4 file" in result.stderr and not wrong.exists()
     result = runner.invoke(
         detect_app,
         [
