@@ -63,7 +63,7 @@ def untrained_model(folder: Path, arch: str = "swap-ae-lite", size: int = 64) ->
 def legacy_watermark() -> None:
     """Mark whole frames with the legacy frame mark on the watermark's thread, as swapscope did
     before the face mark (the baseline)."""
-    from swapscope.formats import watermark
+    from swapscope.labels import watermark
 
     def submit(self, images, boxes):
         if self._thread is None:

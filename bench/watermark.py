@@ -3,7 +3,7 @@
 For each candidate (method, payload bits, scale, block) and each sample clip: embed the payload
 in the first N frames, encode at the forge's CRF 18, re-encode at CRF 23 (what a platform might
 do), decode, and count frames whose payload comes back exactly. Also the embedding time per
-frame and the PSNR the watermark costs. swapscope/formats/watermark.py uses the chosen row.
+frame and the PSNR the watermark costs. swapscope/labels/watermark.py uses the chosen row.
 
     python bench/watermark.py [--data ../shared/data] [--frames 24] [--json out.json]
 """

@@ -118,7 +118,7 @@ def faces_of(path: Path, every: int, scan: bool) -> list[tuple[int, np.ndarray, 
 
 
 def read_face_mark(frames: list[tuple[int, np.ndarray, list[np.ndarray]]]) -> str | None:
-    from swapscope.formats.facemark import MarkReader
+    from swapscope.labels.facemark import MarkReader
 
     reader = MarkReader()
     for _, image, faces in frames:
@@ -128,7 +128,7 @@ def read_face_mark(frames: list[tuple[int, np.ndarray, list[np.ndarray]]]) -> st
 
 def read_legacy(frames: list[np.ndarray]) -> str | None:
     """The id a run of frames carries, by the legacy vote: two agreeing frames at least."""
-    from swapscope.formats.watermark import read_legacy_watermark
+    from swapscope.labels.watermark import read_legacy_watermark
 
     found = Counter(i for i in (read_legacy_watermark(np.ascontiguousarray(f)) for f in frames)
                     if i)
@@ -140,7 +140,7 @@ def read_legacy(frames: list[np.ndarray]) -> str | None:
 
 def mark(method: str, frames: list[np.ndarray], faces: list[list[np.ndarray]],
          manifest_id: str) -> list[np.ndarray]:
-    from swapscope.formats import watermark as wm
+    from swapscope.labels import watermark as wm
 
     if method == METHODS[0]:
         marker = wm.Watermarker(manifest_id)
@@ -202,8 +202,8 @@ def measure_clip(frames: list[np.ndarray], fps: float, folder: Path, manifest_id
 def speed(frames_720p: list[np.ndarray], manifest_id: str) -> dict:
     """ms per 720p frame: each method's embedder and decoder (the face mark's decoder per frame
     with its faces found; finding them is detect scan's work anyway)."""
-    from swapscope.formats import watermark as wm
-    from swapscope.formats.facemark import MarkReader
+    from swapscope.labels import watermark as wm
+    from swapscope.labels.facemark import MarkReader
 
     with tempfile.TemporaryDirectory() as tmp:
         encode(frames_720p, Path(tmp) / "c.mp4", 18, 25.0)

@@ -41,7 +41,7 @@ def read_ways(path: Path) -> dict[str, str | None]:
     """The id each way reads from one clip."""
     from unittest import mock
 
-    from swapscope.formats import facemark
+    from swapscope.labels import facemark
 
     frames = faces_of(path, EVERY, scan=True)
     readers = {way: facemark.MarkReader() for way in WAYS[:3]}
@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     from unittest import mock
 
-    from swapscope.formats import facemark
+    from swapscope.labels import facemark
 
     root = shared_data(args.data) / "real_videos"
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -33,8 +33,8 @@ from swapscope.faces.backends import DEFAULT_BACKEND, DEFAULT_DETECT_SIZE
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
 from swapscope.files import output_file, sha256_file
-from swapscope.formats.provenance import LabelReader, read_provenance
 from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
+from swapscope.labels.provenance import LabelReader, read_provenance
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.ray_engine import Engine
 from swapscope.timing import StageTimer

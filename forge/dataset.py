@@ -39,7 +39,6 @@ from swapscope.config import check_types, read_config_file, read_json_object, re
 from swapscope.device import resolve_device
 from swapscope.errors import InputError
 from swapscope.files import WriteLock, sha256_file, writable_folder, write_text_atomic
-from swapscope.formats.credentials import signing_key
 from swapscope.formats.manifest import (
     ManifestRow,
     commit,
@@ -49,7 +48,8 @@ from swapscope.formats.manifest import (
     settle,
     write_data_card,
 )
-from swapscope.formats.provenance import read_provenance
+from swapscope.labels.credentials import signing_key
+from swapscope.labels.provenance import read_provenance
 from swapscope.media.images import collect_media, is_image
 from swapscope.media.video import probe
 from swapscope.progress import Progress

@@ -30,7 +30,6 @@ from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import FaceTrack
 from swapscope.faces.track import smooth_track
 from swapscope.files import sha256_file, writable_folder
-from swapscope.formats.credentials import SigningKey, sign_file, signing_key
 from swapscope.formats.manifest import (
     FaceLabel,
     FrameLabel,
@@ -44,8 +43,9 @@ from swapscope.formats.manifest import (
     write_data_card,
     write_labels,
 )
-from swapscope.formats.provenance import container_metadata
-from swapscope.formats.watermark import Watermarker
+from swapscope.labels.credentials import SigningKey, sign_file, signing_key
+from swapscope.labels.provenance import container_metadata
+from swapscope.labels.watermark import Watermarker
 from swapscope.media.images import is_image
 from swapscope.media.video import Frame, VideoInfo, VideoWriter, cuts_video, probe, read_frames
 from swapscope.progress import NoProgress, Progress
@@ -75,7 +75,7 @@ class VideoConfig:
     watermark: bool = True
     overwrite: bool = False  # replace ``out`` if it is a fake this forge made (its manifest says)
     # Content Credentials: the user's PEM key and certificate chain; "" = this installation's
-    # self-signed pair (swapscope.formats.credentials)
+    # self-signed pair (swapscope.labels.credentials)
     sign_key: str = ""
     sign_cert: str = ""
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from detect.cli import app as detect_app
 from forge.cli import app as forge_app
 from swapscope.files import sha256_file
-from swapscope.formats.credentials import config_dir, read_credential
 from swapscope.formats.manifest import read_manifest
+from swapscope.labels.credentials import config_dir, read_credential
 from swapscope.media.video import VideoWriter, probe, read_frames
 
 runner = CliRunner()
@@ -109,7 +109,7 @@ def _user_pair(folder):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from swapscope.formats.credentials import _certificate
+    from swapscope.labels.credentials import _certificate
 
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _certificate(ca_key, ca_key, "Newsroom CA", None, organization="Example Newsroom")
@@ -146,7 +146,7 @@ def test_the_users_key_signs_and_a_wrong_pair_is_one_line(face_video, tmp_path):
 def test_two_first_uses_agree_on_one_installation_key(tmp_path):
     from concurrent.futures import ProcessPoolExecutor
 
-    from swapscope.formats.credentials import local_signing_key
+    from swapscope.labels.credentials import local_signing_key
 
     with ProcessPoolExecutor(2) as pool:
         keys = list(pool.map(local_signing_key, [tmp_path] * 4))

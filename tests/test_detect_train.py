@@ -360,8 +360,8 @@ def test_scan_bad_inputs_exit_2(tiny_detector, tmp_path):
 def _reals_carry_the_face_mark(folder):
     """watermark = "both": each real counterpart's faces carry its own manifest id."""
     from swapscope.faces.pipeline import FacePipeline, PipelineConfig
-    from swapscope.formats.facemark import MarkReader
     from swapscope.formats.manifest import read_manifest
+    from swapscope.labels.facemark import MarkReader
     from swapscope.timing import StageTimer
 
     reals = [row for row in read_manifest(folder) if row.label == "real"]

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from forge.cli import app
 from swapscope.formats.manifest import fill_polygons, read_manifest
-from swapscope.formats.provenance import LabelReader, read_provenance, read_tags
+from swapscope.labels.provenance import LabelReader, read_provenance, read_tags
 from swapscope.media.video import VideoWriter, probe, read_frames
 
 runner = CliRunner()

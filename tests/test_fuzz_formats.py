@@ -474,7 +474,7 @@ def test_results_table_reader(results_table, data):
 
 @pytest.fixture(scope="module")
 def signing_pair(tmp_path_factory) -> dict[str, str]:
-    from swapscope.formats.credentials import _make_local_pair
+    from swapscope.labels.credentials import _make_local_pair
 
     folder = tmp_path_factory.mktemp("pair") / "c2pa"
     _make_local_pair(folder)
@@ -485,7 +485,7 @@ def signing_pair(tmp_path_factory) -> dict[str, str]:
 @FUZZ
 @given(data=st.data())
 def test_signing_key_and_certificate_reader(signing_pair, file, data):
-    from swapscope.formats.credentials import signing_key
+    from swapscope.labels.credentials import signing_key
 
     folder = _folder()
     for name, text in signing_pair.items():
@@ -501,7 +501,7 @@ def test_signing_key_and_certificate_reader(signing_pair, file, data):
 def test_watermark_payload_reader(bits):
     """Any bits a frame yields (a 64-bit word, or a word of another length) decode to a manifest
     id, or to nothing, never an exception."""
-    from swapscope.formats.facemark import BITS, decode_near, decode_payload
+    from swapscope.labels.facemark import BITS, decode_near, decode_payload
 
     assert BITS == 64
 
@@ -588,7 +588,7 @@ def _case_results_table(ctx):
 
 
 def _case_signing_pair(ctx):
-    from swapscope.formats.credentials import _make_local_pair
+    from swapscope.labels.credentials import _make_local_pair
 
     _make_local_pair(ctx.tmp / "pair")
     chain = ctx.tmp / "pair" / "chain.pem"

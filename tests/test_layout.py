@@ -38,6 +38,28 @@ def test_imports_flow_one_way(package, forbidden):
     assert not wrong, f"{package} must not import {sorted(forbidden)}: {wrong}"
 
 
+def test_file_formats_stand_apart_from_the_labelling_machinery():
+    """swapscope.formats holds records, readers and writers; the watermark, face mark, Content
+    Credentials and provenance reading live in swapscope.labels, which formats never imports."""
+    wrong = {file: sorted(tops) for file, tops in _imported_modules("swapscope/formats").items()
+             if any(m.startswith("swapscope.labels") for m in tops)}
+    assert not wrong, wrong
+    assert not list((REPO / "swapscope" / "formats").glob("*mark*.py"))
+
+
+def _imported_modules(folder: str) -> dict[str, set[str]]:
+    found = {}
+    for path in sorted((REPO / folder).rglob("*.py")):
+        modules = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        found[str(path.relative_to(REPO))] = modules
+    return found
+
+
 def test_only_the_command_line_modules_import_the_cli_kit():
     """typer and rich (and swapscope.cli, which stands on them) belong to the CLI modules: the
     library reports progress through swapscope.progress (issue 28)."""
@@ -109,7 +131,7 @@ def test_the_base_package_loads_no_product():
             "swapscope.files", "swapscope.shared", "swapscope.timing", "swapscope.media.images",
             "swapscope.media.video", "swapscope.media.sample", "swapscope.faces.pipeline",
             "swapscope.formats.manifest", "swapscope.formats.faceset",
-            "swapscope.formats.provenance", "swapscope.formats.watermark", "swapscope.formats.scan",
+            "swapscope.labels.provenance", "swapscope.labels.watermark", "swapscope.formats.scan",
             "swapscope.ray_engine",
         )
     )

@@ -55,7 +55,7 @@ def test_detect_scan_writes_its_outputs_only_where_it_may(face_video, tmp_path, 
 
 @pytest.mark.parametrize("damage", ["junk line", "truncated", "other key"])
 def test_a_damaged_installation_signing_key_is_one_line(face_video, tmp_path, monkeypatch, damage):
-    from swapscope.formats.credentials import _make_local_pair
+    from swapscope.labels.credentials import _make_local_pair
 
     config = tmp_path / "config"
     monkeypatch.setenv("SWAPSCOPE_CONFIG_DIR", str(config))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
-from swapscope.formats import facemark
-from swapscope.formats.facemark import MarkReader, decode_payload, encode_payload
-from swapscope.formats.watermark import (
+from swapscope.labels import facemark
+from swapscope.labels.facemark import MarkReader, decode_payload, encode_payload
+from swapscope.labels.watermark import (
     WATERMARK_BITS,
     WATERMARK_METHOD,
     WATERMARK_OPTIONS,
@@ -198,7 +198,7 @@ def test_every_face_given_is_marked_however_small_and_only_readable_ones_are_rea
     _, source, _ = marked_clip
     image = source[0][0]
     small = cv2.resize(image, (120, 120), interpolation=cv2.INTER_AREA)  # a face ~30 px wide
-    from swapscope.formats.watermark import landmarker
+    from swapscope.labels.watermark import landmarker
 
     landmarks = landmarker().landmarks(small, np.asarray(source[0][1], np.float32) / 4)
     assert np.ptp(landmarks[0][17:27, 0]) < facemark.MIN_FACE

@@ -1,7 +1,7 @@
 """swapscope's invisible watermarks: the face-anchored mark every output carries now, and the
 frame mark earlier versions wrote, still read so that their fakes stay labelled.
 
-The mark (``swapscope.formats.facemark``): a 64-bit payload (32 bits of the manifest id, CRC-16,
+The mark (``swapscope.labels.facemark``): a 64-bit payload (32 bits of the manifest id, CRC-16,
 Reed-Solomon parity) in each face's aligned crop, read back through the face the reader aligns,
 so crops, rescales, flips, re-encodes, frame-rate changes and colour shifts leave it readable
 (bench/watermark_edits.py). ``Watermarker`` marks a batch of frames on a thread, so it overlaps
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from swapscope.faces.backends import create_backend
-from swapscope.formats import facemark
+from swapscope.labels import facemark
 
 WATERMARK_METHOD = "dwtDctSvd"
 WATERMARK_OPTIONS = {"scales": [0, 200, 0], "block": 8}

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swapscope.formats.credentials import DIGITAL_SOURCE_TYPE, Credential, read_credential
-from swapscope.formats.facemark import MarkReader
-from swapscope.formats.watermark import read_legacy_watermark
+from swapscope.labels.credentials import DIGITAL_SOURCE_TYPE, Credential, read_credential
+from swapscope.labels.facemark import MarkReader
+from swapscope.labels.watermark import read_legacy_watermark
 from swapscope.media.images import is_image
 
 METADATA_ID_KEY = "swapscope_manifest_id"
