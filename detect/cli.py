@@ -14,6 +14,7 @@ from swapscope import cli as kit
 from swapscope.cli import ProgressBar, err_console, fail, handle_errors, make_app, print_json
 from swapscope.device import resolve_device
 from swapscope.distributed import launched_rank
+from swapscope.formats.scan import UNSCORED
 from swapscope.ray_engine import Engine, quiet_stdout
 
 app = make_app("detect", "Train face-warping-artifact detectors and scan media for face swaps.")
@@ -261,7 +262,7 @@ def scan(
     elif result.skipped:
         typer.echo(f"{len(result.skipped)} inputs skipped: already in {results} for this "
                    "detector and these rules")
-    problems = [i for i in result.inputs if i.verdict in ("no face", "error")]
+    problems = [i for i in result.inputs if i.verdict in UNSCORED]
     reasons = [i.error for i in problems]
     if len(result.inputs) == 1 and problems and not result.skipped:
         fail(reasons[0])
@@ -281,7 +282,7 @@ def _report(item) -> None:
         typer.echo(f"{LABEL_HEADS[labels['status']]}  {item.path}: {labels['summary']}")
     elif (labels.get("credential") or {}).get("present"):
         typer.echo(f"CREDENTIALS  {item.path}: {labels['summary'].split('; ', 1)[-1]}")
-    if item.verdict not in ("no face", "error"):
+    if item.verdict not in UNSCORED:
         typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
                    f"frames scored, {item.timings.get('total', 0):.1f} s)")
 CalibrationFaces = Annotated[list[Path], typer.Option(

@@ -31,6 +31,7 @@ import numpy as np
 from detect.data import FaceItem
 from swapscope.errors import InputError
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
+from swapscope.faces.records import largest_face
 from swapscope.files import read_jsonl, write_jsonl_atomic, write_text_atomic
 from swapscope.progress import NoProgress, Progress
 from swapscope.timing import StageTimer
@@ -143,7 +144,7 @@ def _landmarks(pipeline, path: Path, timer) -> tuple[np.ndarray | None, str]:
     faces = pipeline.faces_in_image(np.ascontiguousarray(padded[..., ::-1]), timer).faces
     if not faces:
         return None, "no face found"
-    largest = max(faces, key=lambda f: f.face.size).face
+    largest = largest_face([f.face for f in faces])
     return largest.landmarks - pad, ""
 
 

@@ -29,6 +29,7 @@ from detect.artifacts import ARTIFACTS, FwaConfig, training_sample
 from detect.models import DataConfig, to_tensor
 from swapscope.errors import InputError
 from swapscope.faces.backends import create_backend
+from swapscope.faces.records import largest_box
 from swapscope.faces.track import box_iou
 from swapscope.files import read_jsonl, sha256_file, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
@@ -184,7 +185,7 @@ def _labelled_faces(video: Path, folder: Path, row: ManifestRow, stride: int, ba
             overlap = box_iou(found, np.asarray(boxes[frame.index], np.float32))
             pick = [int(i) for i in np.flatnonzero(overlap.max(1) > 0.2)]
         else:
-            pick = [int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
+            pick = [largest_box(found)]
         if pick:
             for k, lms in zip(pick, backend.landmarks(frame.image, found[pick])):
                 yield frame, k, lms

@@ -26,7 +26,7 @@ from pathlib import Path
 from swapscope import __version__
 from swapscope.errors import InputError
 from swapscope.files import WriteLock, output_file, remove_leftovers
-from swapscope.formats.scan import InputScan
+from swapscope.formats.scan import ERROR, InputScan
 from swapscope.media.images import is_image
 from swapscope.media.video import probe
 
@@ -115,7 +115,7 @@ class ResultsTable:
 
         found = _file_key(item.path) or (str(Path(item.path).resolve()), None, None)
         duration = None
-        if item.verdict != "error" and not is_image(item.path):
+        if item.verdict != ERROR and not is_image(item.path):
             try:
                 duration = probe(item.path).duration
             except (InputError, OSError):

@@ -33,7 +33,19 @@ from swapscope.faces.backends import DEFAULT_BACKEND, DEFAULT_DETECT_SIZE
 from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import Face
 from swapscope.files import output_file, sha256_file
-from swapscope.formats.scan import FaceScore, FrameScore, InputScan, ScanResult
+from swapscope.formats.scan import (
+    ERROR,
+    FAKE,
+    NO_ARTIFACT,
+    NO_FACE,
+    TOP_FRACTION,
+    FaceScore,
+    FrameScore,
+    InputScan,
+    ScanResult,
+    face_score,
+    video_score,
+)
 from swapscope.labels.provenance import LabelReader, read_provenance
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.ray_engine import Engine
@@ -63,7 +75,7 @@ class ScanConfig:
     detect_every: int | None = None  # run the face detector every N scored frames; track between
     detect_size: int | None = None  # long side the detector sees; 0 = full frame
     backend: str | None = None  # face backend (swapscope.faces.backends)
-    top_fraction: float = 1 / 3  # a video scores the mean of its highest third of frame scores
+    top_fraction: float = TOP_FRACTION  # a video scores the mean of its highest frame scores
     threshold: float | None = None  # verdict "fake" at or above it; None = the detector's own
     batch_size: int = 32  # ROIs per network call
     # read swapscope's watermark in every frame of the first N (0: none); the scored frames
@@ -100,18 +112,6 @@ def scoring_rules(config: ScanConfig) -> dict:
             if f.name not in ("models", "heatmap")}
 
 
-def video_score(frame_scores: np.ndarray, top_fraction: float) -> float:
-    """Mean of the highest ``top_fraction`` of frame scores (at least one frame)."""
-    ranked = np.sort(np.asarray(frame_scores, np.float64))[::-1]
-    return float(ranked[: max(1, int(np.ceil(top_fraction * len(ranked))))].mean())
-
-
-def face_score(roi_probs: np.ndarray, top_k: int) -> float:
-    """Mean of the ``top_k`` highest ROI fake probabilities of one face."""
-    return float(np.sort(roi_probs)[::-1][:top_k].mean())
-
-
-VERDICTS = ("fake", "no artifact found")  # an artifact detector never proves a face real
 
 
 @dataclass(slots=True)
@@ -260,7 +260,7 @@ class Scanner:
             self._score(got.pending, got.crops)
         result = self._result(got)
         if got.damage is not None:
-            result.score, result.verdict, result.error = None, "error", got.damage
+            result.score, result.verdict, result.error = None, ERROR, got.damage
         return result
 
     def _score(self, faces: list[_FaceWork], crops: dict[int, list[np.ndarray]]) -> None:
@@ -286,12 +286,12 @@ class Scanner:
             for index, time_s, work in got.frames
         ]
         path = got.path
-        result = InputScan(path=str(path), sha256=got.sha256, score=None, verdict="no face",
+        result = InputScan(path=str(path), sha256=got.sha256, score=None, verdict=NO_FACE,
                            frames=scored, timings=got.timer.as_dict(), provenance=got.provenance,
                            error="" if scored else f"{path}: no face found to score")
         if scored:
             result.score = video_score(np.array(result.frame_scores), self.config.top_fraction)
-            result.verdict = VERDICTS[0] if result.score >= self.threshold else VERDICTS[1]
+            result.verdict = FAKE if result.score >= self.threshold else NO_ARTIFACT
         return result
 
 
@@ -362,7 +362,7 @@ def _scan_here(scanner: Scanner, path: Path) -> InputScan:
 def error_result(path: Path, exc: InputError) -> InputScan:
     """The result of an input that cannot be scored: its error, and whatever labels its
     metadata and Content Credentials carry."""
-    return InputScan(path=str(path), sha256="", score=None, verdict="error", error=str(exc),
+    return InputScan(path=str(path), sha256="", score=None, verdict=ERROR, error=str(exc),
                      provenance=_labels_only(path))
 
 

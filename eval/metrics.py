@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from swapscope.formats.scan import TOP_FRACTION, video_score
+
 METRICS = ("auc", "eer", "ap", "tpr_at_1fpr")
 # Below this many videos (or inputs) of either class an AUC, EER or interval is not a result:
 # reports print it marked (``too_few``), never bare.
@@ -88,14 +90,13 @@ def bootstrap(
     }
 
 
-def video_scores(frame: Scores, top_fraction: float = 1 / 3) -> Scores:
+def video_scores(frame: Scores, top_fraction: float = TOP_FRACTION) -> Scores:
     """One score per video id: the mean of its highest ``top_fraction`` of frame scores."""
     ids = np.unique(frame.groups)
     labels, scores = [], []
     for vid in ids:
         mask = frame.groups == vid
-        vals = np.sort(frame.scores[mask])[::-1]
-        scores.append(float(vals[: max(1, int(np.ceil(top_fraction * len(vals))))].mean()))
+        scores.append(video_score(frame.scores[mask], top_fraction))  # detect scan's rule
         video_labels = set(frame.labels[mask].tolist())
         if len(video_labels) != 1:
             raise ValueError(f"video {vid!r} has frames of both labels")

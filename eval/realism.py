@@ -27,6 +27,7 @@ from swapscope.errors import InputError
 from swapscope.faces.align import transform_points, umeyama_to_template
 from swapscope.faces.backends import create_backend
 from swapscope.faces.identity import Embedder
+from swapscope.faces.records import largest_box
 from swapscope.faces.track import box_iou
 from swapscope.formats.manifest import FrameLabel, fill_polygons
 from swapscope.media.video import probe, read_frames
@@ -135,9 +136,7 @@ class RealismMeter:
                 continue
             found, _ = self.backend.detect(frame.image)
             if len(found):
-                largest = found[
-                    [int(np.argmax((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])))]
-                ]
+                largest = found[[largest_box(found)]]
                 out.append(
                     self.embedder.embed(frame.image, self.backend.landmarks(frame.image, largest))[
                         0

@@ -188,3 +188,14 @@ def test_a_batched_backend_detects_no_more_in_the_dense_window(tmp_path, astrona
     detected.clear()
     empty = write_clip(tmp_path / "empty.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 40)
     assert read(empty, 20) == {} and len(detected) == 8
+
+
+def test_one_rule_ranks_faces_by_size_everywhere():
+    """The larger side of the box, for Face.size, largest_face and largest_box alike (data and
+    realism ranked boxes by area, identity and crops by side)."""
+    from swapscope.faces.records import box_size, largest_box, largest_face
+
+    boxes = np.array([[0, 0, 100, 20], [0, 0, 60, 60]], np.float32)  # areas 2000 and 3600
+    assert box_size(boxes).tolist() == [100, 60] and largest_box(boxes) == 0
+    faces = [Face(0, b, np.zeros((68, 2), np.float32), 1.0, "dlib") for b in boxes]
+    assert largest_face(faces) is faces[0] and faces[1].size == 60

@@ -16,7 +16,7 @@ import numpy as np
 
 from swapscope.errors import InputError
 from swapscope.faces.backends import model_file
-from swapscope.faces.records import Face, FaceTrack
+from swapscope.faces.records import Face, FaceTrack, largest_face
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.images import image_files, load_image
 
@@ -143,7 +143,7 @@ def enrol(
             faces = backend.faces(image)
             if not faces:
                 raise InputError(f"{file}: no face found to enrol")
-            largest = max(faces, key=lambda f: f.size)
+            largest = largest_face(faces)
             embeddings.append(embedder.embed_faces(image, [largest])[0])
             sources.append(str(file))
         name = name or (path.parent.name if path.is_file() else path.name)

@@ -11,6 +11,23 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def box_size(boxes: np.ndarray) -> np.ndarray:
+    """The larger side of each (..., 4) x1, y1, x2, y2 box, px: how a face's size is measured
+    and ranked, everywhere."""
+    b = np.asarray(boxes, np.float64)
+    return np.maximum(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
+
+
+def largest_box(boxes: np.ndarray) -> int:
+    """Index of the largest of (N, 4) boxes: the person of a photo or a crop."""
+    return int(np.argmax(box_size(boxes)))
+
+
+def largest_face(faces: list[Face]) -> Face:
+    """The largest of ``faces`` (at least one)."""
+    return max(faces, key=lambda f: f.size)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Face:
     """One detected face in one frame."""
@@ -25,7 +42,7 @@ class Face:
     @property
     def size(self) -> float:
         """Face size in frame px: the larger side of the box."""
-        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+        return float(box_size(self.box))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

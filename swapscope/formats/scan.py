@@ -6,7 +6,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-VERDICTS = ("fake", "no artifact found", "no face", "error")
+import numpy as np
+
+# an artifact detector never proves a face real: it finds an artifact or it does not
+FAKE, NO_ARTIFACT, NO_FACE, ERROR = "fake", "no artifact found", "no face", "error"
+VERDICTS = (FAKE, NO_ARTIFACT, NO_FACE, ERROR)
+UNSCORED = (NO_FACE, ERROR)  # verdicts of inputs with no score
+TOP_FRACTION = 1 / 3  # a video scores the mean of its highest third of frame scores
+
+
+def face_score(roi_probs: np.ndarray, top_k: int) -> float:
+    """A face's score: the mean of its ``top_k`` highest ROI fake probabilities."""
+    return float(np.sort(roi_probs)[::-1][:top_k].mean())
+
+
+def video_score(frame_scores: np.ndarray, top_fraction: float = TOP_FRACTION) -> float:
+    """A video's score: the mean of the highest ``top_fraction`` of its frame scores (at least
+    one frame). The one rule, for detect scan and eval's metrics alike."""
+    ranked = np.sort(np.asarray(frame_scores, np.float64))[::-1]
+    return float(ranked[: max(1, int(np.ceil(top_fraction * len(ranked))))].mean())
 
 
 @dataclass(frozen=True, slots=True)
