@@ -14,11 +14,10 @@ read.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from eval.benchmark import (
@@ -30,6 +29,7 @@ from eval.benchmark import (
 )
 from eval.metrics import MIN_PER_CLASS, TOO_FEW, too_few
 from eval.report import slug
+from swapscope.config import check_types, read_json_object
 from swapscope.errors import InputError
 from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
 
@@ -83,14 +83,50 @@ def harden(config: HardenConfig, device: str) -> dict:
 
 
 def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
-    report_path = report_dir / "report.json"
-    if not report_path.is_file():
+    """An eval report's report.json, every part harden reads checked (a hand-edited file is one
+    line naming it): its config, its detectors by name, and per row the configuration, knobs,
+    counts and each detector's video and frame AUC (a number or NaN)."""
+    path = report_dir / "report.json"
+    if not path.is_file():
         raise InputError(f"{report_dir}: no report.json; run eval report --out {report_dir} first")
-    try:
-        report = json.loads(report_path.read_text())
-        return report, BenchmarkConfig(**report["config"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise InputError(f"{report_path}: not an eval report") from None
+    report = read_json_object(path, "eval report")
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{path}: not an eval report ({what})")
+
+    config, detectors, rows = (report.get(k) for k in ("config", "detectors", "rows"))
+    if not isinstance(config, dict) or set(config) - {f.name for f in fields(BenchmarkConfig)}:
+        raise bad("its config is not an eval config")
+    bench = BenchmarkConfig(**check_types(config, BenchmarkConfig, path))
+    if not isinstance(detectors, list) or not detectors or not all(
+            isinstance(d, dict) and isinstance(d.get("name"), str) for d in detectors):
+        raise bad("detectors must be a list of objects with a name")
+    names = [d["name"] for d in detectors]
+    if not isinstance(rows, list) or not rows:
+        raise bad("rows must be a non-empty list")
+    for row in rows:
+        if not (isinstance(row, dict) and isinstance(row.get("config"), str)
+                and isinstance(row.get("config_full", ""), str)
+                and isinstance(row.get("knobs"), dict)
+                and all(_count(row.get(k)) for k in ("fakes", "reals"))
+                and isinstance(row.get("detectors"), dict)
+                and all(_auc_of(row["detectors"].get(n)) for n in names)):
+            raise bad("a row needs config, knobs, fakes, reals and each detector's video and "
+                      "frame AUC")
+    return report, bench
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _auc_of(metrics) -> bool:
+    """{"video": {"auc": ...}, "frame": {"auc": ...}} with each AUC a number in [0, 1] or NaN."""
+    def auc(level) -> bool:
+        value = level.get("auc") if isinstance(level, dict) else False
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and (value != value or 0 <= value <= 1))
+    return isinstance(metrics, dict) and auc(metrics.get("video")) and auc(metrics.get("frame"))
 
 
 def _choose(report: dict, config: HardenConfig) -> _Target:

@@ -470,6 +470,40 @@ def test_results_table_reader(results_table, data):
     shutil.rmtree(folder)
 
 
+@pytest.fixture(scope="module")
+def eval_report(forgery_set, tmp_path_factory) -> dict:
+    """The report.json of a real eval report of the forgery set (what eval harden reads)."""
+    from typer.testing import CliRunner
+
+    from eval.cli import app as eval_app
+
+    folder = tmp_path_factory.mktemp("report")
+    (folder / "eval.toml").write_text(f'sets = ["{forgery_set}"]\nbootstrap = 10\n'
+                                      'realism_frames = 2\n')
+    made = CliRunner().invoke(eval_app, ["report", "--config", str(folder / "eval.toml"),
+                                         "--out", str(folder / "report")])
+    assert made.exit_code == 0, made.output
+    return json.loads((folder / "report" / "report.json").read_text())
+
+
+@FUZZ
+@given(data=st.data())
+def test_eval_report_reader(eval_report, data):
+    """eval harden's reading of a report folder: the report, then the configurations it would
+    harden against."""
+    from eval.harden import HardenConfig, _choose, _read_report
+
+    folder = _folder()
+    (folder / "report.json").write_bytes(data.draw(mutated_json(eval_report)))
+
+    def read_and_choose():
+        report, _ = _read_report(folder)
+        _choose(report, HardenConfig(report=str(folder)))
+
+    _either_accepts_or_says_why(read_and_choose)
+    shutil.rmtree(folder)
+
+
 # --- Content Credentials key and certificate; watermark payloads ---------------------------
 
 @pytest.fixture(scope="module")
