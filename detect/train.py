@@ -60,7 +60,6 @@ from swapscope.distributed import (
     mean,
     process_group,
     share_buffers,
-    weights_digest,
 )
 from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faults import kill_point
@@ -68,12 +67,12 @@ from swapscope.files import (
     WriteLock,
     sha256_file,
     writable_folder,
-    write_figure_atomic,
     write_text_atomic,
 )
 from swapscope.formats.faceset import FaceSet
 from swapscope.formats.manifest import manifest_file, read_manifest
 from swapscope.progress import NoProgress, Progress
+from swapscope.training import agreed_weights, main_rank_first, plot_history
 
 log = logging.getLogger(__name__)
 
@@ -209,21 +208,11 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend()
-    ax2.plot(epochs, [h["val_auc"] for h in history], "o-", color="C2")
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("validation AUC"), ax2.set_ylim(0.4, 1.0)
-    fig.tight_layout()
-    write_figure_atomic(path, fig, dpi=100)
-    plt.close(fig)
+    """Losses and validation AUC by epoch."""
+    plot_history(history, "epoch", [
+        ("cross-entropy", {"train_loss": "train", "val_loss": "validation"}),
+        ("validation AUC", {"val_auc": "validation AUC"}),
+    ], path, ylims={"validation AUC": (0.4, 1.0)})
 
 
 def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
@@ -273,11 +262,9 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
             _keep(config, out, run, record, improved)
         barrier(ranks)
     kept = ("train_faces", "val_faces", "train_identities", "val_identities")
-    digests = gather(weights_digest(model), ranks)
-    if len(set(digests)) != 1:  # DDP keeps them equal; a difference is a bug, never a result
-        raise RuntimeError(f"the ranks' weights differ after training: {digests}")
+    digest = agreed_weights(model, ranks)
     return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
-            "history": history, "ranks": ranks.world, "weights_sha256": digests[0],
+            "history": history, "ranks": ranks.world, "weights_sha256": digest,
             "crops": run.meta.get("crops", []), **{k: run.meta[k] for k in kept}}
 
 
@@ -302,11 +289,8 @@ def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress:
             ) -> _Run:
     """The faces, the split, the network, its optimiser and the resume state; under torchrun
     rank 0 fills the crop cache and settles the run folder before the others read them."""
-    if not ranks.main:
-        barrier(ranks)
-    items, hashes, crops = collect_items(config, out, progress)
-    if ranks.main:
-        barrier(ranks)
+    with main_rank_first(ranks):  # rank 0 fills the crop cache first
+        items, hashes, crops = collect_items(config, out, progress)
     train_items, val_items = split_by_identity(items, config.val_fraction, config.seed)
     model, data_cfg = _create_model(config, device)
     train_set, val_set = _datasets(config, train_items, val_items, data_cfg)
@@ -320,12 +304,9 @@ def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress:
     val_share = _Keyed(val_set, val_keys[ranks.rank::ranks.world])
     optimizer = make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    if not ranks.main:
-        barrier(ranks)
-    state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config),
-                              settle_first=ranks.main)
-    if ranks.main:
-        barrier(ranks)
+    with main_rank_first(ranks):  # rank 0 settles a killed run's checkpoint swap first
+        state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config),
+                                  settle_first=ranks.main)
     network = model
     if ranks.world > 1:
         network = torch.nn.parallel.DistributedDataParallel(

@@ -61,11 +61,9 @@ from swapscope.distributed import (
     Ranks,
     average_gradients,
     barrier,
-    gather,
     mean,
     process_group,
     share_weights,
-    weights_digest,
 )
 from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faces.align import ALIGNMENTS, face_affine, hflip_affine, recrop_affine
@@ -74,11 +72,11 @@ from swapscope.files import (
     WriteLock,
     sha256_file,
     writable_folder,
-    write_figure_atomic,
     write_image_atomic,
 )
 from swapscope.formats.faceset import FaceSet
 from swapscope.progress import NoProgress, Progress
+from swapscope.training import agreed_weights, main_rank_first, plot_history
 
 TRAIN_MASKS = ("auto", "mesh", "hull")
 
@@ -431,11 +429,8 @@ def _train(config: TrainConfig, device: str, progress: Progress | None,
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     run = _setup(config, device)
-    if not ranks.main:
-        barrier(ranks)  # rank 0 settles a killed run's checkpoint swap before anyone reads it
-    state = _load_resume(out, run, settle_first=ranks.main)
-    if ranks.main:
-        barrier(ranks)
+    with main_rank_first(ranks):  # rank 0 settles a killed run's checkpoint swap first
+        state = _load_resume(out, run, settle_first=ranks.main)
     step = state["step"] if state else 0
     history: list[dict] = state["history"] if state else []
     if state:
@@ -463,15 +458,13 @@ def _train(config: TrainConfig, device: str, progress: Progress | None,
                 _save(out, run, step, history, rng)
             barrier(ranks)
     progress.stop()
-    digests = gather(weights_digest(run.model), ranks)
-    if len(set(digests)) != 1:  # the averaged gradients keep them equal; a difference is a bug
-        raise RuntimeError(f"the ranks' weights differ after training: {digests}")
+    digest = agreed_weights(run.model, ranks)
     if ranks.main:  # the last preview is in OUT
         shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)
     return {"out": str(out), "step": step, "identities": ids,
             "faces": {side: len(run.data[side]) for side in IDENTITIES},
             "last": history[-1] if history else None, "ranks": ranks.world,
-            "weights_sha256": digests[0]}
+            "weights_sha256": digest}
 
 
 def train_step(
@@ -546,29 +539,13 @@ def preview_grid(model: SwapModel, data: dict[str, FaceData], cfg: TrainConfig, 
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = {"reconstruction": ["rec_a", "rec_b"], "mask": ["mask_a", "mask_b"],
-              "cycle / identity": ["cycle_a", "cycle_b", "identity_a", "identity_b"],
-              "adversarial (G) / discriminators": ["adv_a2b", "adv_b2a", "d_a", "d_b"]}
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-    for ax, (title, keys) in zip(axes, groups.items()):
-        for key in keys:
-            # the GAN terms start after the warm-up
-            points = [(h["step"], h[key]) for h in history if key in h]
-            if points:
-                ax.plot(*zip(*points), label=key)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        if ax.lines:
-            ax.legend(fontsize=8)
-        ax.set_xlim(0, max((h["step"] for h in history), default=1))
-    fig.tight_layout()
-    write_figure_atomic(path, fig, dpi=80)
-    plt.close(fig)
+    """The losses by step, four panels (the GAN terms start after the warm-up)."""
+    plot_history(history, "step", [
+        ("reconstruction", {k: k for k in ("rec_a", "rec_b")}),
+        ("mask", {k: k for k in ("mask_a", "mask_b")}),
+        ("cycle / identity", {k: k for k in ("cycle_a", "cycle_b", "identity_a", "identity_b")}),
+        ("adversarial (G) / discriminators", {k: k for k in ("adv_a2b", "adv_b2a", "d_a", "d_b")}),
+    ], path, dpi=80)
 
 
 # --- checkpoints --------------------------------------------------------------------------
