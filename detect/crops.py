@@ -71,14 +71,23 @@ def read_collection(folder: str | Path) -> Collection:
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: unreadable ({exc.__class__.__name__})") from None
-    reader = csv.DictReader(io.StringIO(text))
-    columns = set(reader.fieldnames or [])
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        columns, table = set(reader.fieldnames or []), list(reader)
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a CSV table ({exc})") from None
+    return _collection(root, path, raw, columns, table)
+
+
+def _collection(root: Path, path: Path, raw: bytes, columns: set[str], table: list[dict]
+                ) -> Collection:
+    """The checked rows of a parsed labels.csv."""
     group_column = "group" if "group" in columns else "original"
     missing = {"file", "label", group_column} - columns
     if missing:
         raise InputError(f"{path}: missing column(s) {sorted(missing)}; need file, label, group")
     rows, held_out, resolved = [], 0, root.resolve()
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(table, start=2):
         if "split" in columns and (row.get("split") or "").strip() not in ("", "train"):
             held_out += 1
             continue

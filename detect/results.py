@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from swapscope import __version__
-from swapscope.errors import InputError
+from swapscope.errors import InputError, first_line
 from swapscope.files import WriteLock, output_file, remove_leftovers
 from swapscope.formats.scan import ERROR, InputScan
 from swapscope.media.images import is_image
@@ -166,12 +166,13 @@ def read_results(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a Parquet table ({str(exc).splitlines()[0]}); "
+        names = set(table.schema.names)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # a damaged column name too
+        raise InputError(f"{path}: not a Parquet table ({first_line(exc)}); "
                          "choose another --results") from None
     expected = _schema()
-    if not set(expected.names) <= set(table.schema.names):
-        missing = sorted(set(expected.names) - set(table.schema.names))
+    if not set(expected.names) <= names:
+        missing = sorted(set(expected.names) - names)
         raise InputError(f"{path}: not a detect scan results table (no {missing}); choose "
                          "another --results")
     try:

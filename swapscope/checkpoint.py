@@ -175,10 +175,13 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, rest: dict) -> 
             continue
         index, _, name = key.partition("/")
         if not index.isdigit() or not 0 <= int(index) < len(params) or (
-                value.ndim and value.shape != params[int(index)].shape):
-            raise InputError(f"{path}: optimiser state {key} {tuple(value.shape)} does not fit "
-                             "the model")
-        slots.setdefault(int(index), {})[name] = value
+                value.ndim and value.shape != params[int(index)].shape
+                ) or not value.is_floating_point() or (  # a step count: not negative
+                value.ndim == 0 and not 0 <= float(value) <= 1e9):
+            raise InputError(f"{path}: optimiser state {key} {tuple(value.shape)} "
+                             f"{str(value.dtype).removeprefix('torch.')} does not fit the model")
+        slots.setdefault(int(index), {})[name] = (
+            value.to(params[int(index)].dtype) if value.ndim else value)
     scalars = rest.get("scalars")
     if not isinstance(scalars, dict):
         raise InputError(f"{path}: its resume state has no optimiser scalars")

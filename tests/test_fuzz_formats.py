@@ -161,6 +161,14 @@ def _folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="fuzz-"))
 
 
+def _read_alone(name: str, content: bytes, read: Callable[[Path], object]) -> None:
+    """``content`` as the file ``name`` in a folder of its own, through ``read``."""
+    folder = _folder()
+    (folder / name).write_bytes(content)
+    _either_accepts_or_says_why(lambda: read(folder / name))
+    shutil.rmtree(folder)
+
+
 # --- forge manifests and their per-frame labels ------------------------------------------
 
 def _manifest_copy(forgery_set: Path) -> Path:
@@ -314,11 +322,8 @@ def small_tensors() -> bytes:
 def test_safetensors_reader(small_tensors, data):
     from swapscope.checkpoint import read_tensors
 
-    folder = _folder()
-    path = folder / "weights.safetensors"
-    path.write_bytes(data.draw(mutated_safetensors(small_tensors)))
-    _either_accepts_or_says_why(lambda: read_tensors(path))
-    shutil.rmtree(folder)
+    _read_alone("weights.safetensors", data.draw(mutated_safetensors(small_tensors)),
+                read_tensors)
 
 
 # --- resume states ------------------------------------------------------------------------
@@ -419,11 +424,7 @@ REFERENCE = {"kind": "swapscope.identity-reference", "name": "eileen", "sources"
 def test_identity_reference_reader(data):
     from swapscope.faces.identity import Reference
 
-    folder = _folder()
-    path = folder / "eileen.json"
-    path.write_bytes(data.draw(mutated_json(REFERENCE)))
-    _either_accepts_or_says_why(lambda: Reference.load(path))
-    shutil.rmtree(folder)
+    _read_alone("eileen.json", data.draw(mutated_json(REFERENCE)), Reference.load)
 
 
 COLLECTION_CSV = ("file,label,group,split\nreal/a.png,real,g1,train\nfake/b.png,fake,g1,train\n"
@@ -435,10 +436,8 @@ COLLECTION_CSV = ("file,label,group,split\nreal/a.png,real,g1,train\nfake/b.png,
 def test_crop_collection_reader(data):
     from detect.crops import read_collection
 
-    folder = _folder()
-    (folder / "labels.csv").write_bytes(data.draw(mutated_text(COLLECTION_CSV)))
-    _either_accepts_or_says_why(lambda: read_collection(folder))
-    shutil.rmtree(folder)
+    _read_alone("labels.csv", data.draw(mutated_text(COLLECTION_CSV)),
+                lambda path: read_collection(path.parent))
 
 
 @pytest.fixture(scope="module")
@@ -463,11 +462,7 @@ def results_table(tmp_path_factory) -> bytes:
 def test_results_table_reader(results_table, data):
     from detect.results import read_results
 
-    folder = _folder()
-    path = folder / "results.parquet"
-    path.write_bytes(data.draw(damaged_bytes(results_table)))
-    _either_accepts_or_says_why(lambda: read_results(path))
-    shutil.rmtree(folder)
+    _read_alone("results.parquet", data.draw(damaged_bytes(results_table)), read_results)
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,8 @@ PRODUCTS = ("forge", "detect", "eval")
 
 def _imported_packages(package: str) -> dict[str, set[str]]:
     """file -> top-level packages it imports, anywhere in the file (lazy imports too)."""
-    found = {}
-    for path in sorted((REPO / package).rglob("*.py")):
-        tops = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                tops |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                tops.add(node.module.split(".")[0])
-        found[str(path.relative_to(REPO))] = tops
-    return found
+    return {file: {m.split(".")[0] for m in modules}
+            for file, modules in _imported_modules(package).items()}
 
 
 @pytest.mark.parametrize(("package", "forbidden"), [
@@ -66,18 +58,12 @@ def test_only_the_command_line_modules_import_the_cli_kit():
     kit = {"typer", "rich"}
     wrong = {}
     for package in ("swapscope", *PRODUCTS):
-        for path in sorted((REPO / package).rglob("*.py")):
-            if path.name in ("cli.py", "__main__.py"):
+        for file, modules in _imported_modules(package).items():
+            if Path(file).name in ("cli.py", "__main__.py"):
                 continue
-            modules = set()
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    modules |= {alias.name for alias in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    modules.add(node.module)
             bad = {m for m in modules if m.split(".")[0] in kit or m == "swapscope.cli"}
             if bad:
-                wrong[str(path.relative_to(REPO))] = sorted(bad)
+                wrong[file] = sorted(bad)
     assert not wrong, f"library modules import the CLI kit: {wrong}"
 
 

@@ -95,6 +95,7 @@ def signing_key(key: str | Path | None = None, cert: str | Path | None = None) -
 def _check_pair(found: SigningKey, key, cert, hint: str = "") -> None:
     """The key loads and belongs to the chain's first certificate: one InputError if not."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         PublicFormat,
@@ -106,7 +107,7 @@ def _check_pair(found: SigningKey, key, cert, hint: str = "") -> None:
         private = load_pem_private_key(found.private_key, password=None)
         leaf = x509.load_pem_x509_certificates(found.chain)[0]
         ours, theirs = (k.public_key().public_bytes(*spki) for k in (private, leaf))
-    except (ValueError, TypeError, IndexError):  # a certificate's key is parsed only here
+    except (ValueError, TypeError, IndexError, UnsupportedAlgorithm):  # keys parsed here too
         raise InputError(f"{key}, {cert}: not an unencrypted PEM private key and a PEM "
                          f"certificate chain{hint}") from None
     if ours != theirs:
