@@ -19,6 +19,7 @@ from torch import nn
 from swapscope.checkpoint import load_weights, read_config
 from swapscope.config import check_keys
 from swapscope.errors import InputError
+from swapscope.faces.align import ALIGNMENTS
 
 SIZES = (64, 128, 256)
 IDENTITIES = ("a", "b")
@@ -159,27 +160,48 @@ class SwapModel(nn.Module):
 SWAP_MODEL_KIND = "swapscope.swap-model"
 
 
-def read_swap_config(path: str | Path) -> tuple[Path, dict]:
-    """Find and check a ``forge train`` checkpoint: (folder, config)."""
+@dataclass(frozen=True, slots=True)
+class SwapCheckpoint:
+    """A checked ``forge train`` checkpoint, as the forge reads it (beside detect's
+    ``Detector``): where it is and what its config says."""
+
+    folder: Path
+    arch: str
+    size: int  # px of the square face crop the model sees and draws
+    padding: float  # of the crop around the alignment template
+    step: int  # training steps behind these weights
+    align: str  # frontal | pose (models before 2026-12-05: frontal)
+    identities: dict[str, str]  # "a" / "b" -> the person of each decoder
+    config: dict  # the whole config.json (recorded in manifests and credentials)
+
+
+def read_swap_config(path: str | Path) -> SwapCheckpoint:
+    """Find and check a ``forge train`` checkpoint (one InputError naming it otherwise)."""
     folder, config = read_config(path, SWAP_MODEL_KIND, "swap model", {
         "arch": str, "size": int, "padding": (int, float), "step": int, "identities": dict,
     })
-    check_keys(config["identities"], {"a": str, "b": str}, folder / "config.json",
-               "swap model identities")
-    return folder, config
+    where = folder / "config.json"
+    check_keys(config["identities"], {"a": str, "b": str}, where, "swap model identities")
+    align = config.get("align", "frontal")
+    if align not in ALIGNMENTS:
+        raise InputError(f"{where}: swap model align {align!r} is not one of {list(ALIGNMENTS)}")
+    return SwapCheckpoint(folder=folder, arch=config["arch"], size=config["size"],
+                          padding=float(config["padding"]), step=config["step"], align=align,
+                          identities={k: config["identities"][k] for k in ("a", "b")},
+                          config=config)
 
 
-def swap_model_from(folder: Path, config: dict, device: str = "cpu") -> SwapModel:
-    """The model of a checked checkpoint (``read_swap_config``), in eval mode on ``device``."""
+def swap_model_from(checkpoint: SwapCheckpoint, device: str = "cpu") -> SwapModel:
+    """The model of a checked checkpoint, in eval mode on ``device``."""
     try:
-        model = create_model(config["arch"], config["size"])
+        model = create_model(checkpoint.arch, checkpoint.size)
     except (KeyError, ValueError) as exc:
-        raise InputError(f"{folder}: swap model config is not usable ({exc})") from None
-    load_weights(folder, model, config["arch"])
+        raise InputError(f"{checkpoint.folder}: swap model config is not usable ({exc})") from None
+    load_weights(checkpoint.folder, model, checkpoint.arch)
     return model.to(device).eval()
 
 
 def load_swap_model(path: str | Path, device: str = "cpu") -> tuple[SwapModel, dict]:
     """(model in eval mode, config) of a ``forge train`` checkpoint."""
-    folder, config = read_swap_config(path)
-    return swap_model_from(folder, config, device), config
+    checkpoint = read_swap_config(path)
+    return swap_model_from(checkpoint, device), checkpoint.config

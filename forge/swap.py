@@ -59,10 +59,10 @@ class ModelRenderer:
     def __init__(self, path: str, to: str, device: str) -> None:
         if to not in ("a", "b"):
             raise InputError(f"unknown --to {to!r}; choose from ['a', 'b']")
-        self.folder, self.config = read_swap_config(path)
-        self.model = swap_model_from(self.folder, self.config, device)
-        self.size, self.padding = int(self.config["size"]), float(self.config["padding"])
-        self.align = self.config.get("align", "frontal")  # models before 2026-12-05: frontal
+        self.checkpoint = read_swap_config(path)
+        self.model = swap_model_from(self.checkpoint, device)
+        self.size, self.padding = self.checkpoint.size, self.checkpoint.padding
+        self.align = self.checkpoint.align
         self.to, self.device = to, device
         self.has_mask = True
 

@@ -335,7 +335,7 @@ def sign_output(path: Path, name: str, key: SigningKey, *, manifest_id: str, met
 def _checkpoint_hash(cfg: VideoConfig, renderer) -> str | None:
     if cfg.method != "model":
         return None
-    return sha256_file(renderer.folder / "weights.safetensors")
+    return sha256_file(renderer.checkpoint.folder / "weights.safetensors")
 
 
 def record(
@@ -380,7 +380,7 @@ def _relative(path: Path, folder: Path) -> str:
 
 def _target_identity(renderer, cfg: VideoConfig) -> str | None:
     if cfg.method == "model":
-        return renderer.config["identities"][cfg.to]
+        return renderer.checkpoint.identities[cfg.to]
     return None  # fwa-sim keeps the person's own identity
 
 
@@ -390,7 +390,7 @@ def _source_identity(plan: SwapPlan, renderer, cfg: VideoConfig, source: Path) -
     if plan.reference is not None:
         return plan.reference.name
     if cfg.method == "model":
-        return renderer.config["identities"]["a" if cfg.to == "b" else "b"]
+        return renderer.checkpoint.identities["a" if cfg.to == "b" else "b"]
     return source.parent.name
 
 
@@ -491,9 +491,10 @@ def _knobs(cfg: VideoConfig, renderer) -> dict:
     knobs = {"method": cfg.method, **asdict(cfg.composite), "smooth": cfg.smooth, "crf": cfg.crf,
              "min_size": cfg.min_size, "seed": cfg.seed}
     if cfg.method == "model":
-        knobs.update({"to": cfg.to, "model_size": renderer.size, "model_padding": renderer.padding,
-                      "model_arch": renderer.config["arch"], "model_step": renderer.config["step"],
-                      "model_align": renderer.align})
+        model = renderer.checkpoint
+        knobs.update({"to": cfg.to, "model_size": model.size, "model_padding": model.padding,
+                      "model_arch": model.arch, "model_step": model.step,
+                      "model_align": model.align})
     else:
         knobs.update({"fwa_size": cfg.fwa_size, "mask": cfg.composite.mask})
     return knobs

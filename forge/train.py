@@ -601,7 +601,7 @@ def _load_resume(out: Path, run: _Run, settle_first: bool = True) -> dict | None
         settle(out)  # a kill half-way through a checkpoint swap leaves the old one set aside
     if not out.exists():
         return None
-    folder, _ = read_swap_config(out)
+    folder = read_swap_config(out).folder
     state_path = folder / "resume" / "state.json"
     if not state_path.is_file():
         raise InputError(f"{out}: a finished model without resume state; choose another --out")

@@ -39,9 +39,9 @@ def test_a_resumed_run_uses_and_records_a_new_learning_rate(two_facesets, tmp_pa
     assert _train(two_facesets, out, "--steps", "1", "--no-gan").exit_code == 0
     resumed = _train(two_facesets, out, "--steps", "2", "--no-gan", "--lr", "0.001")
     assert resumed.exit_code == 0, resumed.output
-    folder, config = read_swap_config(out)
-    state = json.loads((folder / "resume" / "state.json").read_text())
-    assert config["config"]["lr"] == 0.001
+    checkpoint = read_swap_config(out)
+    state = json.loads((checkpoint.folder / "resume" / "state.json").read_text())
+    assert checkpoint.config["config"]["lr"] == 0.001
     assert {group["lr"] for group in state["opt_g"]["param_groups"]} == {0.001}
 
 
