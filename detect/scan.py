@@ -3,6 +3,7 @@
 The paper's rules: a face scores the mean of the top ``top_k`` fake probabilities over ``rois``
 random ROIs; a frame scores the max over its faces; a video scores the mean of the highest
 ``top_fraction`` of its frame scores. Two presets fill the knobs a user leaves open:
+
 - ``paper``: every frame, dlib detection on every frame at full resolution, 10 ROIs, top 5;
 - ``fast`` (default): every 5th frame, detection every 6th scored frame with boxes following
   the faces between (``swapscope.faces.pipeline``), one ROI per face, and ROIs of many frames
@@ -110,8 +111,6 @@ def scoring_rules(config: ScanConfig) -> dict:
     resolved = config.resolved()
     return {f.name: getattr(resolved, f.name) for f in fields(ScanConfig)
             if f.name not in ("models", "heatmap")}
-
-
 
 
 @dataclass(slots=True)

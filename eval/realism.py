@@ -2,6 +2,7 @@
 
 Per fake, on up to ``frames`` labelled frames spread over the video, the swapped face is found
 again in the fake (dlib, the label's box picks it) and in the same source frame:
+
 - identity: cosine similarity of the swapped face's dlib embedding to the target identity's
   centroid and to the source's; top-1 retrieval among the run's identity centroids;
 - pose: yaw / pitch / roll from six landmarks with ``cv2.solvePnP`` on a 3D mean face, swapped

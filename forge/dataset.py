@@ -2,6 +2,7 @@
 
 CONFIG (TOML or JSON) overrides ``DatasetConfig``; unknown keys are errors. ``sweep`` maps knob
 names to lists of values and every combination is made for every video, e.g.::
+
     out = "forgeries"
     videos = ["../shared/data/real_videos/lp_d6_woman_hairbun",
               "../shared/data/real_videos/lp_d9_man_glasses"]
