@@ -171,12 +171,13 @@ class CropReport:
         return asdict(self)
 
 
-def collection_items(folder: str | Path, cache_root: Path, progress: Progress | None = None
+def collection_items(folder: Collection | str | Path, cache_root: Path,
+                     progress: Progress | None = None
                      ) -> tuple[list[FaceItem], CropReport]:
     """The crops of a collection as training faces: a real crop is a real face (which a recipe
     may make an artifact negative of), a fake one a genuine fake with a fixed label. Identity
     and source are the crop's group, so a group never lands on both sides of a split."""
-    collection = read_collection(folder)
+    collection = folder if isinstance(folder, Collection) else read_collection(folder)
     found, missing = find_landmarks(collection, cache_root / collection.key, progress)
     items = [FaceItem(context=str(collection.root / row["file"]),
                       landmarks=np.asarray(row["landmarks"], np.float32),

@@ -31,9 +31,9 @@ from swapscope.errors import InputError
 from swapscope.faces.backends import create_backend
 from swapscope.faces.records import largest_box
 from swapscope.faces.track import box_iou
-from swapscope.files import read_jsonl, sha256_file, write_jsonl_atomic
+from swapscope.files import read_jsonl, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
-from swapscope.formats.manifest import ManifestRow, read_labels, read_manifest
+from swapscope.formats.manifest import ManifestRow, read_labels, verified_outputs
 from swapscope.media.images import is_image, load_image
 from swapscope.media.video import h264_roundtrip, read_frames
 from swapscope.progress import NoProgress, Progress
@@ -141,18 +141,12 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3,
         return [_item_from_json(cache, row) for row in read_jsonl(index_path)]
     manifest = Path(manifest)
     folder = manifest.parent if manifest.is_file() else manifest
-    rows = read_manifest(manifest)
+    outputs = verified_outputs(manifest)
     backend = create_backend("dlib")
     items_json = []
     progress = progress or NoProgress()
-    progress.start(f"finding faces in {manifest.name}", len(rows))
-    for row in rows:
-        video = folder / row.output
-        if not video.is_file():
-            raise InputError(f"{video}: output listed in {manifest} is missing")
-        if sha256_file(video) != row.output_sha256:
-            raise InputError(f"{video}: does not match the sha256 its manifest row {row.id[:8]} "
-                             "recorded (changed since the forge wrote it); not training on it")
+    progress.start(f"finding faces in {manifest.name}", len(outputs))
+    for row, video in outputs:
         for frame, k, lms in _labelled_faces(video, folder, row, stride, backend):
             x1, y1, x2, y2 = _context_box(lms, frame.image.shape)
             name = f"{row.id[:12]}_{frame.index:06d}_{k}.png"

@@ -179,4 +179,4 @@ def read_results(path: str | Path) -> list[dict]:
         return table.select(expected.names).cast(expected).to_pylist()
     except (pa.ArrowException, ValueError) as exc:  # UnicodeDecodeError too: damaged text
         raise InputError(f"{path}: a results column has the wrong type or damaged values "
-                         f"({str(exc).splitlines()[0][:120]})") from None
+                         f"({first_line(exc)})") from None

@@ -70,7 +70,7 @@ from swapscope.files import (
     write_text_atomic,
 )
 from swapscope.formats.faceset import FaceSet
-from swapscope.formats.manifest import manifest_file, read_manifest
+from swapscope.formats.manifest import check_files, manifest_file
 from swapscope.progress import NoProgress, Progress
 from swapscope.training import agreed_weights, main_rank_first, plot_history
 
@@ -371,9 +371,8 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress
     cache = Path(config.cache or out / "cache")
     facesets = [FaceSet.open(path) for path in config.facesets]
     for manifest in config.fakes:  # each read (and refused) before any face is cut
-        read_manifest(manifest_file(manifest))
-    for folder in config.crops:
-        read_collection(folder)
+        check_files(manifest)
+    collections = [read_collection(folder) for folder in config.crops]
     for faceset in facesets:
         key = faceset_cache_key(faceset, config.stride)
         items += build_context_cache(faceset, cache / key, config.stride, progress)
@@ -382,10 +381,11 @@ def collect_items(config: TrainConfig, out: Path, progress: Progress
         key = manifest_cache_key(manifest_file(manifest), config.stride)
         items += build_manifest_cache(manifest_file(manifest), cache / key, config.stride, progress)
         hashes.append(key)
-    for folder in config.crops:
-        found, report = collection_items(folder, cache, progress)
+    for collection in collections:
+        found, report = collection_items(collection, cache, progress)
         log.info("%s: faces in %s; no face found in %s (listed in the cache's no_face.jsonl); "
-                 "%d rows of another split left out", folder, report.faces, report.no_face,
+                 "%d rows of another split left out", collection.root, report.faces,
+                 report.no_face,
                  report.held_out)
         items += found if config.genuine else [i for i in found if i.label is None]
         reports.append(report)

@@ -25,7 +25,7 @@ from eval.metrics import Scores, detectability
 from eval.realism import RealismMeter
 from swapscope.errors import InputError
 from swapscope.files import sha256_file, write_text_atomic
-from swapscope.formats.manifest import ManifestRow, manifest_file, read_labels, read_manifest
+from swapscope.formats.manifest import ManifestRow, manifest_file, read_labels, verified_outputs
 
 log = logging.getLogger(__name__)
 
@@ -162,19 +162,10 @@ def collect(sets: list[str]) -> list[Entry]:
     entries: list[Entry] = []
     for location in sets:
         path = manifest_file(location)
-        rows = read_manifest(path)
-        if not rows:
+        outputs = verified_outputs(path)
+        if not outputs:
             raise InputError(f"{path.parent}: manifest has no rows")
-        for row in rows:
-            entry = Entry(folder=path.parent, row=row)
-            if not entry.video.is_file():
-                raise InputError(f"{entry.video}: output listed in {path} is missing")
-            if sha256_file(entry.video) != row.output_sha256:
-                raise InputError(
-                    f"{entry.video}: does not match the sha256 its manifest row {row.id[:8]} "
-                    "recorded (changed since the forge wrote it)"
-                )
-            entries.append(entry)
+        entries += [Entry(folder=path.parent, row=row) for row, _ in outputs]
     if not any(e.row.label == "fake" for e in entries) or not any(
         e.row.label == "real" for e in entries
     ):

@@ -255,13 +255,40 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         except json.JSONDecodeError:
             raise InputError(f"{path}:{number}: manifest line does not parse") from None
         rows.append(ManifestRow.from_json(raw, f"{path}:{number}"))
-    _check_distinct(path, rows)
+    _check_distinct(path, rows, resolve=False)  # by name here: every append reads the file
     return rows
 
 
-def _check_distinct(path: Path, rows: list[ManifestRow]) -> None:
-    """Each row names its own output and labels, inside the folder even through symlinks: a real
-    counterpart that is another row's file (or a link to one) would pair a fake with itself."""
+def verified_outputs(path: str | Path) -> list[tuple[ManifestRow, Path]]:
+    """The rows of a manifest with their outputs, for a command that reads those files: each
+    output (and labels file) its own file and inside the folder even through symlinks, there,
+    and the very file the forge made (its recorded sha256). One InputError otherwise."""
+    path = manifest_file(path)
+    rows = read_manifest(path)
+    _check_distinct(path, rows, resolve=True)
+    found = []
+    for row in rows:
+        video = path.parent / row.output
+        if not video.is_file():
+            raise InputError(f"{video}: output listed in {path} is missing")
+        if sha256_file(video) != row.output_sha256:
+            raise InputError(f"{video}: does not match the sha256 its manifest row {row.id[:8]} "
+                             "recorded (changed since the forge wrote it)")
+        found.append((row, video))
+    return found
+
+
+def check_files(path: str | Path) -> None:
+    """``verified_outputs``' checks that cost no hashing: a command refuses a manifest whose rows
+    share a file, or lead out of the folder through a symlink, before it starts any work."""
+    path = manifest_file(path)
+    _check_distinct(path, read_manifest(path), resolve=True)
+
+
+def _check_distinct(path: Path, rows: list[ManifestRow], resolve: bool) -> None:
+    """Each row names its own output and labels, and its own id. With ``resolve``, through
+    symlinks too, and never out of the folder: a real counterpart that is another row's file (or
+    a link to one) would pair a fake with itself."""
     folder = path.parent.resolve()
     seen: dict[Path, str] = {}
     ids: set[str] = set()
@@ -272,8 +299,8 @@ def _check_distinct(path: Path, rows: list[ManifestRow]) -> None:
         for name in (row.output, row.labels):
             if name is None:
                 continue
-            target = (folder / name).resolve()
-            if not target.is_relative_to(folder):
+            target = (folder / name).resolve() if resolve else Path(os.path.normpath(name))
+            if resolve and not target.is_relative_to(folder):
                 raise InputError(f"{path}: manifest row {row.id[:8]}'s {name!r} leads outside "
                                  "the manifest's folder (a symlink)")
             if target in seen:
