@@ -1,7 +1,7 @@
 """Scanning speed and what the fast preset costs in AUC, against the paper's protocol.
 
 Speed, side by side in one run on a 720p clip: ``detect scan``'s default (fast preset, the
-shipped detector: two efficientnet_lite0 networks averaged) against the paper's protocol (dlib
+shipped detector: three efficientnet_lite0 networks averaged) against the paper's protocol (dlib
 on every full-size frame, 10 ROIs per face, top 5, ResNet50). ResNet50's ImageNet weights
 cannot be downloaded here, so it runs with random weights: its cost does not depend on them.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detect.models import DataConfig, create_detector, to_tensor
+from detect.models import DataConfig, create_detector
 from swapscope import __version__
 from swapscope.checkpoint import load_weights, read_config, read_weights, replacing, save_tensors
 from swapscope.config import check_keys, read_json_object
@@ -82,11 +82,12 @@ class Detector:
     def probabilities(self, rois: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """(N,) fake probabilities of (S, S, 3) uint8 RGB ROI crops, ``batch_size`` per call."""
         out = []
-        cfg = self.data_config
+        mean, std = (np.asarray(v, np.float32) for v in (self.data_config.mean,
+                                                         self.data_config.std))
         for start in range(0, len(rois), batch_size):
-            batch = torch.stack(
-                [to_tensor(r, cfg.mean, cfg.std) for r in rois[start : start + batch_size]]
-            )
+            pixels = np.stack(rois[start : start + batch_size]).astype(np.float32) / 255.0
+            # (B, S, S, 3) seen as (B, 3, S, S): channels-last, the module's own layout
+            batch = torch.from_numpy((pixels - mean) / std).permute(0, 3, 1, 2)
             with autocast_for(self.device):
                 logits = self.module(batch.to(self.device))  # (B, 2)
             out.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
@@ -209,7 +210,7 @@ def load_ensemble(path: str | Path, device: str = "cpu") -> Ensemble:
         members.append(Detector(
             folder=folder, sha256=member["sha256"], arch=member["arch"],
             data_config=data_config,
-            module=model.to(device).eval(), meta=member, device=device))
+            module=_for_inference(model, device), meta=member, device=device))
     return Ensemble(tuple(members), folder=folder,
                     sha256=sha256_file(folder / "weights.safetensors"), meta=config)
 
@@ -275,6 +276,13 @@ def _replaceable(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
+def _for_inference(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """``model`` in eval mode on ``device``, channels-last: the layout the CPU's and CUDA's
+    convolutions run fastest in (efficientnet_lite0 on 2 cores: 1.6x the default layout;
+    ``bench/scan.py``). Scores are the same to float rounding."""
+    return model.to(device).eval().to(memory_format=torch.channels_last)
+
+
 def load_detector(path: str | Path, device: str = "cpu") -> Detector:
     """Read, check, hash and build a detector checkpoint, once."""
 
@@ -283,7 +291,8 @@ def load_detector(path: str | Path, device: str = "cpu") -> Detector:
     load_weights(folder, model, config["arch"])
     return Detector(
         folder=folder, sha256=sha256_file(folder / "weights.safetensors"), arch=config["arch"],
-        data_config=DataConfig.from_json(config["data_config"]), module=model.to(device).eval(),
+        data_config=DataConfig.from_json(config["data_config"]),
+        module=_for_inference(model, device),
         meta=config, device=device,
     )
 

@@ -78,7 +78,7 @@ class ScanConfig:
     backend: str | None = None  # face backend (swapscope.faces.backends)
     top_fraction: float = TOP_FRACTION  # a video scores the mean of its highest frame scores
     threshold: float | None = None  # verdict "fake" at or above it; None = the detector's own
-    batch_size: int = 32  # ROIs per network call
+    batch_size: int = 16  # ROIs per network call (16: fastest on a 2-core CPU, bench/scan.py)
     # read swapscope's watermark in every frame of the first N (0: none); the scored frames
     # among them and the frames between, whose faces are followed from the scored ones
     label_frames: int = 150

@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import json
 import os
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from detect.checkpoint import load_detector, read_detector_config
 from detect.cli import app as detect_app
 from detect.data import ArtifactDataset, build_context_cache, split_by_identity
-from detect.models import DEFAULT_ARCH, DataConfig
+from detect.models import DEFAULT_ARCH, DataConfig, to_tensor
 from swapscope.errors import InputError
 from swapscope.formats.faceset import FaceSet
 from swapscope.media.sample import write_clip
@@ -314,6 +315,23 @@ def test_grad_cam_maps_are_normalised_and_probabilities_match_the_model(tiny_det
     with torch.no_grad():
         expected = model(batch).softmax(-1)[:, 1].numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_channels_last_scores_match_the_plain_layout(tiny_detector):
+    """Loaded detectors run channels-last (faster on CPU and CUDA); the probabilities are the
+    ones the network gives in PyTorch's default layout, whatever the batch size."""
+    detector = load_detector(tiny_detector)
+    first = next(detector.module.parameters())
+    assert first.dim() != 4 or first.is_contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(0)
+    rois = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(5)]
+    plain = copy.deepcopy(detector.module).to(memory_format=torch.contiguous_format)
+    cfg = detector.data_config
+    with torch.no_grad():
+        batch = torch.stack([to_tensor(r, cfg.mean, cfg.std) for r in rois])
+        expected = plain(batch).softmax(-1)[:, 1].numpy()
+    for batch_size in (2, 16):
+        np.testing.assert_allclose(detector.probabilities(rois, batch_size), expected, atol=1e-5)
 
 
 def test_export_halves_the_weights_and_keeps_the_predictions(tiny_detector, tmp_path):
