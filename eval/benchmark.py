@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from eval.metrics import Scores, detectability
+from eval.metrics import Detectability, Scores, detectability
 from eval.realism import RealismMeter
+from swapscope.config import check_types, finite_number
 from swapscope.errors import InputError
 from swapscope.files import sha256_file, write_text_atomic
 from swapscope.formats.manifest import ManifestRow, manifest_file, read_labels, verified_outputs
@@ -58,6 +59,18 @@ class Entry:
         return self.folder / self.row.output
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredDetector:
+    """A detector as a benchmark names it: its table name, weights hash and architecture."""
+
+    name: str
+    sha256: str
+    arch: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class BenchmarkRow:
     """One forgery configuration: its realism and, per detector, its detectability."""
@@ -68,34 +81,87 @@ class BenchmarkRow:
     fakes: int
     reals: int
     realism: dict[str, float | None]  # REALISM_FIELDS, means over the configuration's fakes
-    detectors: dict[str, dict]  # detector name -> {"frame": metrics, "video": metrics}
+    detectors: dict[str, dict[str, Detectability]]  # detector name -> "frame" / "video" -> metrics
     example: Entry  # one of its fakes
     config_full: str | None = None  # every knob, where ``config`` names only the varying ones
 
     def to_json(self) -> dict:
         out = {
             "config": self.config, "method": self.method, "knobs": self.knobs, "fakes": self.fakes,
-            "reals": self.reals, "realism": self.realism, "detectors": self.detectors,
+            "reals": self.reals, "realism": self.realism,
+            "detectors": {name: {level: m.to_json() for level, m in levels.items()}
+                          for name, levels in self.detectors.items()},
             "example": {"folder": str(self.example.folder), "row": self.example.row.to_json()},
         }
         if self.config_full is not None:
             out["config_full"] = self.config_full
         return out
 
+    @classmethod
+    def from_json(cls, raw, names: list[str], where: str) -> BenchmarkRow:
+        """A row of report.json, every part checked against ``names``, the report's detectors."""
+        if not (isinstance(raw, dict) and isinstance(raw.get("config"), str)
+                and isinstance(raw.get("method"), str)
+                and isinstance(raw.get("config_full", ""), str)
+                and isinstance(raw.get("knobs"), dict)
+                and all(_count(raw.get(k)) for k in ("fakes", "reals"))
+                and isinstance(raw.get("realism"), dict)
+                and set(REALISM_FIELDS) <= set(raw["realism"])
+                and all(v is None or finite_number(v) for v in raw["realism"].values())
+                and isinstance(raw.get("detectors"), dict)
+                and all(isinstance(raw["detectors"].get(n), dict) for n in names)
+                and isinstance(raw.get("example"), dict)
+                and isinstance(raw["example"].get("folder"), str)):
+            raise InputError(f"{where}: a row needs config, method, knobs, fakes, reals, realism "
+                             "(numbers), each detector's metrics and an example")
+        where = f"{where} row {raw['config'][:60]!r}"
+        detectors = {name: {level: Detectability.from_json(raw["detectors"][name].get(level),
+                                                           level, f"{where} {name}")
+                            for level in ("frame", "video")} for name in names}
+        example = Entry(folder=Path(raw["example"]["folder"]),
+                        row=ManifestRow.from_json(raw["example"].get("row"), f"{where} example"))
+        return cls(config=raw["config"], method=raw["method"], knobs=raw["knobs"],
+                   fakes=raw["fakes"], reals=raw["reals"], realism=raw["realism"],
+                   detectors=detectors, example=example, config_full=raw.get("config_full"))
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class BenchmarkResult:
     rows: list[BenchmarkRow]
     roc: dict  # detector name -> configuration -> {"labels": [...], "scores": [...]} per frame
-    detectors: list[dict]  # {"name", "sha256", "arch"}
+    detectors: list[ScoredDetector]
     config: BenchmarkConfig
 
     def to_json(self) -> dict:
         """What ``report.json`` holds (and ``roc``, which the plots read)."""
         return {
-            "rows": [r.to_json() for r in self.rows], "roc": self.roc, "detectors": self.detectors,
-            "config": asdict(self.config),
+            "rows": [r.to_json() for r in self.rows], "roc": self.roc,
+            "detectors": [d.to_json() for d in self.detectors], "config": asdict(self.config),
         }
+
+    @classmethod
+    def from_json(cls, raw: dict, where: str) -> BenchmarkResult:
+        """An eval report's report.json (its ROC curves, which it does not hold, empty), every
+        part checked: a hand-edited file is one InputError naming it."""
+        config, detectors, rows = (raw.get(k) for k in ("config", "detectors", "rows"))
+        if not isinstance(config, dict) or set(config) - {f.name for f in fields(BenchmarkConfig)}:
+            raise InputError(f"{where}: not an eval report (its config is not an eval config)")
+        bench = BenchmarkConfig(**check_types(config, BenchmarkConfig, where))
+        if not isinstance(detectors, list) or not detectors or not all(
+                isinstance(d, dict) and all(isinstance(d.get(k), str) for k in
+                                            ("name", "sha256", "arch")) for d in detectors):
+            raise InputError(f"{where}: not an eval report (detectors must be a list of objects "
+                             "with a name, sha256 and arch)")
+        scored = [ScoredDetector(d["name"], d["sha256"], d["arch"]) for d in detectors]
+        if not isinstance(rows, list) or not rows:
+            raise InputError(f"{where}: not an eval report (rows must be a non-empty list)")
+        names = [d.name for d in scored]
+        return cls(rows=[BenchmarkRow.from_json(r, names, where) for r in rows], roc={},
+                   detectors=scored, config=bench)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def detector_name(path: str, folder: Path) -> str:
@@ -152,8 +218,7 @@ def run_benchmark(config: BenchmarkConfig, out: Path, device: str = "cpu") -> Be
     frame_scores = scan_all(entries, detectors, config.mode, cache, device)
     realism = measure(entries, config.realism_frames, cache)
     rows, roc = tabulate(entries, list(detectors), frame_scores, realism, config)
-    infos = [{"name": name, "sha256": d.info.sha256, "arch": d.info.arch}
-             for name, d in detectors.items()]
+    infos = [ScoredDetector(name, d.info.sha256, d.info.arch) for name, d in detectors.items()]
     return BenchmarkResult(rows=rows, roc=roc, detectors=infos, config=config)
 
 
@@ -268,7 +333,7 @@ def tabulate(entries: list[Entry], detectors: list[str], frame_scores: dict, rea
                     videos += [r.id] * len(values)
             data = Scores(np.array(labels), np.array(scores, float), np.array(videos))
             metrics = detectability(data, rounds=config.bootstrap, seed=config.seed)
-            per_detector[name] = {level: m.to_json() for level, m in metrics.items()}
+            per_detector[name] = metrics
             roc.setdefault(name, {})[key] = {"labels": labels, "scores": scores}
         table.append(
             BenchmarkRow(

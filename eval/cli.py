@@ -85,11 +85,11 @@ def report(
         result = run_benchmark(bench, out, resolved)
         paths = write_report(result, out)
     if json_out:
-        table = result.to_json()
         print_json(
             {
-                "rows": [{k: v for k, v in r.items() if k != "example"} for r in table["rows"]],
-                "evaders": evaders(table),
+                "rows": [{k: v for k, v in r.to_json().items() if k != "example"}
+                         for r in result.rows],
+                "evaders": evaders(result),
                 "files": {k: str(v) for k, v in paths.items()},
             }
         )
@@ -126,10 +126,10 @@ def harden(
     with WriteLock(writable_folder(out) / ".lock", out, "eval report or harden"):
         outcome = run_harden(config, resolve_device(device))
         table = before_after_markdown(outcome)
-        paths = write_report(outcome["result"], out / "harden",
+        paths = write_report(outcome.result, out / "harden",
                              title="swapscope benchmark after hardening", extra_md=table)
     if json_out:
-        print_json({k: v for k, v in outcome.items() if k != "result"})
+        print_json(outcome.to_json())
     else:
         typer.echo(table)
         typer.echo(f"\n{paths['html']}")

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval.benchmark import (
@@ -29,7 +29,7 @@ from eval.benchmark import (
 )
 from eval.metrics import MIN_PER_CLASS, TOO_FEW, too_few
 from eval.report import slug
-from swapscope.config import check_types, read_json_object
+from swapscope.config import read_json_object
 from swapscope.errors import InputError
 from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
 
@@ -57,10 +57,45 @@ class _Target:
     chosen_full: set[str]  # the same, with every knob (config_key of a manifest row)
 
 
-def harden(config: HardenConfig, device: str) -> dict:
+@dataclass(frozen=True, slots=True)
+class BeforeAfter:
+    """One configuration of the test identities: video and frame AUC before and after."""
+
+    config: str
+    trained_on: bool  # its fakes (of the other identities) were trained on
+    fakes: int
+    reals: int
+    before: dict[str, float]  # video_auc, frame_auc
+    after: dict[str, float]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Hardened:
+    """What eval harden did: the detector hardened, the one it made, what it trained on, and
+    the before/after benchmark on the test identities."""
+
+    detector: str  # the report's name of the detector hardened
+    hardened: str  # the hardened checkpoint
+    trained_on: list[str]  # configurations, as the report names them
+    train_summary: dict  # detect train's best_val_auc, train_faces, val_faces
+    rows: list[BeforeAfter]
+    result: BenchmarkResult  # both detectors on the test identities
+
+    def to_json(self) -> dict:
+        """What eval harden --json prints (the benchmark aside: it is written as a report)."""
+        return {"detector": self.detector, "hardened": self.hardened,
+                "trained_on": self.trained_on, "train_summary": self.train_summary,
+                "rows": [r.to_json() for r in self.rows]}
+
+
+def harden(config: HardenConfig, device: str) -> Hardened:
     """Run the loop; returns the before/after table, the hardened detector and the benchmark."""
     report_dir = Path(config.report)
-    report, bench = _read_report(report_dir)
+    report = _read_report(report_dir)
+    bench = report.config
     target = _choose(report, config)
     log.info("hardening %s against: %s", target.name, sorted(target.chosen))
     work = report_dir / "harden"
@@ -75,61 +110,22 @@ def harden(config: HardenConfig, device: str) -> dict:
         cache=str(report_dir / "cache"),
     )
     result = run_benchmark(before_after, work, device)
-    return {
-        "detector": target.name, "hardened": summary["best"], "trained_on": sorted(target.chosen),
-        "train_summary": {k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
-        "rows": compare(result, target), "result": result,
-    }
+    return Hardened(
+        detector=target.name, hardened=summary["best"], trained_on=sorted(target.chosen),
+        train_summary={k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
+        rows=compare(result, target), result=result)
 
 
-def _read_report(report_dir: Path) -> tuple[dict, BenchmarkConfig]:
-    """An eval report's report.json, every part harden reads checked (a hand-edited file is one
-    line naming it): its config, its detectors by name, and per row the configuration, knobs,
-    counts and each detector's video and frame AUC (a number or NaN)."""
+def _read_report(report_dir: Path) -> BenchmarkResult:
+    """An eval report's report.json, every part checked (a hand-edited file is one line naming
+    it)."""
     path = report_dir / "report.json"
     if not path.is_file():
         raise InputError(f"{report_dir}: no report.json; run eval report --out {report_dir} first")
-    report = read_json_object(path, "eval report")
-
-    def bad(what: str) -> InputError:
-        return InputError(f"{path}: not an eval report ({what})")
-
-    config, detectors, rows = (report.get(k) for k in ("config", "detectors", "rows"))
-    if not isinstance(config, dict) or set(config) - {f.name for f in fields(BenchmarkConfig)}:
-        raise bad("its config is not an eval config")
-    bench = BenchmarkConfig(**check_types(config, BenchmarkConfig, path))
-    if not isinstance(detectors, list) or not detectors or not all(
-            isinstance(d, dict) and isinstance(d.get("name"), str) for d in detectors):
-        raise bad("detectors must be a list of objects with a name")
-    names = [d["name"] for d in detectors]
-    if not isinstance(rows, list) or not rows:
-        raise bad("rows must be a non-empty list")
-    for row in rows:
-        if not (isinstance(row, dict) and isinstance(row.get("config"), str)
-                and isinstance(row.get("config_full", ""), str)
-                and isinstance(row.get("knobs"), dict)
-                and all(_count(row.get(k)) for k in ("fakes", "reals"))
-                and isinstance(row.get("detectors"), dict)
-                and all(_auc_of(row["detectors"].get(n)) for n in names)):
-            raise bad("a row needs config, knobs, fakes, reals and each detector's video and "
-                      "frame AUC")
-    return report, bench
+    return BenchmarkResult.from_json(read_json_object(path, "eval report"), str(path))
 
 
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _auc_of(metrics) -> bool:
-    """{"video": {"auc": ...}, "frame": {"auc": ...}} with each AUC a number in [0, 1] or NaN."""
-    def auc(level) -> bool:
-        value = level.get("auc") if isinstance(level, dict) else False
-        return (isinstance(value, int | float) and not isinstance(value, bool)
-                and (value != value or 0 <= value <= 1))
-    return isinstance(metrics, dict) and auc(metrics.get("video")) and auc(metrics.get("frame"))
-
-
-def _choose(report: dict, config: HardenConfig) -> _Target:
+def _choose(report: BenchmarkResult, config: HardenConfig) -> _Target:
     # lazy: eval --help reads HardenConfig without loading the trainers
     from detect.checkpoint import checkpoint_folder
     from detect.scan import DEFAULT_DETECTOR
@@ -137,11 +133,11 @@ def _choose(report: dict, config: HardenConfig) -> _Target:
 
     folder = checkpoint_folder(config.detector or DEFAULT_DETECTOR)  # a detector or an ensemble
     name = detector_name(config.detector, folder)
-    names = [d["name"] for d in report["detectors"]]
+    names = [d.name for d in report.detectors]
     if name not in names:
         raise InputError(f"detector {name!r} is not in the report; choose from {names}")
     chosen = {e["config"] for e in evaders(report, config.top)[name]}
-    full_names = {r["config"]: r.get("config_full", r["config"]) for r in report["rows"]}
+    full_names = {r.config: r.config_full or r.config for r in report.rows}
     return _Target(name=name, folder=folder, chosen=chosen,
                    chosen_full={full_names[c] for c in chosen})
 
@@ -235,35 +231,27 @@ def fine_tune(
             "best_val_auc": min(s["best_val_auc"] for s in summaries)}
 
 
-def compare(result: BenchmarkResult, target: _Target) -> list[dict]:
+def compare(result: BenchmarkResult, target: _Target) -> list[BeforeAfter]:
     """Per configuration of the test identities: video and frame AUC before and after."""
-    hardened = next(d["name"] for d in result.detectors if d["name"] != target.name)
-    table = []
-    for row in result.rows:
-        before, after = row.detectors[target.name], row.detectors[hardened]
-        table.append(
-            {
-                "config": row.config,
-                "trained_on": (row.config_full or row.config) in target.chosen_full,
-                "fakes": row.fakes,
-                "reals": row.reals,
-                "before": {
-                    "video_auc": before["video"]["auc"],
-                    "frame_auc": before["frame"]["auc"],
-                },
-                "after": {"video_auc": after["video"]["auc"], "frame_auc": after["frame"]["auc"]},
-            }
-        )
-    return table
+    hardened = next(d.name for d in result.detectors if d.name != target.name)
+
+    def aucs(levels) -> dict[str, float]:
+        return {"video_auc": levels["video"].auc, "frame_auc": levels["frame"].auc}
+
+    return [BeforeAfter(config=row.config,
+                        trained_on=(row.config_full or row.config) in target.chosen_full,
+                        fakes=row.fakes, reals=row.reals, before=aucs(row.detectors[target.name]),
+                        after=aucs(row.detectors[hardened]))
+            for row in result.rows]
 
 
-def before_after_markdown(outcome: dict) -> str:
+def before_after_markdown(outcome: Hardened) -> str:
     lines = [
-        f"## Hardening {outcome['detector']} (closed loop)",
+        f"## Hardening {outcome.detector} (closed loop)",
         "",
-        f"Trained on the fakes of {', '.join(f'`{c}`' for c in outcome['trained_on'])} (train/val "
+        f"Trained on the fakes of {', '.join(f'`{c}`' for c in outcome.trained_on)} (train/val "
         "identities) plus real faces; validation AUC "
-        f"{outcome['train_summary']['best_val_auc']:.3f}. "
+        f"{outcome.train_summary['best_val_auc']:.3f}. "
         "Scored on the test identities only.",
         "",
         "| configuration | trained on it | fakes / reals | video AUC before | after | frame AUC "
@@ -271,13 +259,13 @@ def before_after_markdown(outcome: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     marked = False
-    for r in outcome["rows"]:
-        few = too_few(r["fakes"], r["reals"])  # every AUC of the row, as eval report marks it
+    for r in outcome.rows:
+        few = too_few(r.fakes, r.reals)  # every AUC of the row, as eval report marks it
         marked |= bool(few)
         lines.append(
-            f"| {r['config']} | {'yes' if r['trained_on'] else 'no'} | {r['fakes']} / {r['reals']} "
-            f"| {r['before']['video_auc']:.3f}{few} | {r['after']['video_auc']:.3f}{few} "
-            f"| {r['before']['frame_auc']:.3f}{few} | {r['after']['frame_auc']:.3f}{few} |"
+            f"| {r.config} | {'yes' if r.trained_on else 'no'} | {r.fakes} / {r.reals} "
+            f"| {r.before['video_auc']:.3f}{few} | {r.after['video_auc']:.3f}{few} "
+            f"| {r.before['frame_auc']:.3f}{few} | {r.after['frame_auc']:.3f}{few} |"
         )
     if marked:
         lines += ["", f"AUCs marked \"{TOO_FEW}\" come from fewer than {MIN_PER_CLASS} videos of a "

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from swapscope.errors import InputError
 from swapscope.formats.scan import TOP_FRACTION, video_score
 
 METRICS = ("auc", "eer", "ap", "tpr_at_1fpr")
@@ -117,6 +118,28 @@ class Detectability:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw, level: str, where: str) -> Detectability:
+        """One level's metrics as ``to_json`` wrote them, checked: counts, and each metric and
+        its interval a number in [0, 1] or NaN (a metric of one class only); InputError."""
+        def rate(value) -> bool:
+            return (isinstance(value, int | float) and not isinstance(value, bool)
+                    and (value != value or 0 <= value <= 1))
+
+        def count(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+        ci = raw.get("ci") if isinstance(raw, dict) else None
+        if not (isinstance(raw, dict) and raw.get("level") == level
+                and count(raw.get("n")) and count(raw.get("fakes"))
+                and all(rate(raw.get(m)) for m in METRICS) and isinstance(ci, dict)
+                and all(isinstance(ci.get(m), list) and len(ci[m]) == 2
+                        and all(map(rate, ci[m])) for m in METRICS)):
+            raise InputError(f"{where}: {level} metrics need n, fakes, {', '.join(METRICS)} "
+                             "(numbers in [0, 1] or NaN) and their intervals")
+        return cls(level=level, n=raw["n"], fakes=raw["fakes"], ci={m: ci[m] for m in METRICS},
+                   **{m: float(raw[m]) for m in METRICS})
 
 
 def detectability(frame: Scores, rounds: int = 1000, seed: int = 0) -> dict[str, Detectability]:

@@ -50,22 +50,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def evaders(result: dict, top: int = 3) -> dict[str, list[dict]]:
+def evaders(result: BenchmarkResult, top: int = 3) -> dict[str, list[dict]]:
     """Per detector, the configurations with the lowest video AUC (they evade it most)."""
     out = {}
-    for det in result["detectors"]:
-        name = det["name"]
-        ranked = sorted(
-            result["rows"], key=lambda r: (r["detectors"][name]["video"]["auc"], r["config"])
-        )
-        out[name] = [
-            {
-                "config": r["config"],
-                "video_auc": r["detectors"][name]["video"]["auc"],
-                "knobs": r["knobs"],
-            }
-            for r in ranked[:top]
-        ]
+    for det in result.detectors:
+        ranked = sorted(result.rows, key=lambda r: (r.detectors[det.name]["video"].auc, r.config))
+        out[det.name] = [{"config": r.config, "video_auc": r.detectors[det.name]["video"].auc,
+                          "knobs": r.knobs} for r in ranked[:top]]
     return out
 
 
@@ -75,7 +66,7 @@ def _figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def plot_roc(result: dict, detector: str) -> bytes:
+def plot_roc(result: BenchmarkResult, detector: str) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,14 +74,12 @@ def plot_roc(result: dict, detector: str) -> bytes:
     from sklearn.metrics import roc_curve
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for key, data in result["roc"][detector].items():
+    for key, data in result.roc.get(detector, {}).items():
         if len(set(data["labels"])) < 2:
             continue
         fpr, tpr, _ = roc_curve(data["labels"], data["scores"])
-        row = next(r for r in result["rows"] if r["config"] == key)
-        ax.plot(
-            fpr, tpr, label=f"{_short(key)} (AUC {row['detectors'][detector]['frame']['auc']:.2f})"
-        )
+        row = next(r for r in result.rows if r.config == key)
+        ax.plot(fpr, tpr, label=f"{_short(key)} (AUC {row.detectors[detector]['frame'].auc:.2f})")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("false positive rate (real frames called fake)")
     ax.set_ylabel("true positive rate")
@@ -101,22 +90,22 @@ def plot_roc(result: dict, detector: str) -> bytes:
     return png
 
 
-def plot_tradeoff(result: dict) -> bytes:
+def plot_tradeoff(result: BenchmarkResult) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for k, det in enumerate(result["detectors"]):
-        name = det["name"]
+    for k, det in enumerate(result.detectors):
+        name = det.name
         points, labels = [], []
-        for row in result["rows"]:
-            y = row["realism"].get(REALISM_AXIS)
+        for row in result.rows:
+            y = row.realism.get(REALISM_AXIS)
             if y is None:
                 continue
-            points.append((row["detectors"][name]["video"]["auc"], y))
-            labels.append(_short(row["config"]))
+            points.append((row.detectors[name]["video"].auc, y))
+            labels.append(_short(row.config))
         if not points:
             continue
         xs, ys = np.array(points).T
@@ -170,33 +159,33 @@ def _short(config: str, width: int = 48) -> str:
     return config if len(config) <= width else config[: width - 1] + "…"
 
 
-def _table(result: dict) -> tuple[list[str], list[list[str]]]:
+def _table(result: BenchmarkResult) -> tuple[list[str], list[list[str]]]:
     header = [
         "configuration", "fakes", "reals", "id→target", "id→source", "top-1", "pose err °",
         "expr err", "FD", "flicker",
     ]
-    for det in result["detectors"]:
-        n = det["name"]
+    for det in result.detectors:
+        n = det.name
         header += [
             f"{n}: video AUC [95% CI]", f"{n}: frame AUC", f"{n}: EER", f"{n}: AP",
             f"{n}: TPR@1%FPR",
         ]
     rows = []
-    for r in result["rows"]:
-        real = r["realism"]
+    for r in result.rows:
+        real = r.realism
         cells = [
-            r["config"], str(r["fakes"]), str(r["reals"]), _fmt(real["identity_to_target"]),
+            r.config, str(r.fakes), str(r.reals), _fmt(real["identity_to_target"]),
             _fmt(real["identity_to_source"]), _fmt(real["top1_target"], 2),
             _fmt(real["pose_error_deg"], 1), _fmt(real["expression_error"]),
             _fmt(real["frechet"], 2), _fmt(real["flicker"], 2),
         ]
-        mark = too_few(r["fakes"], r["reals"])
-        for det in result["detectors"]:
-            d = r["detectors"][det["name"]]
-            low, high = d["video"]["ci"]["auc"]
+        mark = too_few(r.fakes, r.reals)
+        for det in result.detectors:
+            video, frame = r.detectors[det.name]["video"], r.detectors[det.name]["frame"]
+            low, high = video.ci["auc"]
             cells += [
-                f"{_fmt(d['video']['auc'])} [{_fmt(low, 2)}, {_fmt(high, 2)}]{mark}",
-                *(_fmt(d["frame"][k]) + mark for k in ("auc", "eer", "ap", "tpr_at_1fpr")),
+                f"{_fmt(video.auc)} [{_fmt(low, 2)}, {_fmt(high, 2)}]{mark}",
+                *(_fmt(getattr(frame, k)) + mark for k in ("auc", "eer", "ap", "tpr_at_1fpr")),
             ]
         rows.append(cells)
     return header, rows
@@ -206,11 +195,10 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
                  extra_md: str = "") -> dict[str, Path]:
     """Write report.md, report.csv, report.html, report.json and the plot PNGs into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    result = benchmark.to_json()
-    header, rows = _table(result)
-    pngs = {"tradeoff.png": plot_tradeoff(result)}
-    for det in result["detectors"]:
-        pngs[f"roc_{slug(det['name'])}.png"] = plot_roc(result, det["name"])
+    header, rows = _table(benchmark)
+    pngs = {"tradeoff.png": plot_tradeoff(benchmark)}
+    for det in benchmark.detectors:
+        pngs[f"roc_{slug(det.name)}.png"] = plot_roc(benchmark, det.name)
     examples = {}
     for i, row in enumerate(benchmark.rows):
         png = example_png(row.example)
@@ -219,7 +207,7 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
             pngs[f"example_{i:02d}.png"] = png
     for name, data in pngs.items():
         write_bytes_atomic(out / name, data)
-    worst = evaders(result)
+    worst = evaders(benchmark)
 
     md = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
@@ -232,7 +220,7 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
             + "; ".join(f"`{e['config']}` ({_fmt(e['video_auc'])})" for e in items)
         )
     md += ["", "![realism against detectability](tradeoff.png)", ""]
-    md += [f"![ROC {d['name']}](roc_{slug(d['name'])}.png)" for d in result["detectors"]]
+    md += [f"![ROC {d.name}](roc_{slug(d.name)}.png)" for d in benchmark.detectors]
     if extra_md:
         md += ["", extra_md]
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
@@ -242,16 +230,16 @@ def write_report(benchmark: BenchmarkResult, out: Path, title: str = "swapscope 
     writer.writerow(header)
     writer.writerows(rows)
     write_text_atomic(out / "report.csv", buffer.getvalue())
+    write_text_atomic(out / "report.json", json.dumps(
+        {k: v for k, v in benchmark.to_json().items() if k != "roc"}, indent=2))
     write_text_atomic(
-        out / "report.json", json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2)
-    )
-    write_text_atomic(
-        out / "report.html", _html(title, header, rows, pngs, examples, worst, result, extra_md)
+        out / "report.html", _html(title, header, rows, pngs, examples, worst,
+                                   [d.name for d in benchmark.detectors], extra_md)
     )
     return {"md": out / "report.md", "csv": out / "report.csv", "html": out / "report.html"}
 
 
-def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
+def _html(title, header, rows, pngs, examples, worst, detectors, extra_md) -> str:
     def img(data: bytes, alt: str, cls: str = "plot") -> str:
         encoded = base64.b64encode(data).decode()
         return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
@@ -284,8 +272,8 @@ def _html(title, header, rows, pngs, examples, worst, result, extra_md) -> str:
         )
     parts.append("</ul><h2>Plots</h2><div id='plots'>")
     parts.append(img(pngs["tradeoff.png"], "realism against detectability"))
-    for det in result["detectors"]:
-        parts.append(img(pngs[f"roc_{slug(det['name'])}.png"], f"ROC {det['name']}"))
+    for name in detectors:
+        parts.append(img(pngs[f"roc_{slug(name)}.png"], f"ROC {name}"))
     parts.append("</div><h2>Examples: real, fake, mask</h2><table id='examples'>")
     for config, data in examples.items():
         parts.append(
