@@ -13,10 +13,15 @@ mask (issue 26): does a turned head come out of ``forge video`` turned as it wen
    same box), head pose of each; the error is the absolute difference per angle, binned by the
    input's |yaw| (< 15, 15-30, 30-60 degrees).
 
-Outputs stay in --out (default bench/out/pose_swap; not committed: they show swaps of the sample
-data's people). Only the table, which shows no face, is a report.
+Only clips the sample-data card allows as swap targets and sources take part: the `lp_*`
+performers, `vr_*` and `tpsmm_*` of `real_videos` (never `hdtf_*`, never `real_videos_extra`).
+Before the swap, a survey of every allowed clip (every 6th frame, the largest face's mesh) says
+how far their heads turn: the bins no allowed clip reaches cannot be measured on the sample data.
 
-    python bench/pose_swap.py [--data ../shared/data] [--frames 120] [--steps 1500] [--json F]
+Outputs stay in --out (default bench/out/pose_swap; not committed: they show swaps of the sample
+data's people). Only the tables, which show no face, are a report.
+
+    python bench/pose_swap.py [--data ../shared/data] [--frames 360] [--steps 1500] [--json F]
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, shared_data, write_json  # noqa: E402
 from _common import parser as bench_parser  # noqa: E402
 
-# clips whose heads turn (mesh |yaw| of their faces of 90 px and more, sampled: 15-30 and 30-60
-# degrees) and the person they become
-TURNING = ["real_videos_extra/taehyunan_man-beard", "real_videos_extra/magicportrait_woman-selfie",
-           "real_videos_extra/lia_vox-woman-redhair", "real_videos_extra/1zlab_woman-webcam",
-           "real_videos_extra/instanthigh_woman-purplebg"]
-OTHER = "real_videos/hdtf_RD_Radio2"
+# the sample data's card: only these clips may be swapped (targets) or swapped in (sources)
+ALLOWED = ("real_videos/lp_", "real_videos/vr_", "real_videos/tpsmm_")
+# the allowed clips whose heads turn most (the survey: 15-30 degrees, none beyond 25), and the
+# person they become (a performer whose head stays frontal)
+TURNING = ["real_videos/lp_d3_woman_hoops", "real_videos/lp_d12_man_glasses_curly",
+           "real_videos/vr_face2_man_map", "real_videos/vr_face1_man_suit"]
+OTHER = "real_videos/lp_d9_man_glasses"
 BINS = ((0, 15), (15, 30), (30, 60))
 SETTINGS = {"before": (["--align", "frontal", "--train-mask", "hull"], ["--mask", "learned"]),
             "after": (["--align", "pose", "--train-mask", "auto"], ["--mask", "mesh"])}
@@ -68,6 +74,7 @@ def poses(original: Path, swapped: Path, every: int, mesher, backend) -> list[tu
     """(input yaw, pitch, roll, output yaw, pitch, roll) for each sampled frame whose largest
     face has a mesh in both."""
     from swapscope.faces.mesh import head_pose
+    from swapscope.faces.records import largest_face
     from swapscope.media.video import read_frames
 
     rows = []
@@ -75,11 +82,35 @@ def poses(original: Path, swapped: Path, every: int, mesher, backend) -> list[tu
         faces = backend.faces(a.image, a.index)
         if not faces:
             continue
-        face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        face = largest_face(faces)
         before, after = mesher.points(a.image, face.box), mesher.points(b.image, face.box)
         if before is not None and after is not None:
             rows.append((*head_pose(before).to_json(), *head_pose(after).to_json()))
     return rows
+
+
+def survey(data: Path, mesher, backend) -> list[dict]:
+    """How far the heads of every allowed clip turn: mesh |yaw| of the largest face in every 6th
+    frame, counted per bin."""
+    from swapscope.faces.mesh import head_pose
+    from swapscope.faces.records import largest_face
+    from swapscope.media.video import read_frames
+
+    out = []
+    for folder in sorted((data / "real_videos").iterdir()):
+        name = f"real_videos/{folder.name}"
+        if not name.startswith(ALLOWED):
+            continue
+        yaws = []
+        for frame in read_frames(first_video(folder), every=6):
+            faces = backend.faces(frame.image, frame.index)
+            points = mesher.points(frame.image, largest_face(faces).box) if faces else None
+            if points is not None:
+                yaws.append(abs(head_pose(points).yaw))
+        out.append({"clip": folder.name, "faces": len(yaws), "max_yaw": max(yaws, default=None),
+                    **{f"{lo}-{hi}": sum(lo <= y < hi for y in yaws) for lo, hi in BINS},
+                    "60+": sum(y >= 60 for y in yaws)})
+    return out
 
 
 def table(rows: dict[str, list[tuple]]) -> list[dict]:
@@ -97,7 +128,7 @@ def table(rows: dict[str, list[tuple]]) -> list[dict]:
 
 
 def main() -> None:
-    p = bench_parser(__doc__, frames=120)
+    p = bench_parser(__doc__, frames=360)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--every", type=int, default=3, help="measure every N-th frame")
     p.add_argument("--out", type=Path, default=REPO / "bench/out/pose_swap")
@@ -105,6 +136,21 @@ def main() -> None:
     data, work = shared_data(args.data), args.out.resolve()
     (work / "clips").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if not all(c.startswith(ALLOWED) for c in [*TURNING, OTHER]):
+        raise SystemExit("the sample data's card allows swaps of lp_*, vr_* and tpsmm_* only")
+    from swapscope.faces.backends import create_backend
+    from swapscope.faces.mesh import Mesher
+
+    mesher, backend = Mesher(), create_backend("yunet")
+    turns = survey(data, mesher, backend)
+    print("how far the heads of the allowed clips turn (mesh |yaw|, every 6th frame):\n")
+    print("| clip | faces | " + " | ".join(f"{lo}-{hi}" for lo, hi in BINS) + " | 60+ | max |")
+    print("|---|---|" + "---|" * (len(BINS) + 2))
+    for row in turns:
+        print(f"| {row['clip']} | {row['faces']} | "
+              + " | ".join(str(row[f"{lo}-{hi}"]) for lo, hi in BINS)
+              + f" | {row['60+']} | {row['max_yaw']:.1f} |")
+    print()
     clips = [clip_of(first_video(data / c), args.frames, work / "clips" / f"{Path(c).name}.mp4")
              for c in TURNING]
     other = clip_of(first_video(data / OTHER), 300, work / "clips" / "other.mp4")
@@ -112,10 +158,6 @@ def main() -> None:
         if not (work / f"faces_{name}" / "faces.jsonl").is_file():
             forge("extract", *map(str, sources), "--out", str(work / f"faces_{name}"), "--mesh",
                   "--label", name, "--every", "2")
-    from swapscope.faces.backends import create_backend
-    from swapscope.faces.mesh import Mesher
-
-    mesher, backend = Mesher(), create_backend("yunet")
     rows, timings = {}, {}
     for name, (train_args, video_args) in SETTINGS.items():
         model = work / f"model_{name}"
@@ -140,6 +182,7 @@ def main() -> None:
     for entry in result:
         b, a = entry["before"], entry["after"]
         if not b["frames"]:
+            print(f"| {entry['bin']} | 0 / 0 | - | - | - | - | - | - |")
             continue
         after = [f"{a[k]:.1f}" if a["frames"] else "-" for k in ("yaw", "pitch", "roll")]
         print(f"| {entry['bin']} | {b['frames']} / {a['frames']} | {b['yaw']:.1f} | {after[0]} | "
@@ -147,7 +190,8 @@ def main() -> None:
     print(f"\ntimes (s): {timings}; all {time.perf_counter() - started:.0f}")
     print(f"machine: {machine()}")
     write_json(args.json, {"machine": machine(), "steps": args.steps, "frames": args.frames,
-                           "clips": [c.name for c in clips], "bins": result, "timings": timings})
+                           "clips": [c.name for c in clips], "survey": turns, "bins": result,
+                           "timings": timings})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -99,8 +99,39 @@ def threshold_for(scores: list[float], fpr: float) -> float:
     return float(np.nextafter(ranked[allowed], np.inf))
 
 
+@dataclass(frozen=True, slots=True)
+class ClipScore:
+    """One degraded validation clip's video score."""
+
+    identity: str
+    clip: str
+    variant: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Calibrated:
+    """What detect calibrate chose: the threshold record it stored in the checkpoint's
+    config.json (value, FPR target and measured, clips, identities, variants, how), and the
+    scores it was chosen on."""
+
+    checkpoint: str
+    threshold: dict
+    rows: list[ClipScore]
+
+    @property
+    def value(self) -> float:
+        return self.threshold["value"]
+
+    def to_json(self) -> dict:
+        """detect calibrate --json: the threshold record's keys, the checkpoint, the rows."""
+        return {**self.threshold, "checkpoint": self.checkpoint,
+                "rows": [asdict(r) for r in self.rows]}
+
+
 def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path | None, device: str,
-              fpr: float = 0.05, frames: int = 60, progress: Progress | None = None) -> dict:
+              fpr: float = 0.05, frames: int = 60, progress: Progress | None = None
+              ) -> Calibrated:
     """Scan the degraded validation clips, choose the threshold, write it into the checkpoint
     (a detector's or an ensemble's). The clips are made in ``work`` (default: calibration/ beside
     the checkpoint). Returns the calibration record."""
@@ -122,17 +153,16 @@ def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path | N
                 degraded_clip(video, variant, made, frames)
             result = scanner.scan(made)
             if result.score is not None:
-                rows.append({"identity": identity, "clip": video.name, "variant": variant.name,
-                             "score": result.score})
+                rows.append(ClipScore(identity, video.name, variant.name, result.score))
             progress.advance(1)
     progress.stop()
     if not rows:
         raise InputError("no face was found in any validation clip")
-    scores = [r["score"] for r in rows]
+    scores = [r.score for r in rows]
     threshold = threshold_for(scores, fpr)
     record = {"value": threshold, "fpr_target": fpr,
               "fpr_measured": float(np.mean(np.asarray(scores) >= threshold)), "clips": len(rows),
-              "identities": sorted({r["identity"] for r in rows}),
+              "identities": sorted({r.identity for r in rows}),
               "variants": [v.name for v in VARIANTS], "frames_per_clip": frames,
               "rules": "detect scan --mode fast",
               "how": f"the lowest score at which at most {fpr:.0%} of {len(rows)} real clips of "
@@ -143,4 +173,4 @@ def calibrate(checkpoint: str | Path, facesets: list[str | Path], work: Path | N
     write_text_atomic(config_path, json.dumps({**config, "threshold": record}, indent=2))
     log.info("threshold %.4f: %d of %d real clips at or above it", threshold,
              int(np.sum(np.asarray(scores) >= threshold)), len(rows))
-    return {**record, "checkpoint": str(folder), "rows": rows}
+    return Calibrated(checkpoint=str(folder), threshold=record, rows=rows)

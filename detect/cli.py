@@ -201,13 +201,13 @@ def train(
     if launched_rank() != 0:  # under torchrun, rank 0 reports for all
         return
     if json_out:
-        print_json(summary)
+        print_json(summary.to_json())
     else:
         typer.echo(
-            f"{summary['best']}: best validation AUC {summary['best_val_auc']:.4f} "
-            f"({summary['train_faces']} training / {summary['val_faces']} validation faces)"
+            f"{summary.best}: best validation AUC {summary.best_val_auc:.4f} "
+            f"({summary.train_faces} training / {summary.val_faces} validation faces)"
         )
-        for crops in summary["crops"]:
+        for crops in summary.crops:
             typer.echo(f"{crops['collection']}: faces in {crops['faces']}, no face found in "
                        f"{crops['no_face']} (listed in the cache's no_face.jsonl), "
                        f"{crops['held_out']} rows of another split left out")
@@ -318,10 +318,10 @@ def calibrate(
         record = run_calibrate(checkpoint, faces, work, resolve_device(device), fpr=fpr,
                                frames=frames, progress=progress)
     if json_out:
-        print_json(record)
+        print_json(record.to_json())
     else:
-        share = f"{record['fpr_measured']:.1%} of {record['clips']}"
-        typer.echo(f"{record['checkpoint']}: threshold {record['value']:.4f} ({share} degraded "
+        share = f"{record.threshold['fpr_measured']:.1%} of {record.threshold['clips']}"
+        typer.echo(f"{record.checkpoint}: threshold {record.value:.4f} ({share} degraded "
                    "real clips at or above it)")
 
 

@@ -215,7 +215,27 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ], path, ylims={"validation AUC": (0.4, 1.0)})
 
 
-def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
+@dataclass(frozen=True, slots=True)
+class Trained:
+    """What a detector training run made and measured (``detect train --json`` prints it)."""
+
+    out: str  # the run folder
+    best: str  # the checkpoint of the best validation AUC (OUT/best)
+    best_val_auc: float
+    history: list[dict]  # one record per epoch: losses, validation AUCs, learning rate, seconds
+    ranks: int  # processes that trained (torchrun)
+    weights_sha256: str  # of the final weights, the same on every rank
+    crops: list[dict]  # per crop collection: faces, no-face counts, rows held out
+    train_faces: int
+    val_faces: int
+    train_identities: list[str]
+    val_identities: list[str]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def train(config: TrainConfig, device: str, progress: Progress | None = None) -> Trained:
     """Train a detector; returns the summary. Re-running with the same OUT resumes. Each
     epoch's losses and AUC are logged. Under torchrun, every rank runs this; rank 0 writes."""
     from contextlib import nullcontext
@@ -230,7 +250,7 @@ def train(config: TrainConfig, device: str, progress: Progress | None = None) ->
 
 
 def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
-           ranks: Ranks = Ranks()) -> dict:
+           ranks: Ranks = Ranks()) -> Trained:
     torch.manual_seed(config.seed + ranks.rank)
     run = _set_up(config, out, device, ranks, progress)
     model, scheduler, history, train_set = run.model, run.scheduler, run.history, run.train_set
@@ -263,9 +283,9 @@ def _train(config: TrainConfig, out: Path, device: str, progress: Progress,
         barrier(ranks)
     kept = ("train_faces", "val_faces", "train_identities", "val_identities")
     digest = agreed_weights(model, ranks)
-    return {"out": str(out), "best": str(out / "best"), "best_val_auc": best_auc,
-            "history": history, "ranks": ranks.world, "weights_sha256": digest,
-            "crops": run.meta.get("crops", []), **{k: run.meta[k] for k in kept}}
+    return Trained(out=str(out), best=str(out / "best"), best_val_auc=best_auc, history=history,
+                   ranks=ranks.world, weights_sha256=digest, crops=run.meta.get("crops", []),
+                   **{k: run.meta[k] for k in kept})
 
 
 @dataclass

@@ -17,8 +17,9 @@ import hashlib
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eval.benchmark import (
     BenchmarkConfig,
@@ -32,6 +33,9 @@ from eval.report import slug
 from swapscope.config import read_json_object
 from swapscope.errors import InputError
 from swapscope.formats.manifest import ManifestRow, read_manifest, write_manifest
+
+if TYPE_CHECKING:  # eval --help loads no trainer
+    from detect.train import Trained
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +109,15 @@ def harden(config: HardenConfig, device: str) -> Hardened:
     summary = fine_tune(target, config, train_manifests, real_videos, work, device)
     log.info("benchmarking both detectors on the test identities")
     before_after = BenchmarkConfig(
-        sets=test_sets, detectors=[config.detector, summary["best"]], mode=bench.mode,
+        sets=test_sets, detectors=[config.detector, summary.best], mode=bench.mode,
         realism_frames=bench.realism_frames, bootstrap=bench.bootstrap,
         cache=str(report_dir / "cache"),
     )
     result = run_benchmark(before_after, work, device)
     return Hardened(
-        detector=target.name, hardened=summary["best"], trained_on=sorted(target.chosen),
-        train_summary={k: summary[k] for k in ("best_val_auc", "train_faces", "val_faces")},
+        detector=target.name, hardened=summary.best, trained_on=sorted(target.chosen),
+        train_summary={"best_val_auc": summary.best_val_auc, "train_faces": summary.train_faces,
+                       "val_faces": summary.val_faces},
         rows=compare(result, target), result=result)
 
 
@@ -188,7 +193,7 @@ def fine_tune(
     real_videos: list[tuple[Path, str]],
     work: Path,
     device: str,
-) -> dict:
+) -> Trained:
     """Fine-tune the detector being hardened (what it knew is the starting point) on the real
     faces and the chosen fakes; an ensemble has each member fine-tuned and is put together
     again (uncalibrated: its threshold is chosen on real footage, ``detect calibrate``). Returns
@@ -225,10 +230,10 @@ def fine_tune(
         ))
     if len(summaries) == 1:
         return summaries[0]
-    best = save_ensemble([s["best"] for s in summaries], work / "detector" / "best",
+    best = save_ensemble([s.best for s in summaries], work / "detector" / "best",
                          half=False, overwrite=True)
-    return {**summaries[0], "best": str(best),
-            "best_val_auc": min(s["best_val_auc"] for s in summaries)}
+    return replace(summaries[0], best=str(best),
+                   best_val_auc=min(s.best_val_auc for s in summaries))
 
 
 def compare(result: BenchmarkResult, target: _Target) -> list[BeforeAfter]:
