@@ -22,7 +22,7 @@ from swapscope.faces.identity import match_track
 from swapscope.faces.mesh import Mesher, head_pose
 from swapscope.faces.pipeline import FacePipeline, MediaFaces, PipelineConfig, TrackedFace
 from swapscope.files import WriteLock, sha256_file, writable_folder
-from swapscope.formats.faceset import FaceRow, FaceSetWriter
+from swapscope.formats.faceset import FaceRow, FaceSetWriter, faceset_embeddings
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.media.video import probe, read_frames
 from swapscope.progress import NoProgress, Progress
@@ -89,7 +89,7 @@ def extract(inputs: list[str | Path], out: str | Path, config: ExtractConfig,
     if not media:
         raise InputError(f"{out}: the inputs hold no media outside the face set being written")
     writable_folder(out.parent)
-    pipeline = FacePipeline(config)
+    pipeline = FacePipeline(config, stores=(faceset_embeddings,))
     mesher = Mesher() if config.mesh else None  # without the extra: one line, before any work
     with WriteLock(out.with_name(f".{out.name}.lock"), out, "forge extract"):
         writer = FaceSetWriter(out, config.crop_size, config.padding, config.backend,

@@ -30,6 +30,7 @@ from swapscope.faces.pipeline import FacePipeline, PipelineConfig
 from swapscope.faces.records import FaceTrack
 from swapscope.faces.track import smooth_track
 from swapscope.files import sha256_file, writable_folder
+from swapscope.formats.faceset import faceset_embeddings
 from swapscope.formats.manifest import (
     FaceLabel,
     FrameLabel,
@@ -245,7 +246,8 @@ def plan_swaps(
     """Pass 1: faces, tracks, the target, and its (smoothed) landmarks in each frame."""
     pipeline = FacePipeline(PipelineConfig(min_size=cfg.min_size, identity=list(cfg.identity),
                                            identity_threshold=cfg.identity_threshold, embed=True,
-                                           max_frames=cfg.max_frames))
+                                           max_frames=cfg.max_frames),
+                            stores=(faceset_embeddings,))
     progress.start(f"tracking {source.name}", _frames_to_write(info, cfg.max_frames))
     found = pipeline.faces_in_video(source, timer, progress)
     progress.stop()

@@ -93,6 +93,11 @@ def test_identity_keeps_only_that_person(tmp_path, face_video, astronaut, shared
     ok = _run("extract", face_video, "--out", tmp_path / "b", "--identity", ref, "--json")
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["sources"][0]["faces"] == 24
+    # a face set is a reference too: its faces, read by the face-set format for the face layer
+    again = _run("extract", face_video, "--out", tmp_path / "c", "--identity", tmp_path / "b",
+                 "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["sources"][0]["faces"] == 24
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,16 @@ def test_file_formats_stand_apart_from_the_labelling_machinery():
     assert not list((REPO / "swapscope" / "formats").glob("*mark*.py"))
 
 
+def test_the_face_toolkit_reads_no_file_format():
+    """swapscope.faces finds, tracks and embeds faces; the file formats stand on it (a face set
+    keeps aligned crops), never the reverse: a face set reaches identity enrolment as a reader the
+    caller passes in (``FaceStore``)."""
+    wrong = {file: sorted(m for m in tops if m.startswith(("swapscope.formats",
+                                                           "swapscope.labels")))
+             for file, tops in _imported_modules("swapscope/faces").items()}
+    assert not any(wrong.values()), wrong
+
+
 def _imported_modules(folder: str) -> dict[str, set[str]]:
     found = {}
     for path in sorted((REPO / folder).rglob("*.py")):

@@ -9,6 +9,7 @@ the project's sample photos.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,15 @@ import numpy as np
 from swapscope.errors import InputError
 from swapscope.faces.backends import model_file
 from swapscope.faces.records import Face, FaceTrack, largest_face
-from swapscope.formats.faceset import FaceSet
 from swapscope.media.images import image_files, load_image
 
 DEFAULT_THRESHOLD = 0.6
 EMBEDDING_DIM = 128
 REFERENCE_KIND = "swapscope.identity-reference"
+# A folder of stored faces of one person (a face set; swapscope.formats.faceset
+# faceset_embeddings) as (embeddings, where each came from, the person's name), or None if the
+# folder is not of its kind. The faces layer reads no file format: callers pass these in.
+FaceStore = Callable[[Path, "Embedder"], tuple[list[np.ndarray], list[str], str] | None]
 
 
 class Embedder:
@@ -110,9 +114,11 @@ class Reference:
 
 
 def enrol(
-    paths: list[str | Path], backend, embedder: Embedder, name: str | None = None
+    paths: list[str | Path], backend, embedder: Embedder, name: str | None = None,
+    stores: Sequence[FaceStore] = (),
 ) -> Reference:
-    """Build a reference from photos, folders of photos, face sets, or saved references.
+    """Build a reference from photos, folders of photos, saved references, or folders that one
+    of ``stores`` reads (face sets).
 
     In each photo the largest face is the person; a photo with no face is an error, since a
     reference built from the wrong face would silently select the wrong person.
@@ -128,12 +134,11 @@ def enrol(
             sources.extend(ref.sources)
             name = name or ref.name
             continue
-        if path.is_dir() and (path / "faces.jsonl").is_file():
-            faceset = FaceSet.open(path)
-            picked = faceset.sample_embeddings(embedder, limit=32)
-            embeddings.extend(picked)
-            sources.extend(f"{path}#{i}" for i in range(len(picked)))
-            name = name or faceset.rows[0].identity or path.name
+        stored = next(filter(None, (read(path, embedder) for read in stores)), None)
+        if path.is_dir() and stored is not None:
+            embeddings.extend(stored[0])
+            sources.extend(stored[1])
+            name = name or stored[2]
             continue
         files = image_files(path)
         if not files:

@@ -23,7 +23,7 @@ import numpy as np
 
 from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.backends import DEFAULT_BACKEND, create_backend
-from swapscope.faces.identity import DEFAULT_THRESHOLD, Embedder, Reference, enrol
+from swapscope.faces.identity import DEFAULT_THRESHOLD, Embedder, FaceStore, Reference, enrol
 from swapscope.faces.records import Face, FaceTrack
 from swapscope.faces.track import Tracker, box_iou
 from swapscope.media.video import Frame, read_frames
@@ -117,7 +117,9 @@ def _centre_extent(points: np.ndarray) -> tuple[np.ndarray, float]:
 class FacePipeline:
     """Finds, tracks and embeds faces; holds the models so they load once."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, stores: tuple[FaceStore, ...] = ()) -> None:
+        """``stores``: the readers of stored faces (face sets) that ``config.identity`` may
+        name besides photos and saved references."""
         config.check()
         self.config = config
         options = (
@@ -135,7 +137,7 @@ class FacePipeline:
         self.reference: Reference | None = None
         self.largest_dropped = 0.0  # size of the largest face below min_size in the current input
         if config.identity:
-            self.reference = enrol(config.identity, self.backend, self.embedder)
+            self.reference = enrol(config.identity, self.backend, self.embedder, stores=stores)
 
     def faces_in_video(
         self, path: Path, timer: StageTimer, progress: Progress | None = None

@@ -189,6 +189,19 @@ class FaceSet:
         return sorted({r.identity for r in self.rows})
 
 
+def faceset_embeddings(path: Path, embedder, limit: int = 32
+                       ) -> tuple[list[np.ndarray], list[str], str] | None:
+    """A face set's faces as an identity reference's embeddings (up to ``limit``, spread over
+    the set), where each came from and its person; None if ``path`` holds no face set (a
+    ``swapscope.faces.identity.FaceStore``)."""
+    if not (path.is_dir() and (path / "faces.jsonl").is_file()):
+        return None
+    faceset = FaceSet.open(path)
+    picked = faceset.sample_embeddings(embedder, limit=limit)
+    return (picked, [f"{path}#{i}" for i in range(len(picked))],
+            faceset.rows[0].identity or path.name)
+
+
 class FaceSetWriter:
     """Builds or extends the face set at ``out``, one committed input at a time."""
 
