@@ -207,7 +207,7 @@ def main() -> None:
     from forge.swap_video import VideoConfig, forge_video
     from forge.train import FaceData
     from swapscope.device import resolve_device
-    from swapscope.formats.manifest import read_labels
+    from swapscope.formats.manifest import read_swap_frames
 
     device = resolve_device(args.device)
     root, out = shared_data(args.data), Path(args.out)
@@ -245,7 +245,7 @@ def main() -> None:
                         "swapped": video.swapped_frames, "timings": video.timings}
     results["contact_sheet"] = str(contact_sheet(clip, fake, out / "contact_sheet.png"))
     results["clip_realism"] = clip_identity(
-        clip, fake, read_labels(fake.parent, video.row), out / "clip_identity.png"
+        clip, fake, read_swap_frames(fake.parent, video.row), out / "clip_identity.png"
     )
     for name in ("curves.png", "clip_identity.png"):  # no faces in these: reports, kept
         shutil.copyfile(out / name, REPO / "bench" / "figures" / f"swap_run_{name}")

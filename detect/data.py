@@ -33,7 +33,7 @@ from swapscope.faces.records import largest_box
 from swapscope.faces.track import box_iou
 from swapscope.files import read_jsonl, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
-from swapscope.formats.manifest import ManifestRow, read_labels, verified_outputs
+from swapscope.formats.manifest import ManifestRow, read_swap_frames, verified_outputs
 from swapscope.media.images import is_image, load_image
 from swapscope.media.video import h264_roundtrip, read_frames
 from swapscope.progress import NoProgress, Progress
@@ -168,7 +168,8 @@ def _labelled_faces(video: Path, folder: Path, row: ManifestRow, stride: int, ba
     counterpart, the largest face of every ``stride``-th frame."""
 
     fake = row.label == "fake"
-    boxes = {lab.frame: [f.box for f in lab.faces] for lab in read_labels(folder, row)[::stride]}
+    boxes = {swap.frame: [f.box for f in swap.faces]
+             for swap in read_swap_frames(folder, row)[::stride]}
     for frame in read_frames(video):
         if (frame.index not in boxes) if fake else frame.index % stride:
             continue

@@ -47,7 +47,7 @@ from swapscope.formats.scan import (
     face_score,
     video_score,
 )
-from swapscope.labels.provenance import LabelReader, read_provenance
+from swapscope.labels.provenance import ProvenanceReader, read_provenance
 from swapscope.media.images import collect_media, is_image, load_image
 from swapscope.ray_engine import Engine
 from swapscope.timing import StageTimer
@@ -161,11 +161,11 @@ class Gatherer:
         pending: list[_FaceWork] = []  # faces whose ROIs are not scored yet
         crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}  # their ROIs, in order
         frames: list[tuple[int, float, list[_FaceWork]]] = []
-        labels = LabelReader()
+        reader = ProvenanceReader()
         for index, time_s, image, faces in self._read(path, timer):
             if faces and index < cfg.label_frames:
                 with timer("labels"):
-                    labels.add(image, [face.landmarks for face in faces])
+                    reader.add(image, [face.landmarks for face in faces])
             if not faces or index % cfg.every:  # a frame read for its label only
                 continue
             with timer("roi"):
@@ -185,7 +185,7 @@ class Gatherer:
                 pending, crops = [], {size: [] for size in sizes}
         damage = self._damage
         with timer("labels"):
-            provenance = read_provenance(path, labels).to_json()
+            provenance = read_provenance(path, reader).to_json()
         with timer("hash"):
             sha256 = sha256_file(path)
         return Gathered(path=path, sha256=sha256, frames=frames, pending=pending, crops=crops,

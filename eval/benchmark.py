@@ -26,7 +26,12 @@ from eval.realism import RealismMeter
 from swapscope.config import check_types, finite_number
 from swapscope.errors import InputError
 from swapscope.files import sha256_file, write_text_atomic
-from swapscope.formats.manifest import ManifestRow, manifest_file, read_labels, verified_outputs
+from swapscope.formats.manifest import (
+    ManifestRow,
+    manifest_file,
+    read_swap_frames,
+    verified_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +288,8 @@ def measure(entries: list[Entry], frames: int, cache: Path) -> dict[str, dict]:
         def compute(entry=entry, row=row):
             _check_source(row)
             found, _, _ = meter.measure(
-                entry.video, Path(row.source), read_labels(entry.folder, row), row.target_identity,
-                row.source_identity or "source", frames=frames,
+                entry.video, Path(row.source), read_swap_frames(entry.folder, row),
+                row.target_identity, row.source_identity or "source", frames=frames,
             )
             return found.to_json()
 

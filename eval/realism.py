@@ -30,7 +30,7 @@ from swapscope.faces.backends import create_backend
 from swapscope.faces.identity import Embedder
 from swapscope.faces.records import largest_box
 from swapscope.faces.track import box_iou
-from swapscope.formats.manifest import FrameLabel, fill_polygons
+from swapscope.formats.manifest import SwapFrame, fill_polygons
 from swapscope.media.video import probe, read_frames
 
 # 3D mean face for solvePnP (mm; nose tip at the origin), and its 68-landmark indices
@@ -156,7 +156,7 @@ class RealismMeter:
             return None
         return self.backend.landmarks(image, found[[int(overlap.argmax())]])[0]
 
-    def measure(self, fake: Path, source: Path, labels: list[FrameLabel], target: str | None,
+    def measure(self, fake: Path, source: Path, labels: list[SwapFrame], target: str | None,
                 source_name: str, frames: int = 8, flicker_frames: int = 30
                 ) -> tuple[Realism, np.ndarray, np.ndarray]:
         """Realism of one fake; also returns the swapped and the original faces' embeddings."""
@@ -187,7 +187,7 @@ class RealismMeter:
             frechet=frechet_distance(swapped, target_real), flicker=float(flicker))
         return realism, swapped, original
 
-    def _compare_frames(self, fake: Path, source: Path, labels: list[FrameLabel], frames: int,
+    def _compare_frames(self, fake: Path, source: Path, labels: list[SwapFrame], frames: int,
                         flicker_frames: int) -> _Comparison:
         """One pass over the fake and its source: faces of ``frames`` labelled frames spread
         over the clip, and the change inside the mask over the first ``flicker_frames``."""

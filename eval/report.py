@@ -20,7 +20,7 @@ import numpy as np
 from eval.benchmark import BenchmarkResult, Entry
 from eval.metrics import MIN_PER_CLASS, TOO_FEW, too_few
 from swapscope.files import write_bytes_atomic, write_text_atomic
-from swapscope.formats.manifest import fill_polygons, read_labels
+from swapscope.formats.manifest import fill_polygons, read_swap_frames
 from swapscope.media.video import read_frames
 
 # y of the realism/detectability plot: higher = more like the target
@@ -127,7 +127,7 @@ def example_png(entry: Entry) -> bytes | None:
     """Real frame, fake frame and the labelled mask, side by side, for one configuration."""
     import cv2
 
-    labels = read_labels(entry.folder, entry.row)
+    labels = read_swap_frames(entry.folder, entry.row)
     if not labels:
         return None
     label = labels[len(labels) // 2]

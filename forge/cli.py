@@ -52,7 +52,8 @@ EmbedEvery = Annotated[
 Label = Annotated[
     str | None,
     typer.Option(
-        help="Identity label for the rows (default: the reference's name, else each file's folder)."
+        help="The person the rows are recorded as (default: the reference's name, else each "
+        "file's folder)."
     ),
 ]
 Mesh = Annotated[bool, typer.Option(

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class ExtractConfig(PipelineConfig):
     crop_size: int = 256
     padding: float = 0.25  # fraction of the crop on each side around the template's unit square
-    label: str | None = None  # identity label for the rows; default: reference name or folder
+    label: str | None = None  # the person of the rows (the --label option; named as it is);
+    # default: the reference's name, else the folder
     mesh: bool = False  # also record each face's 468-point 3D mesh and head pose (mesh extra)
 
     def check(self) -> None:
@@ -55,7 +56,7 @@ class SourceResult:
     faces: int = 0  # rows written
     tracks: int = 0
     kept_tracks: int = 0
-    label: str = ""
+    label: str = ""  # the person its faces were recorded as (the JSON key: "label")
     error: str = ""
 
 
@@ -163,7 +164,7 @@ def _extract_one(pipeline: FacePipeline, path: Path, writer: FaceSetWriter, resu
         raise InputError(pipeline.no_face_message(path))
     kept = _kept_faces(pipeline, found, path)
     result.kept_tracks = len({f.track_id for f in kept})
-    result.label = _default_label(path, cfg, pipeline)
+    result.label = _person_of(path, cfg, pipeline)
     with timer("align"):
         affines = [face_affine(f.face.landmarks, cfg.crop_size, cfg.padding) for f in kept]
     rows = [
@@ -209,7 +210,7 @@ def _kept_faces(pipeline: FacePipeline, found: MediaFaces, path: Path) -> list[T
     return [f for f in found.faces if f.track_id in keep]
 
 
-def _default_label(path: Path, config: ExtractConfig, pipeline: FacePipeline) -> str:
+def _person_of(path: Path, config: ExtractConfig, pipeline: FacePipeline) -> str:
     if config.label:
         return config.label
     if pipeline.reference is not None:

@@ -32,9 +32,9 @@ from swapscope.faces.track import smooth_track
 from swapscope.files import sha256_file, writable_folder
 from swapscope.formats.faceset import faceset_embeddings
 from swapscope.formats.manifest import (
-    FaceLabel,
-    FrameLabel,
     ManifestRow,
+    SwapFrame,
+    SwappedFace,
     commit,
     mask_polygons,
     new_manifest_id,
@@ -42,7 +42,7 @@ from swapscope.formats.manifest import (
     read_manifest,
     settle,
     write_data_card,
-    write_labels,
+    write_swap_frames,
 )
 from swapscope.labels.credentials import SigningKey, sign_file, signing_key
 from swapscope.labels.provenance import container_metadata
@@ -174,7 +174,7 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     timer = StageTimer()
     plan = plan_swaps(source, info, cfg, timer, progress)
     manifest_id = new_manifest_id()
-    labels: list[FrameLabel] = []
+    labels: list[SwapFrame] = []
     progress.start(f"swapping {source.name}", _frames_to_write(info, cfg.max_frames))
     hidden = pending_path(out)  # until its manifest row is down
     try:
@@ -348,7 +348,7 @@ def record(
     cfg: VideoConfig,
     renderer,
     plan: SwapPlan,
-    labels: list[FrameLabel],
+    labels: list[SwapFrame],
     info: VideoInfo,
     written: int,
     hashes: tuple[str, str | None],
@@ -359,7 +359,7 @@ def record(
     labels_rel = f"labels/{manifest_id}.jsonl"
     labels_pending = pending_path(folder / labels_rel)
     try:
-        write_labels(labels_pending, labels)
+        write_swap_frames(labels_pending, labels)
         row = ManifestRow.new(
             manifest_id=manifest_id, label="fake", method=cfg.method, split=cfg.split,
             source=source, output=_relative(out, folder), written=hidden, folder=folder,
@@ -431,7 +431,7 @@ def _swap_batch(
     plan: dict,
     renderer,
     cfg: VideoConfig,
-    labels: list[FrameLabel],
+    labels: list[SwapFrame],
     timer: StageTimer,
     mesher=None,
 ) -> list[np.ndarray]:
@@ -467,11 +467,11 @@ def _swap_batch(
             start += n
             with timer("labels"):
                 labels.append(
-                    FrameLabel(
+                    SwapFrame(
                         frame=frame.index,
                         time=round(frame.time, 4),
                         faces=tuple(
-                            FaceLabel(
+                            SwappedFace(
                                 track=tid,
                                 box=r["box"],
                                 mask=_shift(mask_polygons(r["mask"]), r["box"]),

@@ -159,8 +159,8 @@ class FaceData:
             )
         self.path, self.size = str(path), size
         self.hash = sha256_file(Path(path) / "faces.jsonl")
-        labels = faceset.labels()
-        self.label = labels[0] if len(labels) == 1 else Path(path).name
+        people = faceset.people()
+        self.person = people[0] if len(people) == 1 else Path(path).name
         indices = range(0, len(faceset), stride)
         rows = [faceset.rows[i] for i in indices]
         if mask_source == "mesh" and any(r.mesh is None for r in rows):
@@ -392,7 +392,7 @@ def _setup(config: TrainConfig, device: str) -> _Run:
         "size": config.size,
         "padding": config.padding,
         "align": config.align,
-        "identities": {side: data[side].label for side in IDENTITIES},
+        "identities": {side: data[side].person for side in IDENTITIES},
         "facesets": {
             side: {"path": data[side].path, "sha256": data[side].hash, "faces": len(data[side]),
                    "mesh_masks": data[side].mesh_masks}

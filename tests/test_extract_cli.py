@@ -79,7 +79,7 @@ def test_images_and_folders_of_images(tmp_path, astronaut):
     result = _run("extract", tmp_path / "photos", "--out", tmp_path / "fs", "--json")
     assert result.exit_code == 0, result.output
     faceset = FaceSet.open(tmp_path / "fs")
-    assert len(faceset) == 3 and faceset.labels() == ["eileen"]
+    assert len(faceset) == 3 and faceset.people() == ["eileen"]
 
 
 def test_identity_keeps_only_that_person(tmp_path, face_video, astronaut, shared_data):

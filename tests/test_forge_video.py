@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from forge.cli import app
 from swapscope.formats.manifest import fill_polygons, read_manifest
-from swapscope.labels.provenance import LabelReader, read_provenance, read_tags
+from swapscope.labels.provenance import ProvenanceReader, read_provenance, read_tags
 from swapscope.media.video import VideoWriter, probe, read_frames
 
 runner = CliRunner()
@@ -16,12 +16,12 @@ def _frames(path):
     return [f.image for f in read_frames(path)]
 
 
-def _labels(path, limit=None) -> LabelReader:
+def _labels(path, limit=None) -> ProvenanceReader:
     """The watermark evidence of a video's frames and their faces, as detect scan gathers it."""
     from swapscope.faces.pipeline import FacePipeline, PipelineConfig
     from swapscope.timing import StageTimer
 
-    reader = LabelReader()
+    reader = ProvenanceReader()
     pipeline = FacePipeline(PipelineConfig(min_size=32, embed=False, max_frames=limit))
     for item in pipeline.track_frames(path, StageTimer()):
         reader.add(item.frame.image, [f.face.landmarks for f in item.faces])
@@ -210,9 +210,9 @@ def test_model_method_swaps_with_a_trained_model(two_facesets, face_video, tmp_p
 def _change_inside_and_outside_the_swap(source, fake, folder) -> tuple[list, list]:
     """Per swapped frame: the mean absolute change (0-255) of the pixels the labels' masks
     cover, and of all the others."""
-    from swapscope.formats.manifest import read_labels
+    from swapscope.formats.manifest import read_swap_frames
 
-    labels = {label.frame: label for label in read_labels(folder, read_manifest(folder)[-1])}
+    labels = {label.frame: label for label in read_swap_frames(folder, read_manifest(folder)[-1])}
     inside, outside = [], []
     for before, after in zip(read_frames(source), read_frames(fake)):
         if before.index not in labels:
@@ -361,7 +361,7 @@ def test_fake_and_real_rows_of_video_and_dataset_are_one_record_and_round_trip(
     fwa_fake, tmp_path, astronaut
 ):
     from swapscope.errors import InputError
-    from swapscope.formats.manifest import ManifestRow, read_labels
+    from swapscope.formats.manifest import ManifestRow, read_swap_frames
     from swapscope.media.sample import moving_face_frames, write_clip
 
     out, report = fwa_fake
@@ -380,7 +380,7 @@ def test_fake_and_real_rows_of_video_and_dataset_are_one_record_and_round_trip(
         assert [r.to_json() for r in rows] == lines  # what was written is what is read
         assert [ManifestRow.from_json(r.to_json(), "x") for r in rows] == rows
         for row in rows:
-            labels = read_labels(folder, row)
+            labels = read_swap_frames(folder, row)
             assert (len(labels) == row.swapped_frames > 0) if row.label == "fake" else labels == []
     kinds = {(r.label, r.method) for r in read_manifest(tmp_path / "set")}
     assert kinds == {("fake", "fwa-sim"), ("real", "real")}

@@ -179,10 +179,10 @@ def _manifest_copy(forgery_set: Path) -> Path:
 
 
 def _read_set(folder: Path) -> None:
-    from swapscope.formats.manifest import read_labels, read_manifest
+    from swapscope.formats.manifest import read_manifest, read_swap_frames
 
     for row in read_manifest(folder):
-        read_labels(folder, row)
+        read_swap_frames(folder, row)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def test_extract_finds_a_face_in_99_percent_of_frames_of_every_real_clip(tmp_pat
     for s in sources:
         assert s["frames_with_face"] >= 0.99 * s["frames"], s
     faceset = FaceSet.open(out)
-    labels = set(faceset.labels())
+    labels = set(faceset.people())
     assert "lp_d6_woman_hairbun" in labels and "hdtf_WDA_KatieHill" in labels
 
 

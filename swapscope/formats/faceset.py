@@ -4,7 +4,7 @@
 FACESET/
   faceset.json    kind, version, crop size, padding, backend, the resolved extract config
   sources.jsonl   one row per finished input: source id (sha256), path, label, counts
-  faces.jsonl     one FaceRow per face: source id, frame index, time, track id, identity label,
+  faces.jsonl     one FaceRow per face: source id, frame index, time, track id, person (identity),
                   box, 68 landmarks (frame px), frame->crop affine, crop size, padding,
                   detector score, backend, crop path; with ``forge extract --mesh`` also the
                   468-point 3D mesh (frame px, depth) and head pose (yaw, pitch, roll degrees)
@@ -49,7 +49,7 @@ class FaceRow:
     frame_index: int
     time: float  # seconds into the source
     track_id: int
-    identity: str  # identity label ("" if none)
+    identity: str  # the person ("" if none)
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2 in frame px
     landmarks: np.ndarray  # (68, 2) float32 in frame px
     affine: np.ndarray  # (2, 3) float32 frame px -> crop px
@@ -185,7 +185,8 @@ class FaceSet:
             for i in np.unique(picks)
         ]
 
-    def labels(self) -> list[str]:
+    def people(self) -> list[str]:
+        """The people its faces are recorded as (each row's identity), sorted."""
         return sorted({r.identity for r in self.rows})
 
 

@@ -1,6 +1,6 @@
 """The forgery set's manifest (DESIGN.md section 4): ``manifest.jsonl``, one ``ManifestRow`` per
 output (a fake or its real counterpart), and per-frame labels of each fake in
-``labels/<id>.jsonl``, one ``FrameLabel`` per swapped frame.
+``labels/<id>.jsonl``, one ``SwapFrame`` per swapped frame.
 
 Rows are read through ``read_manifest``, which checks every key and type: a manifest is a file
 someone may have edited by hand.
@@ -41,7 +41,7 @@ def new_manifest_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class FaceLabel:
+class SwappedFace:
     """One swapped face in one frame."""
 
     track: int
@@ -50,12 +50,12 @@ class FaceLabel:
 
 
 @dataclass(frozen=True, slots=True)
-class FrameLabel:
+class SwapFrame:
     """The swapped faces of one frame of a fake."""
 
     frame: int  # index of the decoded frame
     time: float  # seconds
-    faces: tuple[FaceLabel, ...]
+    faces: tuple[SwappedFace, ...]
 
     def to_json(self) -> dict:
         return {
@@ -65,7 +65,7 @@ class FrameLabel:
         }
 
     @classmethod
-    def from_json(cls, raw: Any, where: str) -> FrameLabel:
+    def from_json(cls, raw: Any, where: str) -> SwapFrame:
         try:
             faces = tuple(_face_label(f) for f in _listed(raw["faces"]))
             frame, time = _coordinate(raw["frame"]), float(raw["time"])
@@ -97,7 +97,7 @@ def _coordinate(value: Any) -> int:
     return number
 
 
-def _face_label(raw: Any) -> FaceLabel:
+def _face_label(raw: Any) -> SwappedFace:
     box = tuple(_coordinate(v) for v in _listed(raw["box"]))
     if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:
         raise ValueError
@@ -105,7 +105,7 @@ def _face_label(raw: Any) -> FaceLabel:
             for poly in _listed(raw["mask"])]
     if any(not poly for poly in mask):
         raise ValueError
-    return FaceLabel(track=_coordinate(raw["track"]), box=box, mask=mask)
+    return SwappedFace(track=_coordinate(raw["track"]), box=box, mask=mask)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,18 +384,18 @@ def settle(folder: Path, also: tuple[Path, ...] = ()) -> list[Path]:
     return moved
 
 
-def write_labels(path: Path, labels: list[FrameLabel]) -> Path:
+def write_swap_frames(path: Path, labels: list[SwapFrame]) -> Path:
     return write_jsonl_atomic(path, [label.to_json() for label in labels])
 
 
-def read_labels(folder: Path, row: ManifestRow) -> list[FrameLabel]:
+def read_swap_frames(folder: Path, row: ManifestRow) -> list[SwapFrame]:
     """The per-frame labels of one manifest row ([] for a real counterpart)."""
     if row.labels is None:
         return []
     path = Path(folder) / row.labels
     if not path.is_file():
         raise InputError(f"{path}: labels of manifest row {row.id[:8]} are missing")
-    return [FrameLabel.from_json(raw, f"{path}") for raw in read_jsonl(path)]
+    return [SwapFrame.from_json(raw, f"{path}") for raw in read_jsonl(path)]
 
 
 def data_card(rows: list[ManifestRow]) -> str:

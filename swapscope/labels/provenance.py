@@ -1,6 +1,6 @@
 """What a file says about itself: container metadata (the IPTC digital source type and the
 manifest id, for tools that read no C2PA), Content Credentials, and the watermark of the faces a
-caller decodes (``LabelReader``)."""
+caller decodes (``ProvenanceReader``)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ LEGACY_FRAMES = 8  # frames read for the legacy frame mark (10 ms a 720p frame)
 
 
 @dataclass
-class LabelReader:
+class ProvenanceReader:
     """The watermark evidence of the frames a caller decodes anyway: every face's votes for the
     face mark, and the legacy frame mark of the first LEGACY_FRAMES frames with faces."""
 
@@ -166,7 +166,7 @@ class Provenance:
         return "no swapscope label" + (f"; {detail}" if detail else "")
 
 
-def read_provenance(path: str | Path, frames: LabelReader | None = None,
+def read_provenance(path: str | Path, frames: ProvenanceReader | None = None,
                     tags: dict[str, str] | None = None) -> Provenance:
     """Labels of one file: container tags (read here unless given), Content Credentials, and
     the watermark evidence of the frames the caller decoded (``frames``)."""
