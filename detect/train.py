@@ -41,6 +41,7 @@ from detect.data import (
 from detect.models import DEFAULT_ARCH, INPUT_SIZES, create_detector
 from swapscope.checkpoint import (
     check_history,
+    finish_swap_in,
     load_optimizer,
     load_weights,
     read_tensors,
@@ -49,7 +50,6 @@ from swapscope.checkpoint import (
     restore_schedule,
     save_optimizer,
     save_tensors,
-    settle,
 )
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
@@ -326,7 +326,7 @@ def _set_up(config: TrainConfig, out: Path, device: str, ranks: Ranks, progress:
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     with main_rank_first(ranks):  # rank 0 settles a killed run's checkpoint swap first
         state = load_resume_state(out, model, optimizer, scheduler, expected=_identity(config),
-                                  settle_first=ranks.main)
+                                  finish_first=ranks.main)
     network = model
     if ranks.world > 1:
         network = torch.nn.parallel.DistributedDataParallel(
@@ -499,10 +499,10 @@ def save_resume_state(
 
 
 def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
-                      settle_first: bool = True) -> dict | None:
+                      finish_first: bool = True) -> dict | None:
     folder = Path(out) / "resume"
-    if settle_first:
-        settle(folder)
+    if finish_first:
+        finish_swap_in(folder)
     if not (folder / "state.json").is_file():
         return None
     state = read_json_object(folder / "state.json", "resume state")

@@ -46,7 +46,7 @@ from swapscope.formats.manifest import (
     new_manifest_id,
     pending_path,
     read_manifest,
-    settle,
+    settle_pending,
     write_data_card,
 )
 from swapscope.labels.credentials import signing_key
@@ -168,7 +168,8 @@ def build_dataset(config: DatasetConfig, device: str = "cpu",
     root = writable_folder(config.out)
     with WriteLock(root / ".swapscope.lock", root, "forge dataset"):
         sweeps = _check_settings(root, config)
-        settle(root)  # what a killed run left: outputs whose row is down go in place, the rest
+        # what a killed run left: outputs whose row is down go in place, the rest are removed
+        settle_pending(root)
         return _build(config, root, sweeps, device, progress, engine)
 
 

@@ -40,7 +40,7 @@ from swapscope.formats.manifest import (
     new_manifest_id,
     pending_path,
     read_manifest,
-    settle,
+    settle_pending,
     write_data_card,
     write_swap_frames,
 )
@@ -218,7 +218,7 @@ def _check_paths(source: Path, out: Path, cfg: VideoConfig, folder: Path) -> Vid
     # a manifest that does not read is refused before a fake is made
     rows = read_manifest(folder) if (folder / "manifest.jsonl").is_file() else []
     writable_folder(out.parent)
-    settle(folder, also=(out.parent,))  # what a killed run left: finished, or removed
+    settle_pending(folder, also=(out.parent,))  # what a killed run left: finished, or removed
     if out.exists() or out.is_symlink():
         _check_replaceable(out, folder, rows, cfg.overwrite)
     return probe(source)

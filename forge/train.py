@@ -46,6 +46,7 @@ from forge.models import (
 from swapscope import __version__
 from swapscope.checkpoint import (
     check_history,
+    finish_swap_in,
     load_optimizer,
     load_weights,
     read_tensors,
@@ -53,7 +54,6 @@ from swapscope.checkpoint import (
     restore_rng,
     save_optimizer,
     save_tensors,
-    settle,
 )
 from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
@@ -430,7 +430,7 @@ def _train(config: TrainConfig, device: str, progress: Progress | None,
     rng = np.random.default_rng(config.seed)
     run = _setup(config, device)
     with main_rank_first(ranks):  # rank 0 settles a killed run's checkpoint swap first
-        state = _load_resume(out, run, settle_first=ranks.main)
+        state = _load_resume(out, run, finish_first=ranks.main)
     step = state["step"] if state else 0
     history: list[dict] = state["history"] if state else []
     if state:
@@ -596,9 +596,10 @@ def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.G
             shutil.copyfile(previews, tmp / "preview.png")
 
 
-def _load_resume(out: Path, run: _Run, settle_first: bool = True) -> dict | None:
-    if settle_first:
-        settle(out)  # a kill half-way through a checkpoint swap leaves the old one set aside
+def _load_resume(out: Path, run: _Run, finish_first: bool = True) -> dict | None:
+    if finish_first:
+        # a kill half-way through a checkpoint swap leaves the old one set aside
+        finish_swap_in(out)
     if not out.exists():
         return None
     folder = read_swap_config(out).folder

@@ -26,10 +26,10 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
 def swap_in(tmp: Path, final: Path) -> None:
     """Replace folder ``final`` by ``tmp`` so that a kill leaves one of the two whole: the old
-    folder is set aside as ``final.old`` first, and ``settle`` puts it back if the kill came
+    folder is set aside as ``final.old`` first, and ``finish_swap_in`` puts it back if the kill came
     between the two renames."""
 
-    settle(final)
+    finish_swap_in(final)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -39,7 +39,7 @@ def swap_in(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def settle(final: Path) -> None:
+def finish_swap_in(final: Path) -> None:
     """Finish what a killed ``swap_in`` left: a missing ``final`` whose old copy is still set
     aside is put back; temporary folders of dead writers beside it are removed."""
 

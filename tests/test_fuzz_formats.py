@@ -369,7 +369,7 @@ def test_detector_resume_state_reader(saved_resume, file, data):
     model, optimizer, scheduler = _small_run()
 
     def read_and_step():
-        load_resume_state(out, model, optimizer, scheduler, IDENTITY, settle_first=False)
+        load_resume_state(out, model, optimizer, scheduler, IDENTITY, finish_first=False)
         model(torch.randn(2, 3, 8, 8)).sum().backward()
         optimizer.step()
         scheduler.step()
@@ -406,7 +406,7 @@ def test_swap_model_resume_state_reader(saved_runs, swap_run, file, data):
     swap_run.pools = {side: ImagePool(pool.size) for side, pool in swap_run.pools.items()}
 
     def read_and_plot():
-        state = _load_resume(out, swap_run, settle_first=False)
+        state = _load_resume(out, swap_run, finish_first=False)
         plot_curves(state["history"], out.parent / "curves.png")
 
     _either_accepts_or_says_why(read_and_plot)

@@ -333,7 +333,7 @@ def append_manifest(folder: Path, row: ManifestRow) -> Path:
 # --- an output and its row land together --------------------------------------------------
 # An output is written under a pending name (``pending_path``), its row appended, and only then
 # renamed into place (``commit``). A kill before the row leaves a pending file no row names; a
-# kill after it leaves one whose row is down. ``settle`` (run by the next writer of the set)
+# kill after it leaves one whose row is down. ``settle_pending`` (run by the next writer of the set)
 # deletes the first and moves the second into place, so no output is ever without its row.
 
 _PENDING = re.compile(r"^\.(?P<stem>.+)\.pending-(?P<pid>\d+)(?P<suffix>(\.[^.]+)?)$")
@@ -353,7 +353,7 @@ def commit(folder: Path, row: ManifestRow, moves: list[tuple[Path, Path]]) -> No
         os.replace(pending, final)
 
 
-def settle(folder: Path, also: tuple[Path, ...] = ()) -> list[Path]:
+def settle_pending(folder: Path, also: tuple[Path, ...] = ()) -> list[Path]:
     """Finish or undo the pending files that dead writers of ``folder``'s set left beside its
     outputs (and in the folders ``also``); returns the files moved into place."""
 
