@@ -172,3 +172,14 @@ def test_the_code_is_lint_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", str(REPO)],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tests_mirror_the_packages():
+    """tests/<package>/test_<module>.py tests that package's module of that name; the tests
+    that cross packages (faults, untrusted files, fuzzing, layout, sample data) sit at the top."""
+    wrong = []
+    for package in ("swapscope", *PRODUCTS):
+        modules = {p.stem for p in (REPO / package).rglob("*.py")}
+        wrong += [f"tests/{package}/{t.name}" for t in (REPO / "tests" / package).glob("test_*.py")
+                  if t.stem.removeprefix("test_") not in modules]
+    assert not wrong, f"test files named after no module of their package: {wrong}"

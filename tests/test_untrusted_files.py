@@ -4,10 +4,10 @@ nothing written. Each test failed before its fix."""
 from pathlib import Path
 
 import pytest
-from conftest import DETECT_ARGS, SWAP_ARGS
 from typer.testing import CliRunner
 
 from forge.cli import app as forge_app
+from tests.conftest import DETECT_ARGS, SWAP_ARGS
 
 runner = CliRunner()
 

@@ -1,3 +1,5 @@
+"""forge's command line: forge extract on videos, images and folders, identities, bad input."""
+
 import json
 
 import cv2

@@ -1,17 +1,14 @@
+"""eval report: the table, the cache, the HTML page, ensembles, bad inputs, the default loop."""
+
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from detect.scan import DEFAULT_DETECTOR
 from eval.benchmark import SHIPPED_NAME
 from eval.cli import app
-from eval.metrics import Scores, bootstrap, detectability, point_metrics, video_scores
-from eval.realism import expression_vector, frechet_distance, head_pose
 from eval.report import pareto_front
 
 runner = CliRunner()
@@ -22,76 +19,6 @@ FWA_SIM_FRAME_AUC = 0.95
 # the default loop's fwa-sim fakes (render size 112 px, the hardest: little resampling) and its
 # reals: frame AUC 0.949 when measured (2026-12-02, fwa_lite0)
 DEFAULT_LOOP_FWA_SIM_FRAME_AUC = 0.9
-
-
-def test_metrics_of_a_perfect_and_a_useless_detector():
-    labels = np.array([0] * 50 + [1] * 50)
-    perfect = point_metrics(labels, labels + np.linspace(0, 0.1, 100))
-    assert perfect == {"auc": 1.0, "eer": 0.0, "ap": 1.0, "tpr_at_1fpr": 1.0}
-    coin = point_metrics(labels, np.random.default_rng(0).random(100))
-    assert 0.3 < coin["auc"] < 0.7 and 0.3 < coin["eer"] < 0.7 and coin["tpr_at_1fpr"] < 0.3
-
-
-def test_video_scores_follow_ids_not_positions():
-    groups = np.array(["r1", "f1", "r1", "f1", "r2", "f2", "r2", "f2", "f2"])
-    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 1])
-    scores = np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.1, 0.6, 0.2])
-    videos = video_scores(Scores(labels, scores, groups))
-    order = np.random.default_rng(1).permutation(len(groups))
-    shuffled = video_scores(Scores(labels[order], scores[order], groups[order]))
-    assert list(videos.groups) == list(shuffled.groups) == ["f1", "f2", "r1", "r2"]
-    np.testing.assert_allclose(videos.scores, shuffled.scores)
-    np.testing.assert_allclose(videos.scores, [0.9, 0.7, 0.2, 0.3])  # top third of each video
-    with pytest.raises(ValueError, match="both labels"):
-        video_scores(Scores(np.array([0, 1]), np.array([0.1, 0.2]), np.array(["v", "v"])))
-
-
-def test_bootstrap_intervals_hold_the_estimate():
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 200)
-    scores = labels * 0.5 + rng.random(400)
-    groups = np.array([f"v{i // 10}" for i in range(400)])
-    data = Scores(labels, scores, groups)
-    result = detectability(data, rounds=200)
-    for level in ("frame", "video"):
-        low, high = result[level].ci["auc"]
-        assert low <= result[level].auc <= high and high - low < 0.5
-    assert result["video"].n == 40 and result["frame"].n == 400
-    assert set(bootstrap(data, rounds=20)) == {"auc", "eer", "ap", "tpr_at_1fpr"}
-
-
-def test_bootstrap_resamples_videos_not_frames():
-    """All the detector's misses sit in one of ten fake videos (20 frames each). Resampling
-    videos leaves that video out of about a third of the draws (AUC exactly 1 there);
-    resampling frames would keep about 20 of its frames in every draw (AUC near 0.9 always)."""
-    fakes = np.repeat(np.r_[np.full(9, 0.9), 0.1], 20)  # video 9 is missed
-    reals = np.full(200, 0.5)
-    data = Scores(np.r_[np.ones(200), np.zeros(200)].astype(int), np.r_[fakes, reals],
-                  np.array([f"fake{i // 20}" for i in range(200)] +
-                           [f"real{i // 20}" for i in range(200)]))
-    assert point_metrics(data.labels, data.scores)["auc"] == pytest.approx(0.9)
-    low, high = bootstrap(data, rounds=400)["auc"]
-    assert high == 1.0 and low < 0.85
-
-
-def test_head_pose_and_expression_of_a_face(astronaut, dlib_backend):
-    face = dlib_backend.faces(astronaut)[0]
-    yaw, pitch, roll = head_pose(face.landmarks, astronaut.shape)
-    assert abs(yaw) < 25 and abs(roll) < 15  # she faces the camera, head upright
-    mirrored = face.landmarks.copy()
-    mirrored[:, 0] = astronaut.shape[1] - mirrored[:, 0]
-    assert abs(head_pose(mirrored, astronaut.shape)[0] + yaw) < 5  # a mirror flips the yaw
-    scaled = face.landmarks * 1.5
-    np.testing.assert_allclose(
-        expression_vector(scaled), expression_vector(face.landmarks), atol=1e-4
-    )
-
-
-def test_frechet_distance_is_zero_for_one_sample_and_the_mean_shift_squared_for_a_shift():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(500, 4))
-    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
-    assert frechet_distance(a, a + [2, 0, 0, 0]) == pytest.approx(4, abs=1e-6)
 
 
 def test_pareto_front_keeps_the_undominated_configurations():
@@ -263,86 +190,6 @@ def test_bad_inputs_exit_2(forgery_set, tmp_path):
     assert result.exit_code == 2 and "unknown config keys ['colour']" in result.stderr
 
 
-def test_closed_loop_hardens_a_detector_and_reports_before_and_after(tmp_path, astronaut):
-    import cv2
-
-    from forge.cli import app as forge_app
-    from swapscope.media.sample import moving_face_frames, write_clip
-
-    grey = np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, -1)
-    people = {"eileen": astronaut, "mirror": np.ascontiguousarray(astronaut[:, ::-1]), "grey": grey}
-    for person, image in people.items():
-        (tmp_path / "videos" / person).mkdir(parents=True)
-        write_clip(tmp_path / "videos" / person / "clip.mp4", moving_face_frames(image, 9), fps=25)
-    (tmp_path / "set.toml").write_text('out = "set"\nvideos = ["videos"]\nmax_frames = 9\n'
-                                       '[sweep]\nmethod = ["fwa-sim"]\nfwa_size = [40, 120]\n')
-    assert runner.invoke(forge_app, ["dataset", str(tmp_path / "set.toml")]).exit_code == 0
-    (tmp_path / "eval.toml").write_text(
-        f'sets = ["{tmp_path / "set"}"]\nbootstrap = 20\nrealism_frames = 2\n'
-    )
-    out = tmp_path / "report"
-    first = runner.invoke(
-        app, ["report", "--config", str(tmp_path / "eval.toml"), "--out", str(out)]
-    )
-    assert first.exit_code == 0, first.output
-    result = runner.invoke(
-        app, ["harden", "--out", str(out), "--top", "1", "--epochs", "1", "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    outcome = json.loads(result.stdout)
-    assert len(outcome["trained_on"]) == 1 and outcome["detector"] == SHIPPED_NAME
-    assert {r["config"] for r in outcome["rows"]} == {"fwa-sim fwa_size=40", "fwa-sim fwa_size=120"}
-    assert sum(r["trained_on"] for r in outcome["rows"]) == 1
-    for r in outcome["rows"]:  # test identity only: one fake and one real video per configuration
-        assert (r["fakes"], r["reals"]) == (1, 1)
-    _assert_fine_tuned_from(outcome["hardened"], DEFAULT_DETECTOR)
-    # the training reals are labelled by person, so a person is trained on or validated on,
-    # never both (one person is the test identity)
-    member = json.loads((out / "harden" / "detectors" / "0" / "best" / "config.json").read_text())
-    assert set(member["train_identities"]) | set(member["val_identities"]) < set(people)
-    assert member["train_identities"] and member["val_identities"]
-    assert not set(member["train_identities"]) & set(member["val_identities"])
-    html = (out / "harden" / "report.html").read_text()
-    assert f"Hardening {SHIPPED_NAME}" in html and "detector/best" in html
-    table = (out / "harden" / "report.md").read_text().split("## Hardening")[1]
-    # one fake and one real: every AUC of the before/after table marked
-    assert table.count("(too few: 1/1 videos, under 10 of a class)") == 2 * 4, table
-
-
-def _assert_fine_tuned_from(hardened_path, shipped_path) -> None:
-    """Each hardened member started from the shipped member's weights (recorded by hash, through
-    the member's own copy) and moved away from them, but stayed far closer to them than to a
-    fresh ImageNet start."""
-    import torch
-
-    from detect.checkpoint import load_checkpoint, load_detector
-    from detect.models import create_detector
-    from swapscope.files import sha256_file
-
-    hardened, shipped = load_checkpoint(hardened_path), load_checkpoint(shipped_path)
-    assert len(hardened.members) == len(shipped.members)
-    for index, (after, before) in enumerate(zip(hardened.members, shipped.members)):
-        start = Path(after.meta["config"]["init"])
-        assert after.meta["init_sha256"] == sha256_file(start / "weights.safetensors")
-        copied = load_detector(start)
-        if shipped.folder is not None:  # an ensemble's member went through its own copy
-            assert copied.meta["ensemble_member"]["ensemble_sha256"] == shipped.sha256
-            assert copied.meta["ensemble_member"]["index"] == index
-        fresh, _ = create_detector(before.arch)
-
-        def distance(a, b) -> float:
-            b = b.state_dict()
-            return sum(float((v.float() - b[k].float()).pow(2).sum())
-                       for k, v in a.state_dict().items() if v.is_floating_point()) ** 0.5
-
-        assert distance(copied.module, before.module) < 1e-3 * distance(before.module, fresh)
-        moved = distance(after.module, before.module)
-        assert 0 < moved < distance(after.module, fresh) / 10
-        assert not torch.equal(after.module.get_classifier().weight,
-                               before.module.get_classifier().weight.to(torch.float32))
-
-
-@pytest.mark.slow
 def test_the_default_loop_runs_twice_on_a_fresh_install_without_sample_data(tmp_path, monkeypatch):
     """The README's main job on what a fresh install has (clips made from scikit-image's photo),
     run twice in the same folder: the second run reuses what the first made and finishes."""
