@@ -27,7 +27,8 @@ def _auc(labels: list[int], scores: list[float]) -> float:
 def main() -> None:
     parser = bench_parser(__doc__)
     args = parser.parse_args()
-    from detect.scan import ScanConfig, scan
+    from detect.scan import ScanConfig
+    from detect.scan_driver import scan
     from swapscope.media.images import is_image
 
     root = shared_data(args.data) / "dev_fakes"

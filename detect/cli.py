@@ -244,7 +244,7 @@ def scan(
     called fake). --json prints per-frame and per-face scores, the rules (the threshold and how
     it was chosen) and timings."""
     # lazy: --help and the other commands stay fast
-    from detect.scan import scan as run_scan
+    from detect.scan_driver import scan as run_scan
 
     config = ScanConfig(models=tuple(str(m) for m in model or []), mode=mode, rois=rois,
                         top_k=top_k, every=every, detect_every=detect_every,

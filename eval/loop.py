@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from eval.benchmark import BenchmarkConfig
-from forge.dataset import DatasetConfig, build_dataset
+from forge.dataset import DatasetConfig
+from forge.dataset_driver import build_dataset
 from forge.extract import ExtractConfig, extract
 from forge.train import TrainConfig, train
 from swapscope.config import check_types, read_config_file, relative_to_config

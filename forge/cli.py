@@ -308,7 +308,7 @@ def dataset(
     """Sweep realism knobs over real videos into one labelled forgery set with real counterparts
     (resumable)."""
     # lazy: --help and the other commands stay fast
-    from forge.dataset import build_dataset
+    from forge.dataset_driver import build_dataset
 
     settings = DatasetConfig.load(config)
     engine = Engine(engine, address, cpus)
@@ -316,14 +316,12 @@ def dataset(
             quiet_stdout(engine, json_out):
         summary = build_dataset(settings, device, progress=progress, engine=engine)
     if json_out:
-        print_json(summary)
+        print_json(summary.to_json())
     else:
-        typer.echo(
-            f"{summary['out']}: {summary['fakes']} fakes, {summary['reals']} reals "
-            f"({summary['made']} made, {summary['skipped']} already there)"
-        )
-    if summary["failed"]:
-        fail(f"{len(summary['failed'])} outputs failed: " + "; ".join(summary["failed"]))
+        typer.echo(f"{summary.out}: {summary.fakes} fakes, {summary.reals} reals "
+                   f"({summary.made} made, {summary.skipped} already there)")
+    if summary.failed:
+        fail(f"{len(summary.failed)} outputs failed: " + "; ".join(summary.failed))
 
 
 @app.command()

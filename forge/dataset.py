@@ -14,9 +14,13 @@ names to lists of values and every combination is made for every video, e.g.::
     colour = ["none", "reinhard"]
     crf = [18, 28]
 
-Each video's identity is its folder's name; identities (hence source videos) are split into
+Each video's person is its folder's name; people (hence source videos) are split into
 train/val/test. Every fake has its real counterpart: the same frames, the same encoder
 settings, the same watermark policy. Re-running skips outputs the manifest already holds.
+
+This module is the work, whichever engine runs it (the set's outputs, and how one is made);
+``forge.dataset_driver`` holds the run (lock, settings, resume) and picks the engine: this
+process, or ``forge.ray_dataset``.
 """
 
 from __future__ import annotations
@@ -27,34 +31,29 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from forge.swap import CompositeConfig
 from forge.swap_video import VideoConfig, encode_labelled, faces_to_mark, forge_video, sign_output
-from swapscope import __version__
-from swapscope.config import check_types, read_config_file, read_json_object, relative_to_config
-from swapscope.device import resolve_device
+from swapscope.config import check_types, read_config_file, relative_to_config
 from swapscope.errors import InputError
-from swapscope.files import WriteLock, sha256_file, writable_folder, write_text_atomic
+from swapscope.files import sha256_file
 from swapscope.formats.manifest import (
     ManifestRow,
     commit,
     new_manifest_id,
     pending_path,
     read_manifest,
-    settle_pending,
-    write_data_card,
 )
 from swapscope.labels.credentials import signing_key
 from swapscope.labels.provenance import read_provenance
 from swapscope.media.images import collect_media, is_image
 from swapscope.media.video import probe
 from swapscope.progress import Progress
-from swapscope.ray_engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -157,112 +156,7 @@ def knob_id(knobs: dict) -> str:
     return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def build_dataset(config: DatasetConfig, device: str = "cpu",
-                  progress: Progress | None = None, engine: Engine | None = None) -> dict:
-    """Make every (video, knob combination) fake and every real counterpart; returns a summary.
-    Each output made is logged; outputs the manifest already holds are skipped; an output that
-    fails is one line in the summary's ``failed``. ``engine`` (default: this process) may make
-    them in Ray tasks, one per output (``forge.ray_dataset``)."""
-    config.check()
-    engine = (engine or Engine()).check()
-    root = writable_folder(config.out)
-    with WriteLock(root / ".swapscope.lock", root, "forge dataset"):
-        sweeps = _check_settings(root, config)
-        # what a killed run left: outputs whose row is down go in place, the rest are removed
-        settle_pending(root)
-        return _build(config, root, sweeps, device, progress, engine)
-
-
-# the settings every output of a set shares: a set is never extended under other ones (a new
-# sweep only adds outputs, named by their knobs, so one set may hold several)
-SETTINGS_OF_OUTPUTS = ("videos", "watermark", "max_frames", "splits", "seed")
-
-
-def _check_settings(root: Path, config: DatasetConfig) -> list[dict]:
-    """A re-run resumes the same set (or adds a sweep to it); one with other settings is
-    refused, since the outputs already made would not match what ``dataset.json`` records.
-    The settings are recorded before the first output is made. Returns every sweep the set
-    holds, this one last."""
-    path = root / "dataset.json"
-    current = _settings(asdict(config))
-    sweeps: list[dict] = []
-    if path.is_file():
-        recorded = read_json_object(path, "dataset settings")
-        if not isinstance(recorded.get("config"), dict):
-            raise InputError(f"{path}: has no 'config' object")
-        changed = [k for k in SETTINGS_OF_OUTPUTS
-                   if _settings(recorded["config"]).get(k) != current[k]]
-        if changed:
-            raise InputError(f"{root}: this forgery set was made with other {', '.join(changed)}; "
-                             "choose another out (or restore the settings to resume it)")
-        sweeps = [s for s in recorded.get("sweeps", [recorded["config"].get("sweep")])
-                  if isinstance(s, dict) and s != config.sweep]
-    sweeps.append(config.sweep)
-    write_text_atomic(path, json.dumps({"config": asdict(config), "sweeps": sweeps,
-                                        "code_version": __version__, "finished": False}, indent=2))
-    return sweeps
-
-
-def _settings(config: dict) -> dict:
-    settings = {k: config.get(k) for k in SETTINGS_OF_OUTPUTS}
-    if isinstance(settings["videos"], list):
-        settings["videos"] = sorted(str(Path(str(v)).resolve()) for v in settings["videos"])
-    return json.loads(json.dumps(settings))  # tuples as lists, as the recorded JSON has them
-
-
-def _build(config: DatasetConfig, root: Path, sweeps: list[dict], device: str,
-           progress: Progress | None, engine: Engine) -> dict:
-    failed: list[str] = []
-    videos = _real_sources(config.videos, root, failed)
-    if not videos:
-        raise InputError("the config's videos hold no real video files" + (
-            f" ({'; '.join(failed)})" if failed else ""))
-    split_of = split_identities(sorted({v.parent.name for v in videos}), config.splits, config.seed)
-    done = {row.output for row in _rows(root)}
-    every = outputs(videos, config, split_of)
-    todo = [o for o in every if not (o.rel in done and (root / o.rel).is_file())]
-    if engine.name == "single":
-        made_here = _make_here(todo, config, root, resolve_device(device), progress)
-    else:
-        # optional: needs Ray (swapscope[scale])
-        from forge.ray_dataset import make_on_ray
-
-        made_here = make_on_ray(todo, config, root, device, engine, progress)
-    made = 0
-    for output, error in made_here:
-        if error:
-            failed.append(f"{output.rel}: {error}")
-            continue
-        made += 1
-        log.info("[green]made[/] %s", output.rel)
-    rows = _rows(root)
-    write_data_card(root)
-    summary = {"config": asdict(config), "sweeps": sweeps, "code_version": __version__,
-               "finished": True,
-               "splits": split_of}
-    write_text_atomic(root / "dataset.json", json.dumps(summary, indent=2))
-    return {"out": str(root), "made": made, "skipped": len(every) - len(todo), "failed": failed,
-            "rows": len(rows), "fakes": sum(r.label == "fake" for r in rows),
-            "reals": sum(r.label == "real" for r in rows), "splits": split_of}
-
-
-def _make_here(todo: list[Output], config: DatasetConfig, root: Path, device: str,
-               progress: Progress | None) -> Iterator[tuple[Output, str]]:
-    """(output, error or "") for each output, made in this process; a video's faces are found
-    once for all its real counterparts."""
-    faces: dict[Path, Callable] = {}
-    for output in todo:
-        if output.video not in faces:
-            faces[output.video] = functools.cache(_faces_of(output.video, config))
-        try:
-            make_output(output, config, root, device, progress, faces[output.video])
-        except InputError as exc:
-            yield output, str(exc)
-            continue
-        yield output, ""
-
-
-def _real_sources(inputs: list[str], root: Path, failed: list[str]) -> list[Path]:
+def real_sources(inputs: list[str], root: Path, failed: list[str]) -> list[Path]:
     """The videos among ``inputs`` that can be real sources: never a file inside the forgery set
     being written, and never a file that carries swapscope's label (a fake, or a real
     counterpart someone copied out of a set); each refused one is a line in ``failed``."""
@@ -309,7 +203,7 @@ def outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str])
     return found
 
 
-def _faces_of(video: Path, config: DatasetConfig) -> Callable[[], dict]:
+def faces_of(video: Path, config: DatasetConfig) -> Callable[[], dict]:
     """Finds ``video``'s faces (the boxes a real counterpart's watermark goes on) when called."""
     return functools.partial(faces_to_mark, video, VideoConfig.min_size, config.max_frames)
 
@@ -320,7 +214,7 @@ def make_output(output: Output, config: DatasetConfig, root: Path, device: str,
     faces for a real counterpart's watermark (default: found here)."""
     if output.label == "real":
         write_real(output.video, output.rel, root, output.knobs["crf"], config, output.identity,
-                   output.split, faces or _faces_of(output.video, config))
+                   output.split, faces or faces_of(output.video, config))
     else:
         forge_video(output.video, root / output.rel,
                     _video_config(output.knobs, config, output.split), device, progress,
@@ -338,7 +232,7 @@ def output_names(videos: list[Path]) -> dict[Path, str]:
             for v, name in base.items()}
 
 
-def _rows(root: Path) -> list[ManifestRow]:
+def set_rows(root: Path) -> list[ManifestRow]:
     return read_manifest(root) if (root / "manifest.jsonl").is_file() else []
 
 

@@ -50,16 +50,8 @@ def test_the_face_toolkit_reads_no_file_format():
 
 
 def _imported_modules(folder: str) -> dict[str, set[str]]:
-    found = {}
-    for path in sorted((REPO / folder).rglob("*.py")):
-        modules = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                modules |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
-        found[str(path.relative_to(REPO))] = modules
-    return found
+    return {str(path.relative_to(REPO)): _module_imports(path)
+            for path in sorted((REPO / folder).rglob("*.py"))}
 
 
 def test_only_the_command_line_modules_import_the_cli_kit():
@@ -136,7 +128,8 @@ def test_the_base_package_loads_no_product():
 
 def test_the_default_engine_loads_no_ray():
     """Ray is an extra: the single-process engine (the README's commands) never imports it."""
-    assert "ray" not in _modules_after("import detect.scan, detect.cli, forge.dataset, forge.cli")
+    assert "ray" not in _modules_after("import detect.scan, detect.scan_driver, detect.cli, "
+                                       "forge.dataset, forge.dataset_driver, forge.cli")
 
 
 def test_inference_loads_no_training_code():
@@ -183,3 +176,36 @@ def test_the_tests_mirror_the_packages():
         wrong += [f"tests/{package}/{t.name}" for t in (REPO / "tests" / package).glob("test_*.py")
                   if t.stem.removeprefix("test_") not in modules]
     assert not wrong, f"test files named after no module of their package: {wrong}"
+
+
+def test_no_two_modules_import_each_other_even_lazily():
+    """No import circle among the project's modules, counting imports inside functions (the
+    scan and its Ray engine imported each other before each got a driver above it)."""
+    names = {}
+    for package in ("swapscope", *PRODUCTS):
+        for path in (REPO / package).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: {m for m in _module_imports(path) if m in names and m != name}
+             for name, path in names.items()}
+    circles = set()
+    for start in graph:  # every module reachable from start that reaches start back
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += graph[name]
+        if start in seen:
+            circles.add(start)
+    assert not circles, f"modules on an import circle: {sorted(circles)}"
+
+
+def _module_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return found
