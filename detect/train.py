@@ -58,21 +58,18 @@ from swapscope.distributed import (
     barrier,
     gather,
     mean,
-    process_group,
     share_buffers,
 )
 from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faults import kill_point
 from swapscope.files import (
-    WriteLock,
     sha256_file,
-    writable_folder,
     write_text_atomic,
 )
 from swapscope.formats.faceset import FaceSet
 from swapscope.formats.manifest import check_files, manifest_file
 from swapscope.progress import NoProgress, Progress
-from swapscope.training import agreed_weights, main_rank_first, plot_history
+from swapscope.training import agreed_weights, main_rank_first, plot_history, training_run
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +235,11 @@ class Trained:
 def train(config: TrainConfig, device: str, progress: Progress | None = None) -> Trained:
     """Train a detector; returns the summary. Re-running with the same OUT resumes. Each
     epoch's losses and AUC are logged. Under torchrun, every rank runs this; rank 0 writes."""
-    from contextlib import nullcontext
-
     config.check()
-    with process_group(device) as (ranks, device):
-        out = writable_folder(config.out) if ranks.main else Path(config.out)
-        lock = WriteLock(out / ".lock", out, "detect train") if ranks.main else nullcontext()
-        with lock:
-            shown = (progress or NoProgress()) if ranks.main else NoProgress()
-            return _train(config, out, device, shown, ranks)
+    out = Path(config.out)
+    with training_run(device, out, out / ".lock", out, "detect train") as (ranks, device):
+        shown = (progress or NoProgress()) if ranks.main else NoProgress()
+        return _train(config, out, device, shown, ranks)
 
 
 def _train(config: TrainConfig, out: Path, device: str, progress: Progress,

@@ -232,10 +232,10 @@ def train(
     if launched_rank() != 0:  # under torchrun, rank 0 reports for all
         return
     if json_out:
-        print_json(summary)
+        print_json(summary.to_json())
     else:
-        ids = summary["identities"]
-        typer.echo(f"{summary['out']}: {ids['a']} <-> {ids['b']}, step {summary['step']}")
+        ids = summary.identities
+        typer.echo(f"{summary.out}: {ids['a']} <-> {ids['b']}, step {summary.step}")
 
 
 @app.command()

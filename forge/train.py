@@ -62,21 +62,18 @@ from swapscope.distributed import (
     average_gradients,
     barrier,
     mean,
-    process_group,
     share_weights,
 )
 from swapscope.errors import InputError, first_line, require_at_least_one
 from swapscope.faces.align import ALIGNMENTS, face_affine, hflip_affine, recrop_affine
 from swapscope.faces.mesh import visible_mask
 from swapscope.files import (
-    WriteLock,
     sha256_file,
-    writable_folder,
     write_image_atomic,
 )
 from swapscope.formats.faceset import FaceSet
 from swapscope.progress import NoProgress, Progress
-from swapscope.training import agreed_weights, main_rank_first, plot_history
+from swapscope.training import agreed_weights, main_rank_first, plot_history, training_run
 
 TRAIN_MASKS = ("auto", "mesh", "hull")
 
@@ -406,24 +403,34 @@ def _setup(config: TrainConfig, device: str) -> _Run:
     )
 
 
-def train(config: TrainConfig, device: str, progress: Progress | None = None) -> dict:
+@dataclass(frozen=True, slots=True)
+class SwapTrained:
+    """What a swap-model training run made (``forge train --json`` prints it)."""
+
+    out: str  # the checkpoint folder
+    step: int  # steps trained, all runs of OUT
+    identities: dict[str, str]  # side (a, b) -> person
+    faces: dict[str, int]  # side -> faces trained on
+    last: dict | None  # the last history record: mean losses since the one before
+    ranks: int  # processes that trained (torchrun)
+    weights_sha256: str  # of the final weights, the same on every rank
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def train(config: TrainConfig, device: str, progress: Progress | None = None) -> SwapTrained:
     """Train (or resume) a swap model; returns the summary. One run writes ``out`` at a time.
     Under torchrun every rank runs this; rank 0 writes."""
-    from contextlib import nullcontext
-
     config.check()
     out = Path(config.out)
-    with process_group(device) as (ranks, device):
-        if ranks.main:
-            writable_folder(out.parent)
-        lock = (WriteLock(out.with_name(f".{out.name}.lock"), out, "forge train") if ranks.main
-                else nullcontext())
-        with lock:
-            return _train(config, device, progress if ranks.main else NoProgress(), ranks)
+    lock = out.with_name(f".{out.name}.lock")  # beside OUT: OUT itself is swapped in whole
+    with training_run(device, out.parent, lock, out, "forge train") as (ranks, device):
+        return _train(config, device, progress if ranks.main else NoProgress(), ranks)
 
 
 def _train(config: TrainConfig, device: str, progress: Progress | None,
-           ranks: Ranks = Ranks()) -> dict:
+           ranks: Ranks = Ranks()) -> SwapTrained:
     progress = progress or NoProgress()
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -461,10 +468,10 @@ def _train(config: TrainConfig, device: str, progress: Progress | None,
     digest = agreed_weights(run.model, ranks)
     if ranks.main:  # the last preview is in OUT
         shutil.rmtree(out.with_name(out.name + ".previews"), ignore_errors=True)
-    return {"out": str(out), "step": step, "identities": ids,
-            "faces": {side: len(run.data[side]) for side in IDENTITIES},
-            "last": history[-1] if history else None, "ranks": ranks.world,
-            "weights_sha256": digest}
+    return SwapTrained(out=str(out), step=step, identities=ids,
+                       faces={side: len(run.data[side]) for side in IDENTITIES},
+                       last=history[-1] if history else None, ranks=ranks.world,
+                       weights_sha256=digest)
 
 
 def train_step(

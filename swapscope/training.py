@@ -1,4 +1,5 @@
-"""The scaffold both trainers stand on (``forge train``, ``detect train``): rank 0 first where
+"""The scaffold both trainers stand on (``forge train``, ``detect train``): the run around them
+(the process group, and on rank 0 the output folder checked and locked), rank 0 first where
 it settles or fills what the others read, the ranks' agreement on the weights at the end, and
 the history plot. The trainers keep only their data, models and losses; resume states are read
 and written by ``swapscope.checkpoint`` (safetensors + JSON, one reader per file)."""
@@ -9,8 +10,23 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from swapscope.distributed import Ranks, barrier, gather, weights_digest
-from swapscope.files import write_figure_atomic
+from swapscope.distributed import Ranks, barrier, gather, process_group, weights_digest
+from swapscope.files import WriteLock, writable_folder, write_figure_atomic
+
+
+@contextlib.contextmanager
+def training_run(device: str, folder: Path, lock: Path, out: Path, what: str
+                 ) -> Iterator[tuple[Ranks, str]]:
+    """The run a trainer works in: (ranks, device) of the process group (one process, or every
+    rank under torchrun); on rank 0, ``folder`` made and writable and ``lock`` held for ``out``,
+    so one run writes it at a time. The other ranks write nothing and take no lock."""
+    with process_group(device) as (ranks, device):
+        if not ranks.main:
+            yield ranks, device
+            return
+        writable_folder(folder)
+        with WriteLock(lock, out, what):
+            yield ranks, device
 
 
 @contextlib.contextmanager
