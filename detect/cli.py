@@ -278,10 +278,10 @@ LABEL_HEADS = {"verified": "LABELLED (verified)", "disputed": "LABEL DISPUTED",
 def _report(item) -> None:
     """One scanned input, as lines for a reader: its labels, then its verdict."""
     labels = item.provenance
-    if labels.get("status") in LABEL_HEADS:
-        typer.echo(f"{LABEL_HEADS[labels['status']]}  {item.path}: {labels['summary']}")
-    elif (labels.get("credential") or {}).get("present"):
-        typer.echo(f"CREDENTIALS  {item.path}: {labels['summary'].split('; ', 1)[-1]}")
+    if labels.status in LABEL_HEADS:
+        typer.echo(f"{LABEL_HEADS[labels.status]}  {item.path}: {labels.summary}")
+    elif (labels.credential or {}).get("present"):
+        typer.echo(f"CREDENTIALS  {item.path}: {labels.summary.split('; ', 1)[-1]}")
     if item.verdict not in UNSCORED:
         typer.echo(f"{item.verdict}  {item.score:.3f}  {item.path}  ({len(item.frames)} "
                    f"frames scored, {item.timings.get('total', 0):.1f} s)")

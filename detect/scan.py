@@ -43,6 +43,7 @@ from swapscope.formats.scan import (
     FaceScore,
     FrameScore,
     InputScan,
+    ProvenanceReport,
     face_score,
     video_score,
 )
@@ -130,7 +131,7 @@ class Gathered:
     frames: list[tuple[int, float, list[_FaceWork]]]
     pending: list[_FaceWork]
     crops: dict[int, list[np.ndarray]]
-    provenance: dict
+    provenance: ProvenanceReport
     damage: str | None  # a decode error part-way, reported after the labels of what was read
     timer: StageTimer
 
@@ -183,7 +184,7 @@ class Gatherer:
                 pending, crops = [], {size: [] for size in sizes}
         damage = self._damage
         with timer("labels"):
-            provenance = read_provenance(path, reader).to_json()
+            provenance = read_provenance(path, reader).report()
         with timer("hash"):
             sha256 = sha256_file(path)
         return Gathered(path=path, sha256=sha256, frames=frames, pending=pending, crops=crops,
@@ -299,9 +300,10 @@ def error_result(path: Path, exc: InputError) -> InputScan:
                      provenance=_labels_only(path))
 
 
-def _labels_only(path: Path) -> dict:
-    """The labels of a file whose frames do not decode: metadata and Content Credentials."""
+def _labels_only(path: Path) -> ProvenanceReport:
+    """The labels of a file whose frames do not decode: metadata and Content Credentials (none
+    where even those cannot be read)."""
     try:
-        return read_provenance(path).to_json()
+        return read_provenance(path).report()
     except (InputError, OSError, ValueError):
-        return {}
+        return ProvenanceReport()

@@ -42,6 +42,24 @@ class FrameScore:
     faces: list[FaceScore]
 
 
+@dataclass(frozen=True, slots=True)
+class ProvenanceReport:
+    """What an input says about its own making, as ``swapscope.labels.provenance`` read it:
+    whether it carries swapscope's labelling, how far that can be believed (``status``:
+    verified | disputed | claimed | none), a line for a reader, and each label's evidence."""
+
+    labelled: bool = False
+    status: str = "none"
+    summary: str = "no swapscope label"
+    metadata: dict | None = None  # the container's swapscope tags
+    credential: dict | None = None  # Content Credentials: present, valid, swapscope's assertion
+    watermark: dict | None = None  # the face mark: id, mirrored, agreement, frames, faces
+    legacy_watermark: dict | None = None  # the frame mark: id, frames, ids
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class InputScan:
     """One scanned input."""
@@ -53,7 +71,8 @@ class InputScan:
     frames: list[FrameScore] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     error: str = ""
-    provenance: dict = field(default_factory=dict)  # swapscope's own labels, read before scoring
+    # swapscope's own labelling, read before scoring
+    provenance: ProvenanceReport = field(default_factory=ProvenanceReport)
 
     @property
     def frame_scores(self) -> list[float]:

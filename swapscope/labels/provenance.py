@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swapscope.formats.scan import ProvenanceReport
 from swapscope.labels.credentials import DIGITAL_SOURCE_TYPE, Credential, read_credential
 from swapscope.labels.facemark import MarkReader
 from swapscope.labels.watermark import read_legacy_watermark
@@ -138,6 +139,10 @@ class Provenance:
                               "frames": self.frames_checked, "faces": self.faces_read},
                 "legacy_watermark": {"id": self.legacy_id, "frames": self.legacy_frames,
                                      "ids": self.watermark_ids}}
+
+    def report(self) -> ProvenanceReport:
+        """The record a scan result carries (what ``to_json`` writes, typed)."""
+        return ProvenanceReport(**self.to_json())
 
     def summary(self) -> str:
         status = self.status
