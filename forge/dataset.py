@@ -43,10 +43,10 @@ from swapscope.config import check_types, read_config_file, relative_to_config
 from swapscope.errors import InputError
 from swapscope.files import sha256_file
 from swapscope.formats.manifest import (
+    Encoded,
     ManifestRow,
+    PendingOutput,
     commit,
-    new_manifest_id,
-    pending_path,
     read_manifest,
 )
 from swapscope.labels.credentials import signing_key
@@ -242,29 +242,27 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
     watermark policy (on the faces ``faces()`` finds), labelled ``real`` in the manifest and its
     container."""
     info = probe(source)
-    manifest_id = new_manifest_id()
+    output = PendingOutput(root, root / rel)  # at its pending name until its row is down
     watermark = config.watermark == "both"
-    hidden = pending_path(root / rel)  # until its manifest row is down
     try:
         frames = encode_labelled(
-            source, hidden, info, manifest_id=manifest_id, method="real", crf=crf,
+            source, output.pending, info, manifest_id=output.id, method="real", crf=crf,
             watermark=watermark, faces=faces() if watermark else {},
             max_frames=config.max_frames,
             batch_size=config.batch_size,
         )
         source_hash = sha256_file(source)  # once, for the credential and the row
-        sign_output(hidden, Path(rel).name, signing_key(config.sign_key or None,
-                                                        config.sign_cert or None),
-                    manifest_id=manifest_id, method="real", source=source,
+        sign_output(output.pending, Path(rel).name, signing_key(config.sign_key or None,
+                                                                config.sign_cert or None),
+                    manifest_id=output.id, method="real", source=source,
                     hashes=(source_hash, None))
         row = ManifestRow.new(
-            manifest_id=manifest_id, label="real", method="real", split=split, source=source,
-            source_sha256=source_hash, output=rel, written=hidden, folder=root,
-            source_identity=identity,
-            target_identity=identity, knobs={"crf": crf}, frames=frames, swapped_frames=0,
-            fps=info.fps, width=info.width, height=info.height, watermark=watermark, labels=None,
+            output=output, label="real", method="real", split=split, source=source,
+            source_sha256=source_hash, source_identity=identity, target_identity=identity,
+            knobs={"crf": crf}, encoded=Encoded(frames, 0, info.fps, info.width, info.height),
+            watermark=watermark, labels=None,
         )
-        commit(root, row, [(hidden, root / rel)])
+        commit(root, row, [(output.pending, output.path)])
     finally:
-        hidden.unlink(missing_ok=True)
+        output.pending.unlink(missing_ok=True)
     return row

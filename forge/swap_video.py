@@ -32,12 +32,13 @@ from swapscope.faces.track import smooth_track
 from swapscope.files import sha256_file, writable_folder
 from swapscope.formats.faceset import faceset_embeddings
 from swapscope.formats.manifest import (
+    Encoded,
     ManifestRow,
+    PendingOutput,
     SwapFrame,
     SwappedFace,
     commit,
     mask_polygons,
-    new_manifest_id,
     pending_path,
     read_manifest,
     settle_pending,
@@ -169,20 +170,18 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
     )
     mesher = None
     if cfg.composite.mask == "mesh":  # before any work: without the extra, one line
-
         mesher = Mesher()
     timer = StageTimer()
     plan = plan_swaps(source, info, cfg, timer, progress)
-    manifest_id = new_manifest_id()
-    labels: list[SwapFrame] = []
+    output = PendingOutput(folder, out)  # at its pending name until its row is down
+    swaps: list[SwapFrame] = []
     progress.start(f"swapping {source.name}", _frames_to_write(info, cfg.max_frames))
-    hidden = pending_path(out)  # until its manifest row is down
     try:
         written = encode_labelled(
-            source, hidden, info, manifest_id=manifest_id, method=cfg.method, crf=cfg.crf,
+            source, output.pending, info, manifest_id=output.id, method=cfg.method, crf=cfg.crf,
             watermark=cfg.watermark, faces=plan.boxes, max_frames=cfg.max_frames,
             batch_size=cfg.batch_size, timer=timer, progress=progress,
-            render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, labels, timer,
+            render=lambda batch: _swap_batch(batch, plan.landmarks, renderer, cfg, swaps, timer,
                                              mesher),
         )
         progress.stop()
@@ -192,14 +191,14 @@ def forge_video(source: str | Path, out: str | Path, config: VideoConfig, device
             )
         hashes = (sha256_file(source), _checkpoint_hash(cfg, renderer))  # once, for both
         with timer("sign"):
-            sign_output(hidden, out.name, key, manifest_id=manifest_id, method=cfg.method,
+            sign_output(output.pending, out.name, key, manifest_id=output.id, method=cfg.method,
                         source=source, hashes=hashes)
-        row = record(folder, manifest_id, source, (hidden, out), cfg, renderer, plan, labels,
-                     info, written, hashes)
+        encoded = Encoded(written, len(swaps), info.fps, info.width, info.height)
+        row = record(Made(output, source, plan, swaps, encoded, hashes), cfg, renderer)
     finally:
-        hidden.unlink(missing_ok=True)  # still there only if the fake was not committed
+        output.pending.unlink(missing_ok=True)  # still there only if the fake was not committed
     return VideoResult(
-        id=manifest_id, output=str(out), frames=written, swapped_frames=len(labels),
+        id=output.id, output=str(out), frames=written, swapped_frames=len(swaps),
         target_tracks=[t.track_id for t in plan.targets], timings=timer.as_dict(), row=row,
     )
 
@@ -340,44 +339,42 @@ def _checkpoint_hash(cfg: VideoConfig, renderer) -> str | None:
     return sha256_file(renderer.checkpoint.folder / "weights.safetensors")
 
 
-def record(
-    folder: Path,
-    manifest_id: str,
-    source: Path,
-    files: tuple[Path, Path],
-    cfg: VideoConfig,
-    renderer,
-    plan: SwapPlan,
-    labels: list[SwapFrame],
-    info: VideoInfo,
-    written: int,
-    hashes: tuple[str, str | None],
-) -> ManifestRow:
-    """Write the per-frame labels, the manifest row and the data card of one fake, and move the
-    fake from its pending name to its place (``files``: (pending, final)) once its row is down."""
-    hidden, out = files
-    labels_rel = f"labels/{manifest_id}.jsonl"
+@dataclass(frozen=True, slots=True)
+class Made:
+    """One fake as made, before its manifest row: the output on its way, its source, the plan
+    it was swapped by, each swapped frame, what was encoded, and the source's and checkpoint's
+    hashes (the checkpoint's None for fwa-sim)."""
+
+    output: PendingOutput
+    source: Path
+    plan: SwapPlan
+    swaps: list[SwapFrame]
+    encoded: Encoded
+    hashes: tuple[str, str | None]
+
+
+def record(made: Made, cfg: VideoConfig, renderer) -> ManifestRow:
+    """Write the per-frame swap records, the manifest row and the data card of one fake, and
+    move the fake from its pending name to its place once its row is down."""
+    output = made.output
+    folder = output.folder
+    labels_rel = f"labels/{output.id}.jsonl"
     labels_pending = pending_path(folder / labels_rel)
     try:
-        write_swap_frames(labels_pending, labels)
+        write_swap_frames(labels_pending, made.swaps)
         row = ManifestRow.new(
-            manifest_id=manifest_id, label="fake", method=cfg.method, split=cfg.split,
-            source=source, output=_relative(out, folder), written=hidden, folder=folder,
-            checkpoint=cfg.model or None, source_sha256=hashes[0], checkpoint_sha256=hashes[1],
-            source_identity=_source_identity(plan, renderer, cfg, source),
+            output=output, label="fake", method=cfg.method, split=cfg.split, source=made.source,
+            checkpoint=cfg.model or None, source_sha256=made.hashes[0],
+            checkpoint_sha256=made.hashes[1],
+            source_identity=_source_identity(made.plan, renderer, cfg, made.source),
             target_identity=_target_identity(renderer, cfg), knobs=_knobs(cfg, renderer),
-            frames=written, swapped_frames=len(labels), fps=info.fps, width=info.width,
-            height=info.height, watermark=cfg.watermark, labels=labels_rel,
+            encoded=made.encoded, watermark=cfg.watermark, labels=labels_rel,
         )
-        commit(folder, row, [(labels_pending, folder / labels_rel), (hidden, out)])
+        commit(folder, row, [(labels_pending, folder / labels_rel), (output.pending, output.path)])
     finally:
         labels_pending.unlink(missing_ok=True)
     write_data_card(folder)
     return row
-
-
-def _relative(path: Path, folder: Path) -> str:
-    return str(path.resolve().relative_to(folder.resolve()))  # inside: _check_paths saw to it
 
 
 def _target_identity(renderer, cfg: VideoConfig) -> str | None:

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,36 @@ def _face_label(raw: Any) -> SwappedFace:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingOutput:
+    """One output of the forge on its way into a forgery set: its manifest id, where it goes,
+    and the hidden file it is written to until its manifest row is down (``commit``)."""
+
+    folder: Path  # the set's folder (its manifest.jsonl)
+    path: Path  # where the output goes, inside ``folder``
+    id: str = field(default_factory=new_manifest_id)
+
+    @property
+    def pending(self) -> Path:
+        return pending_path(self.path)
+
+    @property
+    def rel(self) -> str:
+        """Its path in the set, as its manifest row records it."""
+        return str(self.path.resolve().relative_to(self.folder.resolve()))
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """What an output's video holds: frames written, how many of them swapped, rate and size."""
+
+    frames: int
+    swapped_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestRow:
     """One output of the forge: a fake, or the real counterpart encoded alike."""
 
@@ -136,26 +166,24 @@ class ManifestRow:
     created: str  # UTC, ISO 8601
 
     @classmethod
-    def new(cls, *, label: str, method: str, source: Path, output: str, split: str = "",
+    def new(cls, *, output: PendingOutput, label: str, method: str, source: Path,
+            encoded: Encoded, knobs: dict, watermark: bool, labels: str | None,
+            source_identity: str | None, target_identity: str | None, split: str = "",
             checkpoint: str | None = None, checkpoint_sha256: str | None = None,
-            source_identity: str | None, target_identity: str | None,
-            knobs: dict, frames: int, swapped_frames: int, fps: float, width: int, height: int,
-            watermark: bool, labels: str | None, folder: Path, manifest_id: str,
-            written: Path | None = None, source_sha256: str | None = None) -> ManifestRow:
-        """The one constructor of fake and real rows: hashes the source and the output
-        (``output`` is relative to ``folder``; ``written``: where the output file is until its
-        row is down, see ``commit``; ``source_sha256`` if the caller hashed it already), and stamps
-        the code version and time."""
+            source_sha256: str | None = None) -> ManifestRow:
+        """The one constructor of fake and real rows: hashes the source and the output (still
+        at its pending name: its row goes down first, see ``commit``; ``source_sha256`` if the
+        caller hashed it already), and stamps the code version and time."""
 
         return cls(
-            id=manifest_id, label=label, method=method, split=split,
+            id=output.id, label=label, method=method, split=split,
             source=str(Path(source).resolve()),
-            source_sha256=source_sha256 or sha256_file(source), output=output,
-            output_sha256=sha256_file(written or folder / output), checkpoint=checkpoint,
+            source_sha256=source_sha256 or sha256_file(source), output=output.rel,
+            output_sha256=sha256_file(output.pending), checkpoint=checkpoint,
             checkpoint_sha256=checkpoint_sha256, source_identity=source_identity,
-            target_identity=target_identity, knobs=knobs, frames=frames,
-            swapped_frames=swapped_frames, fps=float(fps), width=width, height=height,
-            watermark=watermark, labels=labels, code_version=__version__,
+            target_identity=target_identity, knobs=knobs, frames=encoded.frames,
+            swapped_frames=encoded.swapped_frames, fps=float(encoded.fps), width=encoded.width,
+            height=encoded.height, watermark=watermark, labels=labels, code_version=__version__,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
 
