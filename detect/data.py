@@ -30,7 +30,7 @@ from detect.models import DataConfig, to_tensor
 from swapscope.errors import InputError
 from swapscope.faces.backends import create_backend
 from swapscope.faces.records import largest_box
-from swapscope.faces.track import box_iou
+from swapscope.faces.track import swapped_faces
 from swapscope.files import read_jsonl, write_jsonl_atomic
 from swapscope.formats.faceset import FaceRow, FaceSet
 from swapscope.formats.manifest import ManifestRow, read_swap_frames, verified_outputs
@@ -176,11 +176,7 @@ def _labelled_faces(video: Path, folder: Path, row: ManifestRow, stride: int, ba
         found, _ = backend.detect(frame.image)
         if not len(found):
             continue
-        if fake:
-            overlap = box_iou(found, np.asarray(boxes[frame.index], np.float32))
-            pick = [int(i) for i in np.flatnonzero(overlap.max(1) > 0.2)]
-        else:
-            pick = [largest_box(found)]
+        pick = swapped_faces(found, boxes[frame.index]) if fake else [largest_box(found)]
         if pick:
             for k, lms in zip(pick, backend.landmarks(frame.image, found[pick])):
                 yield frame, k, lms

@@ -29,7 +29,7 @@ from swapscope.faces.align import transform_points, umeyama_to_template
 from swapscope.faces.backends import create_backend
 from swapscope.faces.identity import Embedder
 from swapscope.faces.records import largest_box
-from swapscope.faces.track import box_iou
+from swapscope.faces.track import best_swapped_face
 from swapscope.formats.manifest import SwapFrame, fill_polygons
 from swapscope.media.video import probe, read_frames
 
@@ -146,15 +146,12 @@ class RealismMeter:
         return np.array(out).reshape(-1, 128)
 
     def face_in(self, image: np.ndarray, box) -> np.ndarray | None:
-        """(68, 2) landmarks of the detected face that overlaps ``box`` most, or None."""
+        """(68, 2) landmarks of the detected face that ``box`` (a swap record's) names, or
+        None."""
 
         found, _ = self.backend.detect(image)
-        if not len(found):
-            return None
-        overlap = box_iou(found, np.asarray([box], np.float32))[:, 0]
-        if overlap.max() < 0.2:
-            return None
-        return self.backend.landmarks(image, found[[int(overlap.argmax())]])[0]
+        best = best_swapped_face(found, box)
+        return None if best is None else self.backend.landmarks(image, found[[best]])[0]
 
     def measure(self, fake: Path, source: Path, labels: list[SwapFrame], target: str | None,
                 source_name: str, frames: int = 8, flicker_frames: int = 30

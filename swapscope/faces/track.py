@@ -34,6 +34,27 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+# a face found again in a frame is the one a swap record names when their boxes overlap more
+SWAPPED_IOU = 0.2
+
+
+def swapped_faces(found: np.ndarray, boxes) -> list[int]:
+    """Indices, in detection order, of the detected faces (N, 4) that the swap records' boxes
+    (M, 4) name: those whose largest overlap with one of them is over ``SWAPPED_IOU``."""
+    if not len(found) or not len(boxes):
+        return []
+    return [int(i) for i in np.flatnonzero(box_iou(found, boxes).max(1) > SWAPPED_IOU)]
+
+
+def best_swapped_face(found: np.ndarray, box) -> int | None:
+    """The detected face (of N, 4) that one swap record's box names, the one overlapping it
+    most; None if none overlaps it over ``SWAPPED_IOU``."""
+    if not len(found):
+        return None
+    overlap = box_iou(found, [box])[:, 0]
+    return int(overlap.argmax()) if overlap.max() > SWAPPED_IOU else None
+
+
 @dataclass
 class _LiveTrack:
     track_id: int

@@ -1,7 +1,17 @@
 import numpy as np
 
 from swapscope.faces.records import Face, FaceTrack
-from swapscope.faces.track import OneEuro, Tracker, box_iou, landmark_jitter, one_euro, smooth_track
+from swapscope.faces.track import (
+    SWAPPED_IOU,
+    OneEuro,
+    Tracker,
+    best_swapped_face,
+    box_iou,
+    landmark_jitter,
+    one_euro,
+    smooth_track,
+    swapped_faces,
+)
 
 
 def _face(frame, x, y, size=100, embedding=None):
@@ -199,3 +209,16 @@ def test_one_rule_ranks_faces_by_size_everywhere():
     assert box_size(boxes).tolist() == [100, 60] and largest_box(boxes) == 0
     faces = [Face(0, b, np.zeros((68, 2), np.float32), 1.0, "dlib") for b in boxes]
     assert largest_face(faces) is faces[0] and faces[1].size == 60
+
+
+def test_a_swapped_face_is_found_again_by_one_rule():
+    """detect's training crops and eval's realism find the face a swap record names the same
+    way: the detections overlapping its box over SWAPPED_IOU, the best one for one box."""
+    found = np.array([[0, 0, 100, 100], [90, 0, 190, 100], [300, 300, 400, 400]], np.float32)
+    record = [5, 0, 105, 100]
+    assert swapped_faces(found, [record]) == [0]
+    assert swapped_faces(found, [record, [300, 300, 400, 400]]) == [0, 2]
+    assert best_swapped_face(found, record) == 0
+    assert best_swapped_face(found, [150, 150, 250, 250]) is None  # touches none enough
+    assert swapped_faces(found[:0], [record]) == [] and best_swapped_face(found[:0], record) is None
+    assert 0 < SWAPPED_IOU < 0.5
