@@ -129,10 +129,10 @@ def _video_config(knobs: dict, config: DatasetConfig, split: str) -> VideoConfig
     )
 
 
-def split_identities(identities: list[str], splits: dict[str, float], seed: int) -> dict[str, str]:
-    """identity -> split name: whole identities, in proportion to the shares, and at least one
-    for every split with a share where there are enough identities."""
-    order = sorted(identities)
+def split_people(people: list[str], splits: dict[str, float], seed: int) -> dict[str, str]:
+    """person -> split name: whole people, in proportion to the shares, and at least one
+    for every split with a share where there are enough people."""
+    order = sorted(people)
     np.random.default_rng(seed).shuffle(order)
     n, names = len(order), list(splits)
     counts = {k: int(splits[k] * n) for k in names}
@@ -146,8 +146,8 @@ def split_identities(identities: list[str], splits: dict[str, float], seed: int)
             counts[k] += 1
     out, start = {}, 0
     for k in names:
-        for identity in order[start:start + counts[k]]:
-            out[identity] = k
+        for person in order[start:start + counts[k]]:
+            out[person] = k
         start += counts[k]
     return out
 
@@ -181,7 +181,7 @@ class Output:
     video: Path  # its real source
     label: str  # real | fake
     knobs: dict
-    identity: str
+    person: str  # the source video's folder name
     split: str
 
 
@@ -192,8 +192,8 @@ def outputs(videos: list[Path], config: DatasetConfig, split_of: dict[str, str])
     names = output_names(videos)
     found = []
     for video in videos:
-        identity = video.parent.name
-        common = {"video": video, "identity": identity, "split": split_of[identity]}
+        person = video.parent.name
+        common = {"video": video, "person": person, "split": split_of[person]}
         for crf in sorted({c.get("crf", 18) for c in combos}):
             found.append(Output(rel=f"real/crf{crf}/{names[video]}.mp4", label="real",
                                 knobs={"crf": crf}, **common))
@@ -213,7 +213,7 @@ def make_output(output: Output, config: DatasetConfig, root: Path, device: str,
     """Make one output and its manifest row (raises InputError); ``faces`` finds the source's
     faces for a real counterpart's watermark (default: found here)."""
     if output.label == "real":
-        write_real(output.video, output.rel, root, output.knobs["crf"], config, output.identity,
+        write_real(output.video, output.rel, root, output.knobs["crf"], config, output.person,
                    output.split, faces or faces_of(output.video, config))
     else:
         forge_video(output.video, root / output.rel,
@@ -222,7 +222,7 @@ def make_output(output: Output, config: DatasetConfig, root: Path, device: str,
 
 
 def output_names(videos: list[Path]) -> dict[Path, str]:
-    """Each video's output name, ``<identity>__<stem>``; videos that would share one (the same
+    """Each video's output name, ``<person>__<stem>``; videos that would share one (the same
     folder and file names in two places) also get a hash of their path, so none overwrites
     another."""
     base = {v: f"{v.parent.name}__{v.stem}" for v in videos}
@@ -236,7 +236,7 @@ def set_rows(root: Path) -> list[ManifestRow]:
     return read_manifest(root) if (root / "manifest.jsonl").is_file() else []
 
 
-def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConfig, identity: str,
+def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConfig, person: str,
                split: str, faces: Callable[[], dict[int, list[np.ndarray]]]) -> ManifestRow:
     """The real counterpart: the same frames and encoder settings as the fakes, the same
     watermark policy (on the faces ``faces()`` finds), labelled ``real`` in the manifest and its
@@ -258,7 +258,7 @@ def write_real(source: Path, rel: str, root: Path, crf: int, config: DatasetConf
                     hashes=(source_hash, None))
         row = ManifestRow.new(
             output=output, label="real", method="real", split=split, source=source,
-            source_sha256=source_hash, source_identity=identity, target_identity=identity,
+            source_sha256=source_hash, source_identity=person, target_identity=person,
             knobs={"crf": crf}, encoded=Encoded(frames, 0, info.fps, info.width, info.height),
             watermark=watermark, labels=None,
         )

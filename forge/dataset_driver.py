@@ -20,7 +20,7 @@ from forge.dataset import (
     outputs,
     real_sources,
     set_rows,
-    split_identities,
+    split_people,
 )
 from swapscope import __version__
 from swapscope.config import read_json_object
@@ -111,7 +111,7 @@ def _build(config: DatasetConfig, root: Path, sweeps: list[dict], device: str,
     if not videos:
         raise InputError("the config's videos hold no real video files" + (
             f" ({'; '.join(failed)})" if failed else ""))
-    split_of = split_identities(sorted({v.parent.name for v in videos}), config.splits, config.seed)
+    split_of = split_people(sorted({v.parent.name for v in videos}), config.splits, config.seed)
     done = {row.output for row in set_rows(root)}
     every = outputs(videos, config, split_of)
     todo = [o for o in every if not (o.rel in done and (root / o.rel).is_file())]
