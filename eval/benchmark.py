@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.metrics import Detectability, Scores, detectability
+from eval.metrics import Detectability, Scores, detectability, is_count
 from eval.realism import RealismMeter
 from swapscope.config import check_types, finite_number
 from swapscope.errors import InputError
@@ -109,7 +109,7 @@ class BenchmarkRow:
                 and isinstance(raw.get("method"), str)
                 and isinstance(raw.get("config_full", ""), str)
                 and isinstance(raw.get("knobs"), dict)
-                and all(_count(raw.get(k)) for k in ("fakes", "reals"))
+                and all(is_count(raw.get(k)) for k in ("fakes", "reals"))
                 and isinstance(raw.get("realism"), dict)
                 and set(REALISM_FIELDS) <= set(raw["realism"])
                 and all(v is None or finite_number(v) for v in raw["realism"].values())
@@ -163,10 +163,6 @@ class BenchmarkResult:
         names = [d.name for d in scored]
         return cls(rows=[BenchmarkRow.from_json(r, names, where) for r in rows], roc={},
                    detectors=scored, config=bench)
-
-
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def detector_name(path: str, folder: Path) -> str:

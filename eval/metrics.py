@@ -105,6 +105,11 @@ def video_scores(frame: Scores, top_fraction: float = TOP_FRACTION) -> Scores:
     return Scores(labels=np.array(labels), scores=np.array(scores), groups=ids)
 
 
+def is_count(value) -> bool:
+    """A JSON count: an int (not a bool), zero or more."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 @dataclass
 class Detectability:
     level: str  # frame | video
@@ -127,12 +132,9 @@ class Detectability:
             return (isinstance(value, int | float) and not isinstance(value, bool)
                     and (value != value or 0 <= value <= 1))
 
-        def count(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
         ci = raw.get("ci") if isinstance(raw, dict) else None
         if not (isinstance(raw, dict) and raw.get("level") == level
-                and count(raw.get("n")) and count(raw.get("fakes"))
+                and is_count(raw.get("n")) and is_count(raw.get("fakes"))
                 and all(rate(raw.get(m)) for m in METRICS) and isinstance(ci, dict)
                 and all(isinstance(ci.get(m), list) and len(ci[m]) == 2
                         and all(map(rate, ci[m])) for m in METRICS)):
