@@ -127,6 +127,49 @@ def mesh_triangles() -> np.ndarray:
     return np.array(sorted(triangles), np.int32)
 
 
+@functools.cache
+def mesh_outline() -> np.ndarray:
+    """(K,) int32 indices of the mesh's face oval (needs the mesh extra)."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
+
+    return np.array(sorted({i for edge in FACEMESH_FACE_OVAL for i in edge}), np.int32)
+
+
+@functools.cache
+def hole_triangles() -> np.ndarray:
+    """(T, 3) int32: triangles that close the mesh's holes (the eyes, and the mouth inside the
+    lips), each rim fanned out from one of its vertices (needs the mesh extra)."""
+    from mediapipe.python.solutions import face_mesh_connections as mesh
+
+    loops = [_loop(mesh.FACEMESH_LEFT_EYE), _loop(mesh.FACEMESH_RIGHT_EYE)]
+    lips = [_loop(part) for part in _parts(mesh.FACEMESH_LIPS)]
+    loops.append(min(lips, key=len))  # the inner rim of the lips has the fewer vertices
+    return np.array([(loop[0], a, b) for loop in loops for a, b in zip(loop[1:-1], loop[2:])],
+                    np.int32)
+
+
+def _parts(edges) -> list[set]:
+    """The connected parts of a set of edges, each a set of edges."""
+    parts: list[set] = []
+    for edge in edges:
+        touching = [part for part in parts if any(set(edge) & set(e) for e in part)]
+        merged = {edge}.union(*touching)
+        parts = [part for part in parts if part not in touching] + [merged]
+    return parts
+
+
+def _loop(edges) -> list[int]:
+    """The vertices of a closed rim, in order around it."""
+    near: dict[int, list[int]] = {}
+    for a, b in edges:
+        near.setdefault(a, []).append(b)
+        near.setdefault(b, []).append(a)
+    loop = [min(near)]
+    while len(loop) < len(near):
+        loop.append(next(v for v in near[loop[-1]] if v not in loop))
+    return loop
+
+
 def _face_axes(points: np.ndarray) -> np.ndarray:
     """(3, 3) rows: across (right eye to left eye), down (forehead to chin), out of the face."""
     across = points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]
@@ -145,8 +188,10 @@ def _signed_areas(xy: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 def visible_triangles(points: np.ndarray) -> np.ndarray:
     """(T,) bool: which mesh triangles face the camera. A triangle keeps the winding it has when
     the face is seen from the front (the mesh turned into its own axes) unless it faces away."""
-    points = np.asarray(points, np.float64)
-    triangles = mesh_triangles()
+    return _front_facing(np.asarray(points, np.float64), mesh_triangles())
+
+
+def _front_facing(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     own = (points - points.mean(0)) @ _face_axes(points).T
     return np.sign(_signed_areas(points[:, :2], triangles)) == np.sign(
         _signed_areas(own[:, :2], triangles))
@@ -166,3 +211,65 @@ def visible_mask(points: np.ndarray, shape: tuple[int, int],
     outline, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(mask, outline, -1, 1, thickness=cv2.FILLED)  # eyes and mouth
     return mask
+
+
+def turned_face(image: np.ndarray, points: np.ndarray, degrees: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A self-made turned head: the face of ``image`` (its (468, 3) mesh ``points``, frame px)
+    turned about the vertical through the mesh's centre by ``degrees`` (> 0: to the image's right,
+    the sign of ``HeadPose.yaw``), and the turned mesh.
+
+    The mesh is rotated in 3D and projected straight back. Around the face the picture follows
+    its outline (the face oval) piecewise linearly, while a ring at 1.6 times the face's
+    extent (and the frame's edge) stays put, so hair and background bend around the face; the
+    face itself (its eyes and mouth closed by ``hole_triangles``) is painted triangle by
+    triangle, far to near, each with its own texture. No
+    texture is made up: the far cheek is squeezed, the near one stretched. For tests and
+    benchmarks of turned heads where no footage of the same person turning is at hand (issue
+    26)."""
+    from scipy.interpolate import LinearNDInterpolator
+
+    points = np.asarray(points, np.float64)
+    angle, centre = np.radians(degrees), points.mean(0)
+    x, y, z = (points - centre).T
+    moved = centre + np.stack([x * np.cos(angle) - z * np.sin(angle), y,
+                               x * np.sin(angle) + z * np.cos(angle)], 1)
+    closed = np.vstack([mesh_triangles(), hole_triangles()])
+    shown = closed[_front_facing(moved, closed)]
+    oval = mesh_outline()
+    h, w = image.shape[:2]
+    half = 1.6 * (points[:, :2].max(0) - points[:, :2].min(0)) / 2
+    around = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    ring = centre[:2] + np.stack([np.cos(around), np.sin(around)], 1) * half
+    edge = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+    fixed = np.vstack([ring, edge])
+    back = LinearNDInterpolator(np.vstack([moved[oval, :2], fixed]),
+                                np.vstack([points[oval, :2], fixed]))
+    x1, y1 = np.clip(np.floor(ring.min(0)), 0, None).astype(int)
+    x2, y2 = np.minimum(np.ceil(ring.max(0)) + 1, [w, h]).astype(int)
+    grid = np.stack(np.meshgrid(np.arange(x1, x2), np.arange(y1, y2)), -1).astype(np.float64)
+    where = back(grid.reshape(-1, 2)).reshape(grid.shape).astype(np.float32)
+    out = image.copy()
+    out[y1:y2, x1:x2] = cv2.remap(image, where[..., 0], where[..., 1], cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+    for triangle in shown[np.argsort(-moved[shown, 2].mean(1))]:  # far to near
+        _paint_triangle(image, out, points[triangle, :2], moved[triangle, :2])
+    return out, moved.astype(np.float32)
+
+
+def _paint_triangle(image: np.ndarray, out: np.ndarray, source: np.ndarray,
+                    target: np.ndarray) -> None:
+    """Paint the triangle ``source`` of ``image`` onto the triangle ``target`` of ``out``."""
+    h, w = out.shape[:2]
+    x1, y1 = np.maximum(np.floor(target.min(0)).astype(int), 0)
+    x2, y2 = np.minimum(np.ceil(target.max(0)).astype(int) + 1, [w, h])
+    if x2 <= x1 or y2 <= y1:
+        return
+    at = (target - [x1, y1]).astype(np.float32)
+    affine = cv2.getAffineTransform(source.astype(np.float32), at)
+    patch = cv2.warpAffine(image, affine, (int(x2 - x1), int(y2 - y1)), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    inside = np.zeros(patch.shape[:2], np.uint8)
+    cv2.fillConvexPoly(inside, np.round(at * 4).astype(np.int32), 1, cv2.LINE_8, shift=2)
+    region = out[y1:y2, x1:x2]
+    region[inside.astype(bool)] = patch[inside.astype(bool)]

@@ -25,7 +25,7 @@ from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.backends import DEFAULT_BACKEND, create_backend
 from swapscope.faces.identity import DEFAULT_THRESHOLD, Embedder, FaceStore, Reference, enrol
 from swapscope.faces.records import Face, FaceTrack
-from swapscope.faces.track import Tracker, box_iou
+from swapscope.faces.track import Tracker, box_iou, same_shot
 from swapscope.media.video import Frame, read_frames
 from swapscope.progress import NoProgress, Progress
 from swapscope.timing import StageTimer
@@ -168,14 +168,17 @@ class FacePipeline:
             per_frame = self._batched_faces(frames, timer)
         else:
             per_frame = self._tracked_faces(frames, tracker, boxes, timer)
+        last = None  # the previous processed frame's picture
         for processed, (frame, candidates) in enumerate(per_frame):
             faces = [(face, hint) for face, hint in candidates if self._big_enough(face)]
             faces = self._embed_where_needed(frame.image, faces, tracker, processed, timer)
             plain = [f for f, _ in faces]
-            ids = tracker.update(plain, [hint for _, hint in faces])
+            shot = last is not None and same_shot(last, frame.image)
+            ids = tracker.update(plain, [hint for _, hint in faces], same_shot=shot)
+            last = frame.image
             for face, tid, (_, hint) in zip(plain, ids, faces):
-                if hint is None:  # detector box: remember how it sits on the landmarks
-                    boxes.remember(tid, face)
+                if hint != tid:  # a detector box, or a new track split off a followed one
+                    boxes.remember(tid, face)  # how its box sits on its landmarks
             yield FrameFaces(frame=frame, faces=tuple(TrackedFace(face, tid, frame.time)
                                                       for face, tid in zip(plain, ids)))
 
@@ -214,15 +217,15 @@ class FacePipeline:
     def _embed_where_needed(self, image: np.ndarray, faces: list, tracker: Tracker, processed: int,
                             timer: StageTimer) -> list:
         """Embed the faces that need it: every ``embed_every`` frames, a face that starts a new
-        track, and a tracked face whose track asks for a fresh embedding."""
+        track, and a tracked face whose track asks for a fresh embedding (none yet, or the face
+        has turned since)."""
         cfg = self.config
         if not cfg.embed:
             return faces
-        live = tracker.live_boxes()
         embed_now = processed % cfg.embed_every == 0
-        need = [i for i, (f, hint) in enumerate(faces) if
-                embed_now or hint is None and not _continues_track(f, live)
-                or hint is not None and tracker.needs_embedding(hint)]
+        tracks = [hint if hint is not None else tracker.continued_track(f.box) for f, hint in faces]
+        need = [i for i, ((f, _), track) in enumerate(zip(faces, tracks)) if
+                embed_now or track is None or tracker.needs_embedding(track, f.landmarks)]
         if not need:
             return faces
         with timer("embed"):
@@ -356,11 +359,6 @@ def _moved(previous: np.ndarray, image: np.ndarray, box: np.ndarray) -> np.ndarr
     if best < 0.3:
         return np.zeros(2, np.float32)
     return np.array([sx1 + bx / scale - tx1, sy1 + by / scale - ty1], np.float32)
-
-
-def _continues_track(face: Face, live: list) -> bool:
-    """True if a detected face sits where a live track's face was (no new person to embed)."""
-    return any(box_iou(face.box, box)[0, 0] >= 0.5 for _, box, _ in live)
 
 
 def _with_embedding(face: Face, emb: np.ndarray) -> Face:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -55,12 +56,39 @@ def best_swapped_face(found: np.ndarray, box) -> int | None:
     return int(overlap.argmax()) if overlap.max() > SWAPPED_IOU else None
 
 
+# how far a tracked face may change shape (``face_shape``) before it is embedded again: about
+# 10 degrees of head turn
+RESHAPED = 0.08
+
+
+def same_shot(before: np.ndarray, after: np.ndarray) -> bool:
+    """True if two (H, W, 3) uint8 frames are of one shot (no cut between them): their 32 x 32
+    grey thumbnails differ by less than ``CUT_DIFFERENCE`` grey levels on average. A head that
+    turns changes a small part of the picture; a cut changes all of it."""
+    small = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+             for f in (before, after)]
+    return before.shape == after.shape and float(
+        np.mean(np.abs(small[0].astype(np.float32) - small[1]))) < CUT_DIFFERENCE
+
+
+CUT_DIFFERENCE = 8.0  # consecutive frames of the sample clips: mostly < 3; cuts between two of them: > 9
+
+
+def face_shape(landmarks: np.ndarray) -> np.ndarray:
+    """(48, 2): the jaw, brows, nose and eyes of the 68 points (not the mouth, which talks),
+    centred and scaled to unit norm; a head turning changes it, a head moving does not."""
+    points = np.asarray(landmarks, np.float64)[:48]
+    points = points - points.mean(0)
+    return points / max(float(np.linalg.norm(points)), 1e-9)
+
+
 @dataclass
 class _LiveTrack:
     track_id: int
     faces: list[Face] = field(default_factory=list)
     missed: int = 0
     embeddings: list[np.ndarray] = field(default_factory=list)
+    embedded_shape: np.ndarray | None = None  # face_shape of the face last embedded
 
     @property
     def last_box(self) -> np.ndarray:
@@ -80,10 +108,14 @@ class Tracker:
     _live: list[_LiveTrack] = field(default_factory=list)
     _done: list[_LiveTrack] = field(default_factory=list)
     _next_id: int = 0
+    _same_shot: bool = False
 
-    def update(self, faces: list[Face], hints: list[int | None] | None = None) -> list[int]:
+    def update(self, faces: list[Face], hints: list[int | None] | None = None,
+               same_shot: bool = False) -> list[int]:
         """Assign each face of the current frame to a track; returns their track ids. A face
-        found by following a track (``hints``: that track's id, else None) stays on it."""
+        found by following a track (``hints``: that track's id, else None) stays on it.
+        ``same_shot``: the frame continues the previous one's shot (``same_shot``), no cut."""
+        self._same_shot = same_shot
         ids = [-1] * len(faces)
         live = {t.track_id: t for t in self._live}
         for i, hint in enumerate(hints or []):
@@ -121,10 +153,21 @@ class Tracker:
         return ids
 
     def _is_other_person(self, track: _LiveTrack, face: Face) -> bool:
+        """Another person has taken the track's place: the face embeds far from both the track's
+        recent faces and its last one -- unless, within one shot, the face has turned since its
+        last embedding (``RESHAPED``): an identity embedding is not the same for a face seen
+        from the front and from the side (dlib's: more than ``split_distance`` apart from about
+        35 degrees of yaw), so a head turning away must not end its track, while a cut to
+        someone else in the same place still does."""
         ref = track.mean_embedding()
         if ref is None or face.embedding is None:
             return False
-        return float(np.linalg.norm(face.embedding - ref)) > self.split_distance
+        if self._same_shot and track.embedded_shape is not None and float(
+                np.linalg.norm(face_shape(face.landmarks) - track.embedded_shape)) > RESHAPED:
+            return False
+        return min(float(np.linalg.norm(face.embedding - ref)),
+                   float(np.linalg.norm(face.embedding - track.embeddings[-1]))
+                   ) > self.split_distance
 
     @staticmethod
     def _extend(track: _LiveTrack, face: Face) -> None:
@@ -132,6 +175,7 @@ class Tracker:
         track.missed = 0
         if face.embedding is not None:
             track.embeddings.append(face.embedding)
+            track.embedded_shape = face_shape(face.landmarks)
 
     def live_boxes(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(track id, last box, last landmarks) of tracks seen in the previous processed frame."""
@@ -139,12 +183,23 @@ class Tracker:
             (t.track_id, t.last_box, t.faces[-1].landmarks) for t in self._live if t.missed == 0
         ]
 
-    def needs_embedding(self, track_id: int) -> bool:
-        """True while a track has no embedding yet."""
+    def needs_embedding(self, track_id: int, landmarks: np.ndarray) -> bool:
+        """True while a track has no embedding yet, and when its face (``landmarks``, the 68
+        points) has changed shape since its last one: a head turning is embedded every
+        ``RESHAPED`` of the way, so the track follows its drift (``_is_other_person``)."""
         for t in self._live:
             if t.track_id == track_id:
-                return not t.embeddings
+                return not t.embeddings or t.embedded_shape is None or float(
+                    np.linalg.norm(face_shape(landmarks) - t.embedded_shape)) > RESHAPED
         return True
+
+    def continued_track(self, box: np.ndarray) -> int | None:
+        """The track seen in the previous processed frame whose face sat where ``box`` is (box
+        overlap of 0.5 or more), or None: a new face."""
+        for track_id, last, _ in self.live_boxes():
+            if box_iou(box, last)[0, 0] >= 0.5:
+                return track_id
+        return None
 
     def tracks(self) -> list[FaceTrack]:
         """Every track so far, live and ended, ordered by id."""

@@ -9,6 +9,7 @@ from swapscope.faces.track import (
     box_iou,
     landmark_jitter,
     one_euro,
+    same_shot,
     smooth_track,
     swapped_faces,
 )
@@ -60,6 +61,35 @@ def test_another_person_in_the_same_place_starts_a_new_track():
     assert tracker.update([_face(1, 10, 10, embedding=alice)])[0] == first
     assert tracker.update([_face(2, 10, 10, embedding=bob)])[0] != first
     assert len(tracker.tracks()) == 2
+
+
+def _turned(face: Face, amount: float) -> Face:
+    """The face with its nose and eyes moved sideways, as a head turning moves them."""
+    lms = face.landmarks.copy()
+    lms[27:48, 0] += amount * (face.box[2] - face.box[0])
+    return Face(frame_index=face.frame_index, box=face.box, landmarks=lms, score=1.0,
+                backend="test", embedding=face.embedding)
+
+
+def test_a_head_turning_away_keeps_its_track_within_a_shot_but_not_across_a_cut():
+    """Seen from the side, a face embeds far from itself seen from the front (dlib: beyond 0.6
+    from about 35 degrees); within one shot a face that turned is the same person, across a cut
+    (or with no turn) another one."""
+    front, side = np.zeros(128, np.float32), np.full(128, 0.1, np.float32)  # distance 1.13
+    for shot, turn, same in ((True, 0.15, True), (False, 0.15, False), (True, 0.0, False)):
+        tracker = Tracker(split_distance=0.6)
+        first = tracker.update([_face(0, 10, 10, embedding=front)], same_shot=shot)[0]
+        later = tracker.update([_turned(_face(1, 10, 10, embedding=side), turn)],
+                               same_shot=shot)[0]
+        assert (later == first) is same, (shot, turn)
+
+
+def test_a_cut_is_told_from_a_turn(astronaut):
+    moved = np.roll(astronaut, 2, axis=1)  # the head and camera move a little
+    other = np.ascontiguousarray(astronaut[::-1])  # another picture altogether
+    assert same_shot(astronaut, moved) and same_shot(astronaut, astronaut)
+    assert not same_shot(astronaut, other)
+    assert not same_shot(astronaut, astronaut[:200])  # another size: another shot
 
 
 def test_one_euro_removes_jitter_at_rest_and_follows_fast_motion():
