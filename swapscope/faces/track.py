@@ -71,7 +71,8 @@ def same_shot(before: np.ndarray, after: np.ndarray) -> bool:
         np.mean(np.abs(small[0].astype(np.float32) - small[1]))) < CUT_DIFFERENCE
 
 
-CUT_DIFFERENCE = 8.0  # consecutive frames of the sample clips: mostly < 3; cuts between two of them: > 9
+# grey levels: consecutive frames of the sample clips differ by < 3 mostly, two clips by > 9
+CUT_DIFFERENCE = 8.0
 
 
 def face_shape(landmarks: np.ndarray) -> np.ndarray:
