@@ -131,9 +131,10 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3,
                          progress: Progress | None = None) -> list[FaceItem]:
     """Context crops of the faces in a forge manifest's outputs, with fixed labels: the swapped
     faces of each fake (every ``stride``-th labelled frame) are 1, the faces of each real
-    counterpart 0. Faces are re-detected in the output frames (dlib); the label's box picks the
-    swapped one. Identity and source id come from the source video, so a fake and its real
-    counterpart always fall in the same split."""
+    counterpart 0. A fake's faces are cropped at the landmarks its labels keep (in labels from
+    before they were kept, faces are re-detected in the output frames by dlib and the label's box
+    picks the swapped one); a real counterpart's are detected. Identity and source id come from
+    the source video, so a fake and its real counterpart always fall in the same split."""
 
     cache.mkdir(parents=True, exist_ok=True)
     index_path = cache / "items.jsonl"
@@ -163,20 +164,26 @@ def build_manifest_cache(manifest: Path, cache: Path, stride: int = 3,
 
 
 def _labelled_faces(video: Path, folder: Path, row: ManifestRow, stride: int, backend):
-    """(frame, detection index, (68, 2) landmarks) of the faces to train on in one output: in a
-    fake, those its labels say were swapped (every ``stride``-th labelled frame); in a real
-    counterpart, the largest face of every ``stride``-th frame."""
+    """(frame, face index, (68, 2) landmarks) of the faces to train on in one output: in a
+    fake, those its labels say were swapped (every ``stride``-th labelled frame), at the
+    landmarks the forge swapped them on where the labels keep them (found again by their boxes
+    in labels written before they did); in a real counterpart, the largest face of every
+    ``stride``-th frame."""
 
     fake = row.label == "fake"
-    boxes = {swap.frame: [f.box for f in swap.faces]
-             for swap in read_swap_frames(folder, row)[::stride]}
+    swaps = {swap.frame: swap.faces for swap in read_swap_frames(folder, row)[::stride]}
     for frame in read_frames(video):
-        if (frame.index not in boxes) if fake else frame.index % stride:
+        if (frame.index not in swaps) if fake else frame.index % stride:
+            continue
+        kept = [face.points() for face in swaps[frame.index]] if fake else [None]
+        if all(points is not None for points in kept):
+            yield from ((frame, k, points) for k, points in enumerate(kept))
             continue
         found, _ = backend.detect(frame.image)
         if not len(found):
             continue
-        pick = swapped_faces(found, boxes[frame.index]) if fake else [largest_box(found)]
+        boxes = [face.box for face in swaps[frame.index]] if fake else []
+        pick = swapped_faces(found, boxes) if fake else [largest_box(found)]
         if pick:
             for k, lms in zip(pick, backend.landmarks(frame.image, found[pick])):
                 yield frame, k, lms

@@ -84,14 +84,17 @@ class Hardened:
     detector: str  # the report's name of the detector hardened
     hardened: str  # the hardened checkpoint
     trained_on: list[str]  # configurations, as the report names them
-    train_summary: dict  # detect train's best_val_auc, train_faces, val_faces
+    trained: Trained  # detect train's summary of the fine-tuning
     rows: list[BeforeAfter]
     result: BenchmarkResult  # both detectors on the test identities
 
     def to_json(self) -> dict:
         """What eval harden --json prints (the benchmark aside: it is written as a report)."""
         return {"detector": self.detector, "hardened": self.hardened,
-                "trained_on": self.trained_on, "train_summary": self.train_summary,
+                "trained_on": self.trained_on,
+                "train_summary": {"best_val_auc": self.trained.best_val_auc,
+                                  "train_faces": self.trained.train_faces,
+                                  "val_faces": self.trained.val_faces},
                 "rows": [r.to_json() for r in self.rows]}
 
 
@@ -116,8 +119,7 @@ def harden(config: HardenConfig, device: str) -> Hardened:
     result = run_benchmark(before_after, work, device)
     return Hardened(
         detector=target.name, hardened=summary.best, trained_on=sorted(target.chosen),
-        train_summary={"best_val_auc": summary.best_val_auc, "train_faces": summary.train_faces,
-                       "val_faces": summary.val_faces},
+        trained=summary,
         rows=compare(result, target), result=result)
 
 
@@ -256,7 +258,7 @@ def before_after_markdown(outcome: Hardened) -> str:
         "",
         f"Trained on the fakes of {', '.join(f'`{c}`' for c in outcome.trained_on)} (train/val "
         "identities) plus real faces; validation AUC "
-        f"{outcome.train_summary['best_val_auc']:.3f}. "
+        f"{outcome.trained.best_val_auc:.3f}. "
         "Scored on the test identities only.",
         "",
         "| configuration | trained on it | fakes / reals | video AUC before | after | frame AUC "

@@ -147,7 +147,11 @@ class RealismMeter:
 
     def face_in(self, image: np.ndarray, box) -> np.ndarray | None:
         """(68, 2) landmarks of the detected face that ``box`` (a swap record's) names, or
-        None."""
+        None.
+
+        Found again in the frame even where the label keeps the forge's landmarks: realism
+        measures the face the output shows (does a face finder still see one, whose identity),
+        and the landmarks the forge swapped on describe its input."""
 
         found, _ = self.backend.detect(image)
         best = best_swapped_face(found, box)

@@ -468,12 +468,13 @@ def _swap_batch(
                         frame=frame.index,
                         time=round(frame.time, 4),
                         faces=tuple(
-                            SwappedFace(
+                            SwappedFace.new(
                                 track=tid,
                                 box=r["box"],
                                 mask=_shift(mask_polygons(r["mask"]), r["box"]),
+                                landmarks=lms,
                             )
-                            for (tid, _), r in zip(todo, results)
+                            for (tid, lms), r in zip(todo, results)
                         ),
                     )
                 )

@@ -47,6 +47,24 @@ class SwappedFace:
     track: int
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in frame px: the area the swap wrote
     mask: list  # polygons of [x, y] frame px covering every pixel the blend could change
+    # the 68 points (x, y frame px, 2 decimals) the forge aligned and blended the swap on; None
+    # in labels written before they were kept, whose readers find the face again instead
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    @classmethod
+    def new(cls, track: int, box, mask: list, landmarks: np.ndarray) -> SwappedFace:
+        points = tuple((round(float(x), 2), round(float(y), 2)) for x, y in landmarks)
+        return cls(track=track, box=tuple(box), mask=mask, landmarks=points)
+
+    def points(self) -> np.ndarray | None:
+        """The landmarks as a (68, 2) float array, or None where the label has none."""
+        return None if self.landmarks is None else np.asarray(self.landmarks, dtype=np.float64)
+
+    def to_json(self) -> dict:
+        raw = {"track": self.track, "box": list(self.box), "mask": self.mask}
+        if self.landmarks is not None:
+            raw["landmarks"] = [list(p) for p in self.landmarks]
+        return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +79,7 @@ class SwapFrame:
         return {
             "frame": self.frame,
             "time": self.time,
-            "faces": [{"track": f.track, "box": list(f.box), "mask": f.mask} for f in self.faces],
+            "faces": [f.to_json() for f in self.faces],
         }
 
     @classmethod
@@ -74,7 +92,8 @@ class SwapFrame:
             return cls(frame=frame, time=time, faces=faces)
         except (KeyError, TypeError, ValueError, OverflowError):
             raise InputError(
-                f"{where}: not a frame label (frame, time, faces with track, box, mask)"
+                f"{where}: not a frame label (frame, time, faces with track, box, mask and "
+                "optional 68 landmarks)"
             ) from None
 
 
@@ -105,7 +124,22 @@ def _face_label(raw: Any) -> SwappedFace:
             for poly in _listed(raw["mask"])]
     if any(not poly for poly in mask):
         raise ValueError
-    return SwappedFace(track=_coordinate(raw["track"]), box=box, mask=mask)
+    landmarks = raw.get("landmarks")
+    if landmarks is not None:
+        landmarks = tuple((_position(x), _position(y)) for x, y in _listed(landmarks))
+        if len(landmarks) != 68:
+            raise ValueError
+    return SwappedFace(track=_coordinate(raw["track"]), box=box, mask=mask, landmarks=landmarks)
+
+
+def _position(value: Any) -> float:
+    """A sub-pixel coordinate (JSON number), finite and within ``_MAX_PX`` of 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > _MAX_PX:
+        raise ValueError
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,10 +474,10 @@ def data_card(rows: list[ManifestRow]) -> str:
         "",
         "Labels: `manifest.jsonl` (one row per output: hashes of source, output and checkpoint, "
         "identities, method and every realism knob, split) with per-frame labels in `labels/` "
-        "(swapped face boxes and mask polygons); container metadata naming the source type and "
-        "the manifest id; signed Content Credentials (C2PA); an invisible watermark carrying the "
-        "manifest id's first 8 hex digits in every swapped face (and every face of a real "
-        "counterpart) where the row says `watermark: true`.",
+        "(swapped face boxes, mask polygons and landmarks); container metadata naming the source "
+        "type and the manifest id; signed Content Credentials (C2PA); an invisible watermark "
+        "carrying the manifest id's first 8 hex digits in every swapped face (and every face of "
+        "a real counterpart) where the row says `watermark: true`.",
         "",
         "Made for detector research. Do not publish swaps of real people, and do not remove the "
         "labels.",
