@@ -40,18 +40,19 @@ from detect.data import (
 )
 from detect.models import DEFAULT_ARCH, INPUT_SIZES, create_detector
 from swapscope.checkpoint import (
-    check_history,
     finish_swap_in,
     load_optimizer,
     load_weights,
+    read_resume_state,
     read_tensors,
     replacing,
     restore_rng,
     restore_schedule,
+    restoring,
     save_optimizer,
     save_tensors,
+    write_resume_state,
 )
-from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.distributed import (
     Ranks,
@@ -60,7 +61,7 @@ from swapscope.distributed import (
     mean,
     share_buffers,
 )
-from swapscope.errors import InputError, first_line, require_at_least_one
+from swapscope.errors import InputError, require_at_least_one
 from swapscope.faults import kill_point
 from swapscope.files import (
     sha256_file,
@@ -484,11 +485,9 @@ def save_resume_state(
     with replacing(Path(out) / "resume") as tmp:
         save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                      tmp / "model.safetensors")
-        optimizer_rest = save_optimizer(optimizer, tmp / "optimizer.safetensors")
-        state = {"epoch": epoch, "history": history, "identity": identity,
-                 "optimizer": optimizer_rest, "scheduler": scheduler.state_dict(),
-                 "torch_rng": torch.get_rng_state().tolist()}
-        (tmp / "state.json").write_text(json.dumps(state, default=float))
+        write_resume_state(tmp, "epoch", epoch, identity, history,
+                           optimizer=save_optimizer(optimizer, tmp / "optimizer.safetensors"),
+                           scheduler=scheduler.state_dict())
 
 
 def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
@@ -498,20 +497,11 @@ def load_resume_state(out: Path, model, optimizer, scheduler, expected: dict,
         finish_swap_in(folder)
     if not (folder / "state.json").is_file():
         return None
-    state = read_json_object(folder / "state.json", "resume state")
-    check_keys(state, {"epoch": int, "history": list, "identity": dict, "optimizer": dict,
-                       "scheduler": dict, "torch_rng": list}, folder / "state.json", "resume state")
-    if state["identity"] != expected:
-        raise InputError(
-            f"{out}: holds a different training run ({state['identity']}); use another --out"
-        )
-    check_history(state["history"], "epoch", state["epoch"], folder / "state.json",
-                  ("train_loss", "val_loss", "val_auc"), every=True)
-    try:
+    state = read_resume_state(folder / "state.json", out, "epoch",
+                              {"optimizer": dict, "scheduler": dict}, expected,
+                              ("train_loss", "val_loss", "val_auc"), every=True)
+    with restoring(out, "resume/"):
         _restore(folder, state, model, optimizer, scheduler)
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        raise InputError(f"{out}: resume state does not load ({first_line(exc)}); move resume/ "
-                         "away to start over") from None
     return state
 
 

@@ -45,17 +45,18 @@ from forge.models import (
 )
 from swapscope import __version__
 from swapscope.checkpoint import (
-    check_history,
     finish_swap_in,
     load_optimizer,
     load_weights,
+    read_resume_state,
     read_tensors,
     replacing,
     restore_rng,
+    restoring,
     save_optimizer,
     save_tensors,
+    write_resume_state,
 )
-from swapscope.config import check_keys, read_json_object
 from swapscope.device import autocast_for
 from swapscope.distributed import (
     Ranks,
@@ -64,7 +65,7 @@ from swapscope.distributed import (
     mean,
     share_weights,
 )
-from swapscope.errors import InputError, first_line, require_at_least_one
+from swapscope.errors import InputError, require_at_least_one
 from swapscope.faces.align import ALIGNMENTS, face_affine, hflip_affine, recrop_affine
 from swapscope.faces.mesh import visible_mask
 from swapscope.files import (
@@ -590,11 +591,10 @@ def _save(out: Path, run: _Run, step: int, history: list[dict], rng: np.random.G
             for i, img in enumerate(p.images)
         }
         save_tensors(pool_tensors or {"_empty": torch.zeros(1)}, resume / "pools.safetensors")
-        state = {"step": step, "identity": _run_identity(meta), "history": history,
-                 "opt_g": save_optimizer(run.opt_g, resume / "opt_g.safetensors"),
-                 "opt_d": save_optimizer(run.opt_d, resume / "opt_d.safetensors"),
-                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist()}
-        (resume / "state.json").write_text(json.dumps(state))
+        write_resume_state(resume, "step", step, _run_identity(meta), history,
+                           opt_g=save_optimizer(run.opt_g, resume / "opt_g.safetensors"),
+                           opt_d=save_optimizer(run.opt_d, resume / "opt_d.safetensors"),
+                           numpy_rng=rng.bit_generator.state)
         (tmp / "history.json").write_text(json.dumps(history, indent=2))
         if history:
             plot_curves(history, tmp / "curves.png")
@@ -613,18 +613,11 @@ def _load_resume(out: Path, run: _Run, finish_first: bool = True) -> dict | None
     state_path = folder / "resume" / "state.json"
     if not state_path.is_file():
         raise InputError(f"{out}: a finished model without resume state; choose another --out")
-    state = read_json_object(state_path, "resume state")
-    check_keys(state, {"identity": dict, "step": int, "history": list, "opt_g": dict,
-                       "opt_d": dict, "numpy_rng": dict, "torch_rng": list},
-               state_path, "resume state")
-    if state["identity"] != _run_identity(run.meta):
-        raise InputError(f"{out}: holds a different training run; choose another --out")
-    check_history(state["history"], "step", state["step"], state_path)
-    try:
+    state = read_resume_state(state_path, out, "step",
+                              {"opt_g": dict, "opt_d": dict, "numpy_rng": dict},
+                              _run_identity(run.meta))
+    with restoring(out, "the folder"):
         _restore(folder, run, state)
-    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
-        raise InputError(f"{out}: resume state does not load ({first_line(exc)}); move the folder "
-                         "away to start over") from None
     return state
 
 

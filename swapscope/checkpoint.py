@@ -1,5 +1,6 @@
 """Pickle-free checkpoint pieces shared by every swapscope model: folders swapped in whole,
-optimiser state as safetensors (tensors) + JSON (scalars), and a refusal to read pickles.
+optimiser state as safetensors (tensors) + JSON (scalars), one resume state for both trainers
+(``write_resume_state`` / ``read_resume_state``), and a refusal to read pickles.
 
 A checkpoint is a folder with ``weights.safetensors`` and ``config.json`` whose ``kind`` says
 what it is; ``read_config`` checks both before anything is loaded.
@@ -8,6 +9,7 @@ what it is; ``read_config`` checks both before anything is loaded.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -262,3 +264,45 @@ def restore_rng(state: dict, where: Path, rng: np.random.Generator | None = None
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: numpy_rng is not a random state ({exc})") from None
     torch.set_rng_state(torch.tensor(saved, dtype=torch.uint8))
+
+
+# --- one resume state: ``resume/state.json`` beside the tensors, as both trainers keep it ---
+
+def write_resume_state(folder: Path, counter: str, done: int, identity: dict, history: list,
+                       **rest) -> None:
+    """``folder/state.json``: how far the run got (``counter``: step, epoch), what must match to
+    continue it (``identity``), its ``history``, torch's random state and the trainer's ``rest``
+    (the JSON halves of its optimisers, its scheduler, other random states)."""
+    state = {counter: done, "identity": identity, "history": history, **rest,
+             "torch_rng": torch.get_rng_state().tolist()}
+    (Path(folder) / "state.json").write_text(json.dumps(state, default=float))
+
+
+def read_resume_state(path: Path, out: Path, counter: str, rest: dict, expected: dict,
+                      required: tuple[str, ...] = (), every: bool = False) -> dict:
+    """A ``state.json`` that ``write_resume_state`` wrote, as untrusted as any file: every key
+    typed (``rest``: the trainer's own, name -> type), the identity the one this run
+    ``expected`` (else: another run, named by what differs), the history counted up to it
+    (``check_history``). One InputError otherwise; the tensors are loaded under ``restoring``."""
+    state = read_json_object(path, "resume state")
+    check_keys(state, {counter: int, "identity": dict, "history": list, "torch_rng": list,
+                       **rest}, path, "resume state")
+    if state["identity"] != expected:
+        differ = sorted(k for k in {*state["identity"], *expected}
+                        if state["identity"].get(k) != expected.get(k))
+        raise InputError(f"{out}: holds a different training run (its {', '.join(differ)} "
+                         "differ); choose another --out")
+    check_history(state["history"], counter, state[counter], path, required, every)
+    return state
+
+
+@contextlib.contextmanager
+def restoring(out: Path, start_over: str) -> Iterator[None]:
+    """Loading a checked resume state into the run's model, optimisers and the rest: what still
+    does not fit (a tensor of another shape, a missing group) is one InputError that says to
+    move ``start_over`` away to start over."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        raise InputError(f"{out}: resume state does not load ({first_line(exc)}); move "
+                         f"{start_over} away to start over") from None
