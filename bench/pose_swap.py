@@ -26,13 +26,16 @@ a yaw that sweeps between -DEG and +DEG and back every ``TURN_PERIOD`` frames
 (``swapscope.faces.mesh.turned_face``: the mesh rotated in 3D, the picture following it), and
 those rendered turns are the input of the steps above (face set A is extracted from them, as it
 would be from footage of the person turning). The bins are still the mesh's |yaw| of the input
-frame as rendered, which reads a rendered turn as about 0.7 of its angle.
+frame as rendered, which reads a rendered turn as about 0.7 of its angle. The person swapped in
+(B) turns by the same sweep unless ``--source-turn`` says otherwise (``--source-turn 0``: B as
+filmed, near frontal): a decoder renders only the poses its person showed it, so a swap into a
+turned head needs footage of the source turning.
 
 Outputs stay in --out (default bench/out/pose_swap; not committed: they show swaps of the sample
 data's people). Only the tables, which show no face, are a report.
 
     python bench/pose_swap.py [--data ../shared/data] [--frames 360] [--steps 1500] [--turn 70]
-                              [--json F]
+                              [--source-turn DEG] [--json F]
 """
 
 from __future__ import annotations
@@ -191,10 +194,18 @@ def main() -> None:
     p.add_argument("--every", type=int, default=3, help="measure every N-th frame")
     p.add_argument("--turn", type=float, default=0.0,
                    help="turn the clips' faces further, sweeping between -DEG and +DEG")
+    p.add_argument("--source-turn", type=float, default=None,
+                   help="turn the face of the person swapped in (B) by this sweep (default: "
+                        "--turn's)")
     p.add_argument("--out", type=Path, default=None,
-                   help="work folder (default bench/out/pose_swap, or pose_swap_turned)")
+                   help="work folder (default bench/out/pose_swap, pose_swap_turned with --turn, "
+                        "pose_swap_turned_source0 with --source-turn 0)")
     args = p.parse_args()
-    default = "bench/out/pose_swap_turned" if args.turn else "bench/out/pose_swap"
+    if args.source_turn is None:
+        args.source_turn = args.turn
+    default = ("bench/out/pose_swap" if not args.turn else "bench/out/pose_swap_turned"
+               if args.source_turn == args.turn else
+               f"bench/out/pose_swap_turned_source{args.source_turn:g}")
     data, work = shared_data(args.data), (args.out or REPO / default).resolve()
     (work / "clips").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -220,6 +231,9 @@ def main() -> None:
               + f" | {row['60+']} | {row['max_yaw']:.1f} |")
     print()
     other = clip_of(first_video(data / OTHER), 300, work / "clips" / "other.mp4")
+    if args.source_turn:
+        other = turned_clip(other, args.source_turn, other.with_name("other_turned.mp4"), mesher,
+                            backend)
     for name, sources in (("A", clips), ("B", [other])):
         if not (work / f"faces_{name}" / "faces.jsonl").is_file():
             forge("extract", *map(str, sources), "--out", str(work / f"faces_{name}"), "--mesh",
@@ -242,7 +256,8 @@ def main() -> None:
     result = table(rows)
     print(f"head-pose error of the swap, mean absolute degrees (input yaw bin; frames), "
           f"{len(clips)} clips x {args.frames} frames, {args.steps} steps each"
-          f"{f', turned by up to {args.turn:g} degrees' if args.turn else ''}:\n")
+          f"{f', turned by up to {args.turn:g} degrees' if args.turn else ''}"
+          f"{f', B by {args.source_turn:g}' if args.turn else ''}:\n")
     print("| input \\|yaw\\| | frames | swapped, before / after | with a face mesh out | "
           "yaw before | after | pitch before | after | roll before | after | face covered "
           "before | after | mask off the face before | after |")
@@ -258,7 +273,8 @@ def main() -> None:
     print(f"\ntimes (s): {timings}; all {time.perf_counter() - started:.0f}")
     print(f"machine: {machine()}")
     write_json(args.json, {"machine": machine(), "steps": args.steps, "frames": args.frames,
-                           "turn": args.turn, "turn_period": TURN_PERIOD,
+                           "turn": args.turn, "source_turn": args.source_turn,
+                           "turn_period": TURN_PERIOD,
                            "clips": [c.name for c in clips], "survey": turns, "bins": result,
                            "timings": timings})
 
