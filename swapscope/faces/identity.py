@@ -102,8 +102,9 @@ class Reference:
             raise InputError(f"{path}: identity reference needs a name (a non-empty string)")
         if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
             raise InputError(f"{path}: identity reference's sources must be a list of strings")
-        try:
-            emb = np.asarray(payload.get("embeddings"), np.float32)
+        try:  # a number past float32 becomes inf (refused below), not a warning
+            with np.errstate(over="ignore"):
+                emb = np.asarray(payload.get("embeddings"), np.float32)
         except (TypeError, ValueError):
             emb = np.zeros((0,), np.float32)
         if (emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or len(emb) == 0
