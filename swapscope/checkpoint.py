@@ -290,8 +290,8 @@ def read_resume_state(path: Path, out: Path, counter: str, rest: dict, expected:
     if state["identity"] != expected:
         differ = sorted(k for k in {*state["identity"], *expected}
                         if state["identity"].get(k) != expected.get(k))
-        raise InputError(f"{out}: holds a different training run (its {', '.join(differ)} "
-                         "differ); choose another --out")
+        raise InputError(f"{out}: holds a different training run (other {', '.join(differ)}); "
+                         "choose another --out")
     check_history(state["history"], counter, state[counter], path, required, every)
     return state
 
