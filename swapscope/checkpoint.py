@@ -288,10 +288,10 @@ def read_resume_state(path: Path, out: Path, counter: str, rest: dict, expected:
     check_keys(state, {counter: int, "identity": dict, "history": list, "torch_rng": list,
                        **rest}, path, "resume state")
     if state["identity"] != expected:
-        differ = sorted(k for k in {*state["identity"], *expected}
-                        if state["identity"].get(k) != expected.get(k))
-        raise InputError(f"{out}: holds a different training run (other {', '.join(differ)}); "
-                         "choose another --out")
+        # named by this run's keys only: the file's own may be anything, newlines included
+        differ = [k for k in sorted(expected) if state["identity"].get(k) != expected[k]]
+        raise InputError(f"{out}: holds a different training run (other "
+                         f"{', '.join(differ) or 'settings'}); choose another --out")
     check_history(state["history"], counter, state[counter], path, required, every)
     return state
 
