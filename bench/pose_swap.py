@@ -203,6 +203,8 @@ def main() -> None:
     args = p.parse_args()
     if args.source_turn is None:
         args.source_turn = args.turn
+    if args.source_turn and not args.turn:
+        p.error("--source-turn goes with --turn (the work folder of a plain run keeps B as filmed)")
     default = ("bench/out/pose_swap" if not args.turn else "bench/out/pose_swap_turned"
                if args.source_turn == args.turn else
                f"bench/out/pose_swap_turned_source{args.source_turn:g}")

@@ -108,12 +108,7 @@ def _listed(value: Any) -> list:
 
 def _coordinate(value: Any) -> int:
     """An integer pixel coordinate or index (JSON 12 or 12.0), within ``_MAX_PX`` of 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError
-    number = int(value)  # ValueError for NaN, OverflowError for infinity
-    if abs(number) > _MAX_PX:
-        raise ValueError
-    return number
+    return int(_position(value))
 
 
 def _face_label(raw: Any) -> SwappedFace:
@@ -136,7 +131,7 @@ def _position(value: Any) -> float:
     """A sub-pixel coordinate (JSON number), finite and within ``_MAX_PX`` of 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError
-    number = float(value)
+    number = float(value)  # OverflowError for an integer past any float
     if not math.isfinite(number) or abs(number) > _MAX_PX:
         raise ValueError
     return number
